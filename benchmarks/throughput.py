@@ -1,0 +1,111 @@
+r"""Compile time and train-step throughput of the GloNet MLP, against a matmul peak.
+
+  python -m benchmarks.throughput                      # depths 10 100 1000, width 256, batch 256
+  python -m benchmarks.throughput --depths=100 --optimizer=SGD
+
+For each depth it prints the ahead-of-time compile seconds of the training loop, the
+time per train step (the same ``run_steps`` executable that ``common.train`` uses:
+batch gather on device, forward, backward, optimizer update), the matmul FLOPs per step,
+the achieved GFLOP/s, and that as a fraction of a dense float32 matmul peak measured in
+the same process. FLOPs count only the Dense layers' matmuls: 2*B*in*out for the forward
+pass, the same for the weight gradient, and the same again for the input gradient of every
+layer but the first. Nothing here is asserted: this is a measurement, not a test.
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from common.models import build_model
+from common.train import steps
+from common.train.optimizers import make_optimizer, make_schedule
+from common.train.state import create_train_state
+from common.train.tasks import Classification
+
+_DEPTHS = flags.DEFINE_list("depths", ["10", "100", "1000"], "Depths (num_layers) to measure.")
+_FEATURES = flags.DEFINE_integer("features", 256, "Hidden width.")
+_BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size.")
+_IN_DIM = flags.DEFINE_integer("in_dim", 784, "Input width (MNIST: 784).")
+_OPTIMIZER = flags.DEFINE_enum("optimizer", "ADAM", ["ADAM", "SGD"], "Optimizer.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Train steps per timed call.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per depth (the median is kept).")
+_PEAK_N = flags.DEFINE_integer("peak_n", 2048, "Size of the square matmul timing the peak.")
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def matmul_peak_gflops(n: int, repeats: int = 10) -> float:
+  """GFLOP/s of an ``n x n @ n x n`` float32 matmul (median of ``repeats``)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  mm = jax.jit(jnp.matmul)
+  mm(a, b).block_until_ready()
+  return 2 * n**3 / _median_seconds(lambda: mm(a, b), repeats) / 1e9
+
+
+def glonet_step_flops(num_layers: int, in_dim: int, features: int, out_dim: int,
+                      batch: int) -> float:
+  """Matmul FLOPs of one GloNet train step (see the module docstring)."""
+  dims = [(in_dim, features)] + [(features, features)] * (num_layers - 2) + [(features, out_dim)]
+  fwd = sum(2 * batch * i * o for i, o in dims)
+  input_grads = fwd - 2 * batch * in_dim * features
+  return 2 * fwd + input_grads
+
+
+def measure_depth(num_layers: int) -> dict[str, float]:
+  """Compiles and times the training loop of a GloNet of ``num_layers`` layers."""
+  b, f, n_steps = _BATCH.value, _FEATURES.value, _STEPS.value
+  task = Classification(10)
+  model = build_model("GloNet", num_layers=num_layers, features=f, out_dim=10)
+  n_data = b * n_steps
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(n_data, _IN_DIM.value)).astype(np.float32))
+  y = jnp.asarray(rng.integers(0, 10, n_data).astype(np.int32))
+  tx = make_optimizer(_OPTIMIZER.value, make_schedule(1e-4, "constant", 1))
+  state = jax.jit(lambda k: create_train_state(model, tx, x[:1], k))(jax.random.key(0))
+  run_steps = jax.jit(steps.make_step_runner(steps.make_train_step(task), b, n_steps),
+                      donate_argnums=(0, 1))
+  perm = jnp.arange(n_data, dtype=jnp.int32)
+  count = jnp.int32(n_steps)
+  t0 = time.perf_counter()
+  exe = run_steps.lower(state, steps.init_accumulator(task), x, y, perm, count).compile()
+  compile_s = time.perf_counter() - t0
+  holder = {"state": state}
+
+  def call():
+    holder["state"], acc = exe(holder["state"], steps.init_accumulator(task), x, y, perm, count)
+    return acc
+
+  call()  # warm-up
+  step_s = _median_seconds(call, _REPEATS.value) / n_steps
+  flops = glonet_step_flops(num_layers, _IN_DIM.value, f, 10, b)
+  return {"compile_s": compile_s, "step_ms": step_s * 1e3, "gflops": flops / step_s / 1e9}
+
+
+def main(argv):
+  del argv
+  peak = matmul_peak_gflops(_PEAK_N.value)
+  print(f"devices: {jax.devices()}  jax {jax.__version__}")
+  print(f"matmul peak ({_PEAK_N.value}^3 float32): {peak:.1f} GFLOP/s")
+  print(f"GloNet MLP, width {_FEATURES.value}, batch {_BATCH.value}, {_OPTIMIZER.value}, "
+        f"{_STEPS.value} steps per call")
+  print(f"{'depth':>6} {'compile s':>10} {'step ms':>9} {'GFLOP/s':>9} {'of peak':>8}")
+  for depth in map(int, _DEPTHS.value):
+    r = measure_depth(depth)
+    print(f"{depth:>6} {r['compile_s']:>10.2f} {r['step_ms']:>9.2f} {r['gflops']:>9.1f} "
+          f"{r['gflops'] / peak:>8.2f}")
+  print(f"matmul peak re-measured after: {matmul_peak_gflops(_PEAK_N.value):.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+  app.run(main)

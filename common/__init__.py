@@ -1,0 +1,5 @@
+"""Shared library of the GloNets replication: models, data, training, usage, reports.
+
+Experiments (``linear_mnist``, ``resnet_sgemm``, ...) wire flags to a config and call into
+this package; they never copy code from it.
+"""

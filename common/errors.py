@@ -1,0 +1,21 @@
+"""Errors that mean "the user asked for something we cannot do", not a bug.
+
+Entry points catch :class:`UserError` and print its message alone (no traceback), then exit
+with status 2. Every message names the problem and the fix.
+"""
+
+
+class UserError(Exception):
+  """Base class: bad input that the user can fix."""
+
+
+class ConfigError(UserError):
+  """An invalid setting: unknown model, impossible depth, bad flag combination."""
+
+
+class DataError(UserError):
+  """Missing, corrupt or malformed dataset files."""
+
+
+class RunDirError(UserError):
+  """A run directory that cannot be used: locked, or made by an incompatible config."""

@@ -1,0 +1,74 @@
+"""Small-file writes that never leave a half-written file behind.
+
+Every file of the run-directory contract (``config.json``, ``status.json``,
+``metrics.jsonl``, ...) is written to a temporary sibling, flushed, fsynced and renamed
+over the target, so a reader (or a process killed mid-write) sees the old or the new
+content, never a torn one.
+"""
+
+import json
+import math
+import os
+from typing import Any
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """Writes ``data`` to ``path`` atomically (tmp file + fsync + rename).
+
+  Args:
+    path: destination file.
+    data: the complete new content.
+  """
+  path = os.fspath(path)
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "wb") as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes UTF-8 ``text`` to ``path`` atomically."""
+  atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_jsonable(obj: Any) -> Any:
+  """Converts numpy/jax scalars and arrays (and tuples) into plain JSON types."""
+  if isinstance(obj, dict):
+    return {str(k): to_jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [to_jsonable(v) for v in obj]
+  if hasattr(obj, "tolist"):  # numpy / jax arrays and scalars
+    return to_jsonable(obj.tolist())
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return None  # NaN/inf are not valid JSON; null says "no finite value".
+  return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+  """Writes ``obj`` as indented JSON to ``path`` atomically."""
+  atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+  """Reads a JSON file."""
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+  """Reads a JSON-lines file, skipping a torn last line if a crash left one."""
+  records = []
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().splitlines()
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i == len(lines) - 1:
+        break  # a torn final line from an interrupted writer
+      raise
+  return records

@@ -1,0 +1,91 @@
+"""absl flags shared by every experiment's ``train.py``, and their conversion to a config.
+
+Only entry points import this module; library code receives a :class:`TrainConfig`.
+Each experiment calls :func:`define_train_flags` with its own defaults, so the flag names
+(``--model``, ``--num_layers``, ``--epochs``...) are the same everywhere and are defined
+once.
+"""
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from absl import app, flags, logging
+
+from common.config import TrainConfig
+from common.errors import UserError
+from common.train.optimizers import OPTIMIZERS, SCHEDULES
+
+DATA_DIR_ENV = "GLONETS_DATA_DIR"
+
+
+def define_train_flags(
+    *, model: str, num_layers: int | None, features: int, epochs: int, batch_size: int,
+    learning_rate: float, l2_reg_alpha: float = 0.0, validation_size: int,
+    eval_batch_size: int = 1000, optimizer: str = "ADAM", extra_help: str = "") -> None:
+  """Defines the common training flags with an experiment's defaults."""
+  flags.DEFINE_string("model", model, f"Model name, optionally with a depth suffix. {extra_help}")
+  flags.DEFINE_integer("num_layers", num_layers,
+                       "Depth: Dense layers from input to output, input layer and head "
+                       "included (see README).", lower_bound=1)
+  flags.DEFINE_integer("features", features, "Hidden width.", lower_bound=1)
+  flags.DEFINE_boolean("use_batch_norm", None,
+                       "Batch norm in the blocks (default: on for ResNet, off otherwise).")
+  flags.DEFINE_integer("epochs", epochs, "Total epochs.", lower_bound=1)
+  flags.DEFINE_integer("batch_size", batch_size, "Training batch size.", lower_bound=1)
+  flags.DEFINE_integer("eval_batch_size", eval_batch_size, "Evaluation batch size.",
+                       lower_bound=1)
+  flags.DEFINE_float("learning_rate", learning_rate, "Learning rate.", lower_bound=0.0)
+  flags.DEFINE_enum("lr_schedule", "constant", SCHEDULES, "Learning-rate schedule.")
+  flags.DEFINE_enum("optimizer", optimizer, OPTIMIZERS, "Optimizer.", case_sensitive=False)
+  flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0.0)
+  flags.DEFINE_float("l2_reg_alpha", l2_reg_alpha,
+                     "Weight of sum(p^2) added to the training loss only.", lower_bound=0.0)
+  flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
+  flags.DEFINE_integer("validation_size", validation_size,
+                       "Examples held out of the training set for validation.", lower_bound=1)
+  flags.DEFINE_integer("split_seed", 0, "Seed of the validation split.")
+  flags.DEFINE_string("data_dir", None, f"Data root (default: ${DATA_DIR_ENV}).")
+  flags.DEFINE_string("workdir", None,
+                      "Run directory; an existing one is resumed. Default: a new "
+                      "<result_dir>/<model>/session_<id>.")
+  flags.DEFINE_string("result_dir", "training_results",
+                      "Root of automatically named run directories.")
+  flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard event files.")
+  flags.DEFINE_boolean("progress", None, "Progress bar per epoch (default: on a terminal).")
+
+
+def config_from_flags(experiment: str) -> TrainConfig:
+  """Builds the frozen config from the parsed flags."""
+  f = flags.FLAGS
+  return TrainConfig(
+      experiment=experiment, model=f.model, num_layers=f.num_layers, features=f.features,
+      use_batch_norm=f.use_batch_norm, epochs=f.epochs, batch_size=f.batch_size,
+      eval_batch_size=f.eval_batch_size, learning_rate=f.learning_rate,
+      lr_schedule=f.lr_schedule, optimizer=f.optimizer.upper(), momentum=f.momentum,
+      l2_reg_alpha=f.l2_reg_alpha, seed=f.seed, validation_size=f.validation_size,
+      split_seed=f.split_seed,
+      data_dir=f.data_dir or os.environ.get(DATA_DIR_ENV) or None,
+      workdir=f.workdir, result_dir=f.result_dir, tensorboard=f.tensorboard,
+      progress=f.progress)
+
+
+def run_main(main: Callable[[list[str]], Any]) -> None:
+  """``app.run(main)`` that turns :class:`UserError` into one message and exit status 2.
+
+  Expected problems (unknown model, missing data, a locked run directory...) are not
+  bugs, so they get a plain ``error: ...`` line on stderr instead of a traceback.
+  """
+
+  def wrapped(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.INFO)
+    try:
+      return main(argv)
+    except UserError as e:
+      sys.stderr.write(f"error: {e}\n")
+      sys.exit(2)
+
+  app.run(wrapped)

@@ -1,0 +1,107 @@
+"""Fully connected model families: GloNet, plain MLP and pre-activation residual MLP.
+
+Depth convention (the same for every family and every experiment): ``num_layers`` counts
+**every Dense layer on the input-to-output path, the first (input) layer and the head
+included**; batch norm layers are not counted. So ``GloNet`` with ``num_layers=10`` is the
+original repository's 10-layer GloNet (9 hidden Dense+ReLU layers whose outputs are
+summed, then a Dense head); on MNIST with width 256 it has 729,866 parameters.
+
+==========  ==============================================  ===========================
+family      layout (``N = num_layers``)                     blocks (layer-usage entries)
+==========  ==============================================  ===========================
+GloNet      stem Dense+ReLU, N-2 Dense+ReLU blocks, head    N-1: every hidden layer's
+            on the sum of all N-1 hidden activations        activation (the summed terms)
+MLP         the same layers, head on the last activation    N-1 activations
+ResNet      stem Dense, (N-2)/2 pre-activation blocks       (N-2)/2 residual branches
+            [BN]-ReLU-Dense-[BN]-ReLU-Dense + identity,
+            final [BN]-ReLU, head  (N must be even)
+==========  ==============================================  ===========================
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from common.errors import ConfigError
+from common.models import blocks
+from common.models.stack import BlockStack
+
+
+class StackedMLP(nn.Module):
+  """Stem, a scanned stack of identical blocks, then a linear head.
+
+  Attributes:
+    num_layers: Dense layers on the input-to-output path, stem and head included.
+    features: hidden width.
+    out_dim: head width (classes, or 1 for regression).
+    residual: pre-activation residual blocks (ResNet-v2) instead of post-activation
+      Dense+ReLU layers.
+    glonet: the head reads the sum of all blocks' outputs (GloNet) instead of the last.
+    use_batch_norm: batch norm inside the blocks (and before the ResNet head).
+  """
+
+  num_layers: int
+  features: int
+  out_dim: int
+  residual: bool = False
+  glonet: bool = False
+  use_batch_norm: bool = False
+
+  def setup_check(self) -> None:
+    """Raises ConfigError if ``num_layers`` is impossible for this family."""
+    n = self.num_layers
+    if self.residual:
+      if n < 4 or n % 2:
+        raise ConfigError(
+            f"a residual MLP has a stem, two Dense layers per block and a head, so "
+            f"num_layers must be an even number >= 4 (got {n}); try {max(4, n + n % 2)}.")
+    elif n < 2:
+      raise ConfigError(f"num_layers must be >= 2 (one hidden layer and the head); got {n}.")
+
+  @property
+  def num_blocks(self) -> int:
+    """Number of per-block layer-usage entries (see the module docstring)."""
+    return (self.num_layers - 2) // 2 if self.residual else self.num_layers - 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, capture: bool = False):
+    """Maps inputs ``(batch, in_dim)`` to outputs ``(batch, out_dim)``.
+
+    Args:
+      x: input features.
+      train: training mode (batch norm uses and updates batch statistics).
+      capture: also return the per-block terms the model uses, in network order.
+
+    Returns:
+      The head output, or with ``capture`` a pair ``(output, used)`` where ``used`` has
+      shape ``(num_blocks, batch, features)``: GloNet's summed terms, the residual branch
+      outputs, or the plain MLP's activations. For GloNet ``output == head(sum(used))``.
+    """
+    self.setup_check()
+    x = x.reshape((x.shape[0], -1))
+    if self.residual:
+      h = nn.Dense(self.features, kernel_init=blocks.HE_NORMAL, name="stem")(x)
+      branch = functools.partial(
+          blocks.PreActResidualBranch, self.features, self.use_batch_norm)
+      h, s, used = BlockStack(
+          branch, (self.num_layers - 2) // 2, residual=True, glonet_sum=self.glonet,
+          name="stack")(h, train=train, capture=capture)
+      if self.glonet:
+        h = s
+      else:
+        if self.use_batch_norm:
+          h = blocks.batch_norm(train, name="final_bn")(h)
+        h = nn.relu(h)
+    else:
+      h = blocks.DenseBlock(self.features, self.use_batch_norm, name="stem")(x, train)
+      layer = functools.partial(blocks.DenseBlock, self.features, self.use_batch_norm)
+      h_last, s, used = BlockStack(
+          layer, self.num_layers - 2, glonet_sum=self.glonet, name="stack")(
+              h, s=h if self.glonet else None, train=train, capture=capture)
+      if capture:  # the stem is block 1 of the post-activation families
+        used = jnp.concatenate([h[None], used], axis=0)
+      h = s if self.glonet else h_last
+    out = nn.Dense(self.out_dim, name="head")(h)
+    return (out, used) if capture else out

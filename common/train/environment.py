@@ -1,0 +1,32 @@
+"""What ran a job: package versions, devices, host. Recorded in ``config.json``."""
+
+import importlib.metadata
+import platform
+import socket
+import sys
+from typing import Any
+
+import jax
+
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy",
+             "tensorflow-datasets", "matplotlib", "reportlab", "absl-py", "tensorboardX")
+
+
+def describe_environment() -> dict[str, Any]:
+  """Returns versions, devices and host facts as a JSON-ready dict."""
+  versions = {}
+  for name in _PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  return {
+      "python": sys.version.split()[0],
+      "platform": platform.platform(),
+      "hostname": socket.gethostname(),
+      "packages": versions,
+      "backend": jax.default_backend(),
+      "devices": [str(d) for d in jax.devices()],
+      "device_kind": jax.devices()[0].device_kind,
+      "process_count": jax.process_count(),
+  }

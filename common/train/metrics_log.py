@@ -1,0 +1,58 @@
+"""Writes per-epoch records: ``metrics.jsonl`` (the record) and TensorBoard (a view).
+
+``metrics.jsonl`` is rewritten atomically from the full history kept in each checkpoint,
+right after the checkpoint is durable, so it is never ahead of or behind the checkpoints
+and a crash cannot leave a torn line.
+"""
+
+import json
+import math
+import os
+from typing import Any
+
+from absl import logging
+
+from common import fileio
+from common.train import rundir
+
+# Fields that measure the machine, not the math: they differ between an interrupted and
+# an uninterrupted run and are excluded when comparing runs.
+TIMING_KEYS = frozenset(
+    {"train_seconds", "eval_seconds", "steps_per_second", "examples_per_second"})
+
+
+class MetricsLog:
+  """Owns ``metrics.jsonl`` and the optional TensorBoard writer of one run."""
+
+  def __init__(self, run: rundir.RunDir, tensorboard: bool):
+    self._run = run
+    self._tb = None
+    if tensorboard:
+      try:
+        import tensorboardX  # pylint: disable=g-import-not-at-top
+        self._tb = tensorboardX.SummaryWriter(logdir=run.file(rundir.TENSORBOARD))
+      except ImportError:
+        logging.warning("tensorboardX is not installed; no TensorBoard event files.")
+
+  def write(self, history: list[dict[str, Any]]) -> None:
+    """Rewrites ``metrics.jsonl`` from ``history`` and logs the newest epoch to TensorBoard."""
+    lines = [json.dumps(fileio.to_jsonable(r)) for r in history]
+    fileio.atomic_write_text(self._run.file(rundir.METRICS), "".join(f"{s}\n" for s in lines))
+    if self._tb is not None and history:
+      record = history[-1]
+      for key, value in record.items():
+        if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+          split, _, name = key.partition("_")
+          tag = f"{split}/{name}" if split in ("train", "val", "test") else f"other/{key}"
+          self._tb.add_scalar(tag, value, record["epoch"])
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(run_path: str) -> list[dict[str, Any]]:
+  """Reads a run's ``metrics.jsonl`` (empty list if absent)."""
+  path = os.path.join(run_path, rundir.METRICS)
+  return fileio.read_jsonl(path) if os.path.exists(path) else []

@@ -1,0 +1,39 @@
+"""Data parallelism over every local device, the same code on 1 CPU, 1 GPU or N devices.
+
+Parameters, optimizer state and the (small) in-memory datasets are replicated; each
+gathered batch is sharded along a ``data`` mesh axis and XLA inserts the gradient
+all-reduce (and the cross-device batch-norm statistics). With one device nothing is
+sharded and the code path is the plain single-device one.
+"""
+
+import jax
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
+
+from common.errors import ConfigError
+
+
+def data_mesh(batch_size: int) -> jax.sharding.Mesh | None:
+  """A 1-D ``data`` mesh over all devices, or None on a single device.
+
+  Raises:
+    ConfigError: the batch does not split evenly over the devices.
+  """
+  n = jax.device_count()
+  if n == 1:
+    return None
+  if batch_size % n:
+    raise ConfigError(f"batch_size {batch_size} does not split over {n} devices; use a "
+                      f"multiple of {n}.")
+  logging.info("Data parallel over %d devices.", n)
+  return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+Sharding = jax.sharding.Sharding
+
+
+def shardings(mesh: jax.sharding.Mesh | None) -> tuple[Sharding, Sharding | None]:
+  """Returns ``(replicated, batch)`` shardings; ``batch`` is None on one device."""
+  if mesh is None:
+    return SingleDeviceSharding(jax.devices()[0]), None
+  return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))

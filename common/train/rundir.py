@@ -1,0 +1,151 @@
+"""The run directory: unique creation, single-writer lock, status, config, resume checks.
+
+Contract (other tools read these names)::
+
+  config.json     every setting, seed, data provenance, package versions, devices
+  metrics.jsonl   one JSON object per finished epoch
+  summary.json    parameter count, compile seconds, mean epoch seconds, final/best metrics
+  status.json     {"status": "running" | "done" | "failed", "message": ...}
+  checkpoints/    orbax checkpoints, one per epoch (the latest two kept)
+  tensorboard/    TensorBoard event files (optional)
+"""
+
+import datetime
+import errno
+import fcntl
+import os
+import uuid
+from typing import Any
+
+from common import fileio
+from common.config import incompatible_settings
+from common.errors import RunDirError
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+STATUS = "status.json"
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
+_LOCK = ".lock"
+
+
+def _utc_now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_session_dir(result_dir: str, model_name: str) -> str:
+  """Creates ``<result_dir>/<model_name>/session_<UTC time>_<8 hex>`` atomically.
+
+  ``os.mkdir`` fails if the name exists, so parallel runs can never share a directory
+  (the original code's ``len(os.listdir()) + 1`` counter raced).
+  """
+  parent = os.path.join(result_dir, model_name)
+  os.makedirs(parent, exist_ok=True)
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+  while True:
+    path = os.path.join(parent, f"session_{stamp}_{uuid.uuid4().hex[:8]}")
+    try:
+      os.mkdir(path)
+      return path
+    except FileExistsError:
+      continue
+
+
+class RunDir:
+  """An opened, locked run directory. Only one process may hold it at a time."""
+
+  def __init__(self, path: str):
+    self.path = os.path.abspath(path)
+    self._lock_file = None
+
+  def file(self, name: str) -> str:
+    """Absolute path of a file in the run directory."""
+    return os.path.join(self.path, name)
+
+  @property
+  def is_initialized(self) -> bool:
+    """True when the directory already holds a run (its config.json exists)."""
+    return os.path.exists(self.file(CONFIG))
+
+  def acquire(self) -> None:
+    """Takes the exclusive lock; the OS drops it if the process dies.
+
+    Raises:
+      RunDirError: another live process holds the directory.
+    """
+    os.makedirs(self.path, exist_ok=True)
+    f = open(self.file(_LOCK), "a+")
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      f.seek(0)
+      owner = f.read().strip() or "unknown"
+      f.close()
+      if e.errno in (errno.EAGAIN, errno.EACCES):
+        raise RunDirError(
+            f"run directory {self.path} is in use by another process ({owner}); wait for it "
+            f"to finish or choose another --workdir.") from e
+      raise
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} since {_utc_now()}")
+    f.flush()
+    self._lock_file = f
+
+  def release(self) -> None:
+    """Releases the lock."""
+    if self._lock_file is not None:
+      self._lock_file.close()
+      self._lock_file = None
+
+  def check_compatible(self, settings: dict[str, Any]) -> None:
+    """Refuses to resume a run made with different settings.
+
+    Raises:
+      RunDirError: naming every differing setting.
+    """
+    saved = fileio.read_json(self.file(CONFIG)).get("config", {})
+    diffs = incompatible_settings(saved, settings)
+    if diffs:
+      raise RunDirError(
+          f"run directory {self.path} was made with other settings, so it cannot be "
+          f"resumed with these ({'; '.join(diffs)}). Rerun with the original settings, or "
+          f"choose a new --workdir.")
+
+  def write_config(self, record: dict[str, Any]) -> None:
+    """Writes ``config.json`` (once, when the run is created)."""
+    fileio.atomic_write_json(self.file(CONFIG), {"created": _utc_now(), **record})
+
+  def read_status(self) -> dict[str, Any] | None:
+    """The current ``status.json``, or None."""
+    path = self.file(STATUS)
+    return fileio.read_json(path) if os.path.exists(path) else None
+
+  def write_status(self, status: str, message: str = "", **extra: Any) -> None:
+    """Writes ``status.json``: ``running``, ``done`` or ``failed`` with a message."""
+    fileio.atomic_write_json(self.file(STATUS), {
+        "status": status, "message": message, "updated": _utc_now(), **extra})
+
+
+def open_run_dir(workdir: str | None, result_dir: str, model_name: str) -> RunDir:
+  """Opens (and locks) an explicit ``workdir`` or a new unique session directory.
+
+  Raises:
+    RunDirError: ``workdir`` is a non-empty directory that is not a run directory, or it
+      is locked by another process.
+  """
+  if workdir:
+    if (os.path.isdir(workdir) and os.listdir(workdir)
+        and not os.path.exists(os.path.join(workdir, CONFIG))
+        and set(os.listdir(workdir)) != {_LOCK}):
+      raise RunDirError(
+          f"--workdir={workdir} is a non-empty directory without {CONFIG}, so it is not a "
+          f"run directory; choose a new or empty directory.")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+      raise RunDirError(f"--workdir={workdir} exists and is not a directory.")
+    run = RunDir(workdir)
+  else:
+    run = RunDir(new_session_dir(result_dir, model_name))
+  run.acquire()
+  return run

@@ -1,0 +1,52 @@
+"""Losses and metrics per task, as per-example values that the loop sums and masks.
+
+A task maps model outputs and targets to a dict of *per-example* values; ``"loss"`` is
+the data loss that is optimised and reported (regularisers are added by the train step
+and never reported as loss). Summing per-example values, then dividing by the number of
+real examples, is what makes padded evaluation exact.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+  """Softmax cross-entropy on integer labels; reports ``loss`` and ``accuracy``."""
+
+  num_classes: int
+  metric_names: tuple[str, ...] = ("loss", "accuracy")
+  selection_metric: str = "accuracy"  # best-validation epoch = highest val accuracy
+  selection_mode: str = "max"
+
+  @property
+  def out_dim(self) -> int:
+    return self.num_classes
+
+  def per_example(self, outputs: jax.Array, targets: jax.Array) -> dict[str, jax.Array]:
+    """Returns per-example ``loss`` and ``accuracy`` (0/1), each of shape (batch,)."""
+    loss = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
+    correct = (jnp.argmax(outputs, axis=-1) == targets).astype(jnp.float32)
+    return {"loss": loss, "accuracy": correct}
+
+
+@dataclasses.dataclass(frozen=True)
+class Regression:
+  """Mean squared error; reports ``loss`` (= MSE), ``mse`` and ``mae``."""
+
+  out_dim: int = 1
+  metric_names: tuple[str, ...] = ("loss", "mse", "mae")
+  selection_metric: str = "mse"  # best-validation epoch = lowest val MSE
+  selection_mode: str = "min"
+
+  def per_example(self, outputs: jax.Array, targets: jax.Array) -> dict[str, jax.Array]:
+    """Returns per-example squared and absolute errors, averaged over output dims."""
+    err = outputs.reshape(outputs.shape[0], -1) - targets.reshape(targets.shape[0], -1)
+    mse = jnp.mean(err**2, axis=-1)
+    return {"loss": mse, "mse": mse, "mae": jnp.mean(jnp.abs(err), axis=-1)}
+
+
+Task = Classification | Regression

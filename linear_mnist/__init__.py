@@ -1,0 +1,1 @@
+"""MNIST, fully connected: GloNet vs plain MLP vs residual MLP across depths."""

@@ -1,0 +1,161 @@
+"""The epoch loop and the run directory: resume, failure, locking, the file contract."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from common import fileio
+from common.config import TrainConfig
+from common.data import Dataset, Split, fake_classification
+from common.errors import RunDirError
+from common.models import build_model
+from common.train import TIMING_KEYS, Classification, NonFiniteLossError, run_experiment
+from common.train import rundir
+from common.train.checkpoint import Checkpointer
+
+
+def _config(tmp_path, **overrides) -> TrainConfig:
+  base = dict(
+      experiment="test", model="GloNet", num_layers=4, features=16, use_batch_norm=None,
+      epochs=3, batch_size=64, eval_batch_size=50, learning_rate=3e-3, lr_schedule="cosine",
+      optimizer="ADAM", momentum=0.9, l2_reg_alpha=0.0, seed=0, validation_size=128,
+      split_seed=0, data_dir=None, workdir=str(tmp_path / "run"), result_dir=str(tmp_path),
+      tensorboard=True, progress=False)
+  base.update(overrides)
+  return TrainConfig(**base)
+
+
+def _run(config, dataset=None, name="GloNet"):
+  dataset = dataset or fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
+  model = build_model(name, num_layers=config.num_layers, features=config.features,
+                      out_dim=4, use_batch_norm=config.use_batch_norm)
+  return run_experiment(config, model, f"{name}{config.num_layers}", dataset, Classification(4))
+
+
+def _math_only(records):
+  return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def test_run_directory_contract(tmp_path):
+  path, summary = _run(_config(tmp_path))
+  files = set(os.listdir(path))
+  assert {"config.json", "metrics.jsonl", "summary.json", "status.json", "checkpoints",
+          "tensorboard"} <= files
+  records = fileio.read_jsonl(os.path.join(path, "metrics.jsonl"))
+  assert [r["epoch"] for r in records] == [1, 2, 3]
+  for key in ("train_loss", "val_loss", "test_loss", "train_accuracy", "val_accuracy",
+              "test_accuracy", "learning_rate", "train_seconds"):
+    assert all(np.isfinite(r[key]) for r in records), key
+  assert records[0]["learning_rate"] > records[-1]["learning_rate"]  # cosine decays
+  config = fileio.read_json(os.path.join(path, "config.json"))
+  assert config["config"]["seed"] == 0 and config["environment"]["packages"]["jax"]
+  assert config["data"]["sizes"] == {"train": 320, "val": 100, "test": 130}
+  assert fileio.read_json(os.path.join(path, "status.json"))["status"] == "done"
+  assert summary["num_params"] > 0 and summary["compile_seconds"] > 0
+  assert summary["epochs_completed"] == 3
+  assert summary["best"]["val_accuracy"] == max(r["val_accuracy"] for r in records)
+  assert os.listdir(os.path.join(path, "tensorboard"))
+
+
+def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, monkeypatch):
+  straight, _ = _run(_config(tmp_path / "a"))
+  # Crash right after the first checkpoint, then run the same command again.
+  original = Checkpointer.save
+
+  def save_then_crash(self, epoch, state, meta):
+    original(self, epoch, state, meta)
+    if epoch == 1:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(Checkpointer, "save", save_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    _run(_config(tmp_path / "b"))
+  status = fileio.read_json(tmp_path / "b" / "run" / "status.json")
+  assert status["status"] == "failed" and "resume" in status["message"]
+  monkeypatch.setattr(Checkpointer, "save", original)
+  resumed, _ = _run(_config(tmp_path / "b"))
+  a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
+  b = fileio.read_jsonl(os.path.join(resumed, "metrics.jsonl"))
+  assert len(b) == 3 and _math_only(a) == _math_only(b)
+
+
+def test_a_constant_rate_run_can_be_extended(tmp_path):
+  straight, _ = _run(_config(tmp_path / "a", lr_schedule="constant"))
+  _run(_config(tmp_path / "b", lr_schedule="constant", epochs=2))
+  extended, _ = _run(_config(tmp_path / "b", lr_schedule="constant", epochs=3))
+  a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
+  b = fileio.read_jsonl(os.path.join(extended, "metrics.jsonl"))
+  assert _math_only(a) == _math_only(b)
+
+
+def test_a_cosine_run_cannot_change_its_length(tmp_path):
+  _run(_config(tmp_path, epochs=1))
+  with pytest.raises(RunDirError, match=r"epochs: 1 -> 3"):
+    _run(_config(tmp_path, epochs=3))
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path):
+  config = _config(tmp_path, epochs=2)
+  path, _ = _run(config)
+  before = open(os.path.join(path, "metrics.jsonl")).read()
+  _, summary = _run(config)
+  assert open(os.path.join(path, "metrics.jsonl")).read() == before
+  assert summary["epochs_completed"] == 2
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+  _run(_config(tmp_path, epochs=1))
+  with pytest.raises(RunDirError, match=r"num_layers: 4 -> 6"):
+    _run(_config(tmp_path, num_layers=6))
+
+
+def test_nonfinite_loss_fails_the_run_and_keeps_what_was_written(tmp_path):
+  ds = fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
+  x = np.array(ds.train.x)
+  x[5] = np.nan
+  bad = Dataset(Split(x, ds.train.y), ds.val, ds.test, ds.info)
+  config = _config(tmp_path)
+  with pytest.raises(NonFiniteLossError, match=r"epoch 1, step \d+ of 5"):
+    _run(config, dataset=bad)
+  run = os.path.join(config.workdir)
+  status = fileio.read_json(os.path.join(run, "status.json"))
+  assert status["status"] == "failed" and "non-finite training loss at epoch 1" in status["message"]
+  assert fileio.read_jsonl(os.path.join(run, "metrics.jsonl")) == []
+  assert fileio.read_json(os.path.join(run, "summary.json"))["epochs_completed"] == 0
+
+
+def test_a_locked_run_directory_is_refused(tmp_path):
+  config = _config(tmp_path)
+  holder = rundir.open_run_dir(config.workdir, config.result_dir, "GloNet4")
+  try:
+    with pytest.raises(RunDirError, match="in use by another process"):
+      _run(config)
+  finally:
+    holder.release()
+
+
+def test_sessions_get_unique_directories(tmp_path):
+  a = rundir.new_session_dir(str(tmp_path), "GloNet10")
+  b = rundir.new_session_dir(str(tmp_path), "GloNet10")
+  assert a != b and os.path.basename(a).startswith("session_")
+
+
+def test_a_non_run_directory_is_not_overwritten(tmp_path):
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "notes.txt").write_text("mine")
+  with pytest.raises(RunDirError, match="not a run directory"):
+    _run(_config(tmp_path))
+
+
+def test_torn_last_jsonl_line_is_ignored(tmp_path):
+  path = tmp_path / "m.jsonl"
+  path.write_text(json.dumps({"epoch": 1}) + "\n" + '{"epoch": 2, "tr')
+  assert fileio.read_jsonl(path) == [{"epoch": 1}]
+
+
+def test_config_is_frozen(tmp_path):
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    _config(tmp_path).epochs = 5  # type: ignore[misc]

@@ -1,0 +1,202 @@
+"""MNIST loading and ``linear_mnist/train.py`` end to end, including bad inputs and kill -9."""
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from common import fileio
+from common.errors import DataError
+from common.train import TIMING_KEYS
+from linear_mnist import data as mnist_data
+from tests.conftest import REPO, run_module
+
+TINY = ["--model=GloNet", "--num_layers=3", "--features=16", "--batch_size=1000",
+        "--eval_batch_size=2000", "--progress=false", "--tensorboard=false"]
+
+
+def test_local_files_are_read_split_and_standardised(fake_mnist_root):
+  ds = mnist_data.load_mnist(fake_mnist_root, validation_size=5000, split_seed=0)
+  assert ds.sizes() == {"train": 55000, "val": 5000, "test": 10000}
+  assert ds.train.x.shape == (55000, 784) and ds.train.x.dtype == np.float32
+  assert abs(float(ds.train.x.mean())) < 1e-4 and abs(float(ds.train.x.std()) - 1) < 1e-3
+  assert ds.info["source"] == "local IDX files" and ds.info["official_files"] is False
+  again = mnist_data.load_mnist(fake_mnist_root, validation_size=5000, split_seed=0)
+  np.testing.assert_array_equal(ds.val.y, again.val.y)  # the split is fixed by split_seed
+
+
+def _copy_root(src_root, dst):
+  shutil.copytree(os.path.join(src_root, "mnist"), os.path.join(dst, "mnist"))
+  return str(dst)
+
+
+def test_truncated_file_is_an_error_not_a_fallback(fake_mnist_root, tmp_path, monkeypatch):
+  root = _copy_root(fake_mnist_root, tmp_path)
+  path = os.path.join(root, "mnist", "t10k-labels-idx1-ubyte.gz")
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[: len(data) // 2])
+  monkeypatch.setattr(mnist_data, "load_tfds_arrays", lambda *a, **k: pytest.fail("fell back"))
+  with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz is corrupt or truncated"):
+    mnist_data.load_mnist(root)
+
+
+def test_wrong_count_is_an_error(tmp_path):
+  from tests.conftest import make_fake_mnist
+  make_fake_mnist(str(tmp_path / "mnist"), n_train=100, n_test=10)
+  with pytest.raises(DataError, match="holds 100 items, expected 60000"):
+    mnist_data.load_mnist(str(tmp_path))
+
+
+def test_missing_file_is_named(fake_mnist_root, tmp_path):
+  root = _copy_root(fake_mnist_root, tmp_path)
+  os.remove(os.path.join(root, "mnist", "train-labels-idx1-ubyte.gz"))
+  with pytest.raises(DataError, match="incomplete: missing train-labels-idx1-ubyte.gz"):
+    mnist_data.load_mnist(root)
+
+
+def test_no_local_files_tries_tfds_and_names_what_it_looked_for(tmp_path, monkeypatch):
+  def no_tfds(*args, **kwargs):
+    raise DataError("TensorFlow Datasets could not provide 'mnist' (test)")
+
+  monkeypatch.setattr(mnist_data, "load_tfds_arrays", no_tfds)
+  with pytest.raises(DataError) as err:
+    mnist_data.load_mnist(str(tmp_path))
+  message = str(err.value)
+  assert "train-images-idx3-ubyte.gz" in message and str(tmp_path / "mnist") in message
+  assert "could not provide 'mnist'" in message and "GLONETS_DATA_DIR" in message
+
+
+def test_tfds_records_become_arrays(monkeypatch):
+  import tensorflow_datasets as tfds
+
+  from common.data import tfds_source
+
+  class FakeSource(list):
+    def __getitems__(self, keys):
+      return [self[k] for k in keys]
+
+  class FakeBuilder:
+    data_dir = "/fake"
+
+    def is_prepared(self):
+      return True
+
+    def as_data_source(self):
+      def split(n):
+        return FakeSource({"image": np.full((28, 28, 1), i % 255, np.uint8), "label": i % 10}
+                          for i in range(n))
+      return {"train": split(60000), "test": split(10000)}
+
+  monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: FakeBuilder())
+  out = tfds_source.load_tfds_arrays("mnist", ("train", "test"), ("image", "label"),
+                                     expected_sizes={"train": 60000, "test": 10000})
+  assert out["train"][0].shape == (60000, 28, 28, 1) and out["test"][1][13] == 3
+
+
+def test_tfds_failure_is_a_data_error(monkeypatch):
+  import tensorflow_datasets as tfds
+
+  from common.data import tfds_source
+
+  class Unprepared:
+    def is_prepared(self):
+      return False
+
+    def download_and_prepare(self, **kwargs):
+      raise ModuleNotFoundError("No module named 'tensorflow'")
+
+  monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: Unprepared())
+  with pytest.raises(DataError, match="needs TensorFlow and a network"):
+    tfds_source.load_tfds_arrays("mnist", ("train",), ("image", "label"))
+
+
+def test_train_py_end_to_end(fake_mnist_root, tmp_path):
+  workdir = tmp_path / "run"
+  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
+                    f"--workdir={workdir}", "--epochs=1", *TINY)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = fileio.read_jsonl(workdir / "metrics.jsonl")
+  assert len(records) == 1 and records[0]["test_accuracy"] > 0.5
+  summary = fileio.read_json(workdir / "summary.json")
+  assert summary["num_params"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
+  assert fileio.read_json(workdir / "status.json")["status"] == "done"
+  config = fileio.read_json(workdir / "config.json")
+  assert config["config"]["num_layers"] == 3 and config["data"]["sizes"]["val"] == 5000
+
+
+def test_train_py_as_a_script_from_its_folder(fake_mnist_root, tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "train.py", f"--data_dir={fake_mnist_root}", "--epochs=1",
+       f"--result_dir={tmp_path}", *TINY],
+      cwd=os.path.join(REPO, "linear_mnist"), capture_output=True, text=True, timeout=300,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  sessions = os.listdir(tmp_path / "GloNet3")
+  assert len(sessions) == 1 and sessions[0].startswith("session_")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model=Transformer"], "unknown model 'Transformer'; valid models are GloNet, MLP, ResNet"),
+    (["--model=ResNet", "--num_layers=7"], "even number >= 4"),
+    (["--data_dir=/nonexistent/data"], "MNIST not found: looked for train-images-idx3-ubyte.gz"),
+])
+def test_bad_input_gives_one_clear_message(args, message, tmp_path):
+  proc = run_module("linear_mnist.train", f"--result_dir={tmp_path}", "--epochs=1",
+                    *[a for a in TINY if not a.startswith("--model")], *args)
+  assert proc.returncode == 2
+  assert message in proc.stderr and "Traceback" not in proc.stderr
+  assert not os.listdir(tmp_path)  # nothing was created
+
+
+def test_negative_depth_is_rejected_by_flag_parsing(tmp_path):
+  proc = run_module("linear_mnist.train", "--num_layers=-3", f"--result_dir={tmp_path}")
+  assert proc.returncode != 0 and "--num_layers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_truncated_gz_exits_with_a_message(fake_mnist_root, tmp_path):
+  root = _copy_root(fake_mnist_root, tmp_path / "data")
+  path = os.path.join(root, "mnist", "train-images-idx3-ubyte.gz")
+  with gzip.open(path, "rb") as f:
+    head = f.read(1000)
+  with gzip.open(path, "wb") as f:
+    f.write(head)
+  proc = run_module("linear_mnist.train", f"--data_dir={root}",
+                    f"--result_dir={tmp_path / 'out'}", *TINY)
+  assert proc.returncode == 2 and "train-images-idx3-ubyte.gz declares shape" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_kill_9_then_rerun_equals_an_uninterrupted_run(fake_mnist_root, tmp_path):
+  args = [f"--data_dir={fake_mnist_root}", "--epochs=4", "--model=GloNet", "--num_layers=12",
+          "--features=64", "--batch_size=250", "--progress=false", "--tensorboard=false"]
+  straight = tmp_path / "straight"
+  proc = run_module("linear_mnist.train", f"--workdir={straight}", *args)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+
+  killed = tmp_path / "killed"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  env.pop("GLONETS_DATA_DIR", None)
+  child = subprocess.Popen([sys.executable, "-m", "linear_mnist.train", f"--workdir={killed}",
+                            *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while not (killed / "checkpoints" / "1").exists():  # epoch 1 is durable; kill in epoch 2
+    assert child.poll() is None and time.time() < deadline, "run ended before it was killed"
+    time.sleep(0.01)
+  child.send_signal(signal.SIGKILL)
+  assert child.wait() == -signal.SIGKILL
+  assert fileio.read_json(killed / "status.json")["status"] == "running"  # stale, as after a crash
+
+  proc = run_module("linear_mnist.train", f"--workdir={killed}", *args)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]  # noqa: E731
+  a = fileio.read_jsonl(straight / "metrics.jsonl")
+  b = fileio.read_jsonl(killed / "metrics.jsonl")
+  assert len(a) == 4 and strip(a) == strip(b)
+  assert fileio.read_json(killed / "status.json")["status"] == "done"

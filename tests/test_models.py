@@ -1,0 +1,85 @@
+"""Model shapes, exact parameter counts, the GloNet identity and the registry."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common.errors import ConfigError
+from common.models import build_model, parse_model_name
+from common.train.state import count_params
+
+
+def _init(model, in_dim=784, batch=3):
+  x = jnp.ones((batch, in_dim))
+  return model.init(jax.random.key(0), x, train=False), x
+
+
+@pytest.mark.parametrize("name,layers,features,expected", [
+    ("GloNet", 10, 256, 729_866),   # the original repository's 10-layer GloNet on MNIST
+    ("GloNet", 50, 256, 3_361_546),  # ... and its 50-layer one
+    ("MLP", 10, 256, 729_866),
+    # stem 784*256+256, 4 blocks of 2 Dense (2*65,792) + 2 BN (2*512), final BN 512, head 2,570
+    ("ResNet", 10, 256, 200_960 + 4 * (2 * 65_792 + 2 * 512) + 512 + 2_570),
+])
+def test_exact_parameter_counts(name, layers, features, expected):
+  model = build_model(name, num_layers=layers, features=features, out_dim=10)
+  variables, _ = _init(model)
+  assert count_params(variables["params"]) == expected
+
+
+def test_resnet_without_batch_norm_has_no_bn_parameters():
+  model = build_model("ResNet", num_layers=10, features=256, out_dim=10, use_batch_norm=False)
+  variables, _ = _init(model)
+  assert count_params(variables["params"]) == 200_960 + 4 * 2 * 65_792 + 2_570
+  assert "batch_stats" not in variables
+
+
+@pytest.mark.parametrize("name,layers,blocks", [("GloNet", 7, 6), ("MLP", 7, 6), ("ResNet", 8, 3)])
+def test_output_and_captured_block_shapes(name, layers, blocks):
+  model = build_model(name, num_layers=layers, features=16, out_dim=4)
+  variables, x = _init(model, in_dim=5)
+  out = model.apply(variables, x)
+  out2, used = model.apply(variables, x, capture=True)
+  assert out.shape == (3, 4)
+  assert used.shape == (blocks, 3, 16) and model.num_blocks == blocks
+  np.testing.assert_allclose(out, out2, rtol=1e-6)
+
+
+def test_glonet_head_reads_the_sum_of_all_blocks():
+  model = build_model("GloNet", num_layers=6, features=8, out_dim=3)
+  variables, _ = _init(model, in_dim=5)
+  x = jax.random.normal(jax.random.key(1), (4, 5))
+  out, used = model.apply(variables, x, capture=True)
+  head = variables["params"]["head"]
+  np.testing.assert_allclose(out, used.sum(0) @ head["kernel"] + head["bias"], rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_blocks_are_stacked_by_scan():
+  """Identical blocks share one parameter tree with a leading depth axis (nn.scan)."""
+  model = build_model("GloNet", num_layers=200, features=8, out_dim=2)
+  variables, _ = _init(model, in_dim=5)
+  kernel = variables["params"]["stack"]["scan"]["block"]["dense"]["kernel"]
+  assert kernel.shape == (198, 8, 8)
+
+
+@pytest.mark.parametrize("name,num_layers,expected", [
+    ("GloNet", 10, ("GloNet", 10)), ("GloNet24", None, ("GloNet", 24)),
+    ("ResNet1000", 1000, ("ResNet", 1000)), ("MLP", 6, ("MLP", 6))])
+def test_parse_model_name(name, num_layers, expected):
+  from common.models.registry import DENSE_MODELS
+  assert parse_model_name(name, num_layers, DENSE_MODELS) == expected
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"name": "Foo", "num_layers": 10}, "unknown model 'Foo'; valid models are GloNet, MLP, ResNet"),
+    ({"name": "GloNet24", "num_layers": 10}, "says depth 24 but --num_layers=10"),
+    ({"name": "GloNet", "num_layers": None}, "no depth"),
+    ({"name": "GloNet", "num_layers": 1}, "num_layers must be >= 2"),
+    ({"name": "ResNet", "num_layers": 11}, "even number >= 4"),
+    ({"name": "GloNet", "num_layers": -3}, "positive"),
+])
+def test_registry_rejects_bad_requests(kwargs, match):
+  with pytest.raises(ConfigError, match=match):
+    build_model(features=8, out_dim=2, **kwargs)
