@@ -88,8 +88,23 @@ def measure_depth(num_layers: int) -> dict[str, float]:
 
   call()  # warm-up
   step_s = _median_seconds(call, _REPEATS.value) / n_steps
+
+  # The two halves of a step, timed apart: gradient (forward + backward) and update.
+  batch = (x[:b], y[:b])
+
+  def loss_fn(params):
+    return task.per_example(state.apply_fn({"params": params}, batch[0], train=True),
+                            batch[1])["loss"].mean()
+
+  grad_fn = jax.jit(jax.grad(loss_fn))
+  grads = grad_fn(holder["state"].params)
+  grad_s = _median_seconds(lambda: grad_fn(holder["state"].params), _REPEATS.value)
+  update_fn = jax.jit(lambda st, g: st.apply_gradients(grads=g))
+  update_fn(holder["state"], grads)
+  update_s = _median_seconds(lambda: update_fn(holder["state"], grads), _REPEATS.value)
   flops = glonet_step_flops(num_layers, _IN_DIM.value, f, 10, b)
-  return {"compile_s": compile_s, "step_ms": step_s * 1e3, "gflops": flops / step_s / 1e9}
+  return {"compile_s": compile_s, "step_ms": step_s * 1e3, "gflops": flops / step_s / 1e9,
+          "grad_ms": grad_s * 1e3, "update_ms": update_s * 1e3}
 
 
 def main(argv):
@@ -99,11 +114,14 @@ def main(argv):
   print(f"matmul peak ({_PEAK_N.value}^3 float32): {peak:.1f} GFLOP/s")
   print(f"GloNet MLP, width {_FEATURES.value}, batch {_BATCH.value}, {_OPTIMIZER.value}, "
         f"{_STEPS.value} steps per call")
-  print(f"{'depth':>6} {'compile s':>10} {'step ms':>9} {'GFLOP/s':>9} {'of peak':>8}")
+  print(f"{'depth':>6} {'compile s':>10} {'step ms':>9} {'GFLOP/s':>9} {'of peak':>8} "
+        f"{'grad ms':>9} {'update ms':>10}")
   for depth in map(int, _DEPTHS.value):
     r = measure_depth(depth)
     print(f"{depth:>6} {r['compile_s']:>10.2f} {r['step_ms']:>9.2f} {r['gflops']:>9.1f} "
-          f"{r['gflops'] / peak:>8.2f}")
+          f"{r['gflops'] / peak:>8.2f} {r['grad_ms']:>9.2f} {r['update_ms']:>10.2f}")
+  print("grad ms: forward+backward alone; update ms: the optimizer update alone (both timed "
+        "apart from the step).")
   print(f"matmul peak re-measured after: {matmul_peak_gflops(_PEAK_N.value):.1f} GFLOP/s")
 
 
