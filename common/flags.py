@@ -23,7 +23,8 @@ DATA_DIR_ENV = "GLONETS_DATA_DIR"
 def define_train_flags(
     *, model: str, num_layers: int | None, features: int, epochs: int, batch_size: int,
     learning_rate: float, l2_reg_alpha: float = 0.0, validation_size: int,
-    eval_batch_size: int = 1000, optimizer: str = "ADAM", extra_help: str = "") -> None:
+    eval_batch_size: int = 1000, optimizer: str = "ADAM", lr_schedule: str = "constant",
+    extra_help: str = "") -> None:
   """Defines the common training flags with an experiment's defaults."""
   flags.DEFINE_string("model", model, f"Model name, optionally with a depth suffix. {extra_help}")
   flags.DEFINE_integer("num_layers", num_layers,
@@ -37,7 +38,8 @@ def define_train_flags(
   flags.DEFINE_integer("eval_batch_size", eval_batch_size, "Evaluation batch size.",
                        lower_bound=1)
   flags.DEFINE_float("learning_rate", learning_rate, "Learning rate.", lower_bound=0.0)
-  flags.DEFINE_enum("lr_schedule", "constant", SCHEDULES, "Learning-rate schedule.")
+  flags.DEFINE_enum("lr_schedule", lr_schedule, SCHEDULES,
+                    "Learning-rate schedule: constant, or cosine decay to 0 over the run.")
   flags.DEFINE_enum("optimizer", optimizer, OPTIMIZERS, "Optimizer.", case_sensitive=False)
   flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0.0)
   flags.DEFINE_float("l2_reg_alpha", l2_reg_alpha,

@@ -16,13 +16,13 @@ from absl import logging  # noqa: E402
 
 from common import flags as common_flags  # noqa: E402
 from common.models import build_model, parse_model_name  # noqa: E402
-from common.models.registry import DENSE_MODELS  # noqa: E402
+from common.models.registry import DENSE_MODELS, model_label  # noqa: E402
 from common.train import Classification, run_experiment  # noqa: E402
 from linear_mnist.data import NUM_CLASSES, load_mnist  # noqa: E402
 
 common_flags.define_train_flags(
     model="GloNet", num_layers=10, features=256, epochs=10, batch_size=256,
-    learning_rate=1e-3, validation_size=5000,
+    learning_rate=1e-3, lr_schedule="cosine", validation_size=5000,
     extra_help=f"One of {', '.join(sorted(DENSE_MODELS))}.")
 
 
@@ -37,6 +37,7 @@ def main(argv):
   run_path, summary = run_experiment(
       config, model, f"{family}{depth}", dataset, Classification(NUM_CLASSES),
       extra_config={"model": {"family": family, "num_layers": depth,
+                              "label": model_label(family, model.use_batch_norm),
                               "num_blocks": model.num_blocks,
                               "use_batch_norm": model.use_batch_norm}})
   final = summary["final"] or {}

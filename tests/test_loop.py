@@ -12,8 +12,7 @@ from common.config import TrainConfig
 from common.data import Dataset, Split, fake_classification
 from common.errors import RunDirError
 from common.models import build_model
-from common.train import TIMING_KEYS, Classification, NonFiniteLossError, run_experiment
-from common.train import rundir
+from common.train import TIMING_KEYS, Classification, NonFiniteLossError, run_experiment, rundir
 from common.train.checkpoint import Checkpointer
 
 

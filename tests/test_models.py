@@ -73,7 +73,8 @@ def test_parse_model_name(name, num_layers, expected):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"name": "Foo", "num_layers": 10}, "unknown model 'Foo'; valid models are GloNet, MLP, ResNet"),
+    ({"name": "Foo", "num_layers": 10},
+     "unknown model 'Foo'; valid models are GloNet, MLP, ResNet"),
     ({"name": "GloNet24", "num_layers": 10}, "says depth 24 but --num_layers=10"),
     ({"name": "GloNet", "num_layers": None}, "no depth"),
     ({"name": "GloNet", "num_layers": 1}, "num_layers must be >= 2"),

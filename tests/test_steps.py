@@ -85,7 +85,7 @@ def test_step_runner_matches_individual_steps():
     idx = perm[i * 32:(i + 1) * 32]
     state_b, m = jax.jit(train_step)(state_b, (x[idx], y[idx]))
     total += float(m["loss"])
-  for a, b in zip(jax.tree.leaves(state_a.params), jax.tree.leaves(state_b.params)):
+  for a, b in zip(jax.tree.leaves(state_a.params), jax.tree.leaves(state_b.params), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert int(acc["steps"]) == 3 and float(acc["count"]) == 96
   np.testing.assert_allclose(float(acc["loss"]), total, rtol=1e-5)

@@ -1,6 +1,7 @@
 """In-memory datasets: train / validation / test arrays plus where they came from."""
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -92,3 +93,27 @@ def standardize(dataset: Dataset, axis: tuple[int, ...] | None = None) -> tuple[
   stats = {"mean": np.asarray(mean).squeeze().tolist(), "std": np.asarray(std).squeeze().tolist()}
   return dataclasses.replace(
       dataset, train=apply(dataset.train), val=apply(dataset.val), test=apply(dataset.test)), stats
+
+
+def pad_to_batches(split: Split, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Pads ``split`` with zeros to whole batches, for exact masked evaluation.
+
+  Args:
+    split: the examples.
+    batch_size: the wanted batch size (a smaller split gives one batch of its size).
+
+  Returns:
+    ``(x, y, mask)`` shaped ``(num_batches, batch, ...)``; ``mask`` is 1 for real examples
+    and 0 for padding, so sums weighted by it count every example exactly once.
+  """
+  n = len(split)
+  b = min(batch_size, n)
+  nb = math.ceil(n / b)
+  pad = nb * b - n
+
+  def padded(a):
+    a = np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+    return a.reshape(nb, b, *a.shape[1:])
+
+  mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(nb, b)
+  return padded(split.x), padded(split.y), mask

@@ -47,4 +47,5 @@ def read_idx_gz(path: str | os.PathLike, fix_hint: str = "") -> np.ndarray:
     raise DataError(
         f"{path} declares shape {shape} ({expected} bytes) but holds {len(raw) - header} "
         f"bytes of data. {fix_hint}")
-  return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+  array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+  return array.astype(dtype.newbyteorder("="))  # native byte order, a writable copy

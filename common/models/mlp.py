@@ -42,6 +42,10 @@ class StackedMLP(nn.Module):
     use_batch_norm: batch norm inside the blocks (and before the ResNet head).
   """
 
+  # Top-level parameter names in network order (dict order is not trusted: checkpoint
+  # round trips may sort keys, which scrambled the original code's plots).
+  param_order = ("stem", "stack", "final_bn", "head")
+
   num_layers: int
   features: int
   out_dim: int

@@ -119,3 +119,11 @@ def build_model(
   spec = registry[family]
   bn = spec.default_batch_norm if use_batch_norm is None else use_batch_norm
   return spec.build(num_layers=depth, features=features, out_dim=out_dim, use_batch_norm=bn)
+
+
+def model_label(family: str, use_batch_norm: bool,
+                registry: dict[str, ModelSpec] = DENSE_MODELS) -> str:
+  """Legend label of a family: its name, marked when batch norm differs from its default."""
+  if use_batch_norm == registry[family].default_batch_norm:
+    return family
+  return f"{family} (BN)" if use_batch_norm else f"{family} (no BN)"

@@ -10,6 +10,7 @@ and ends with the same metrics as an uninterrupted run.
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,9 +22,9 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from common import fileio
+from common import fileio, usage
 from common.config import TrainConfig
-from common.data.arrays import Dataset, Split
+from common.data.arrays import Dataset, Split, pad_to_batches
 from common.errors import ConfigError
 from common.train import parallel, rundir, steps
 from common.train.checkpoint import Checkpointer
@@ -53,19 +54,10 @@ class _EvalSplit:
 
 
 def _pad_batches(split: Split, batch_size: int, sharding) -> _EvalSplit:
-  """Pads ``split`` with zeros to whole batches; the mask marks the real examples."""
-  n = len(split)
-  b = min(batch_size, n)
-  nb = math.ceil(n / b)
-  pad = nb * b - n
-
-  def padded(a):
-    a = np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
-    return a.reshape(nb, b, *a.shape[1:])
-
-  mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]).reshape(nb, b)
+  """Pads ``split`` to whole batches (see ``pad_to_batches``) and puts it on device."""
+  x, y, mask = pad_to_batches(split, batch_size)
   put = lambda a: jax.device_put(a, sharding)  # noqa: E731
-  return _EvalSplit(put(padded(split.x)), put(padded(split.y)), put(mask), n)
+  return _EvalSplit(put(x), put(y), put(mask), len(split))
 
 
 def _means(sums: dict[str, Any], prefix: str, names: tuple[str, ...]) -> dict[str, float]:
@@ -111,6 +103,24 @@ def summarize(history: list[dict[str, Any]], task: Task, extra: dict[str, Any]) 
       "best": best,
       "final": history[-1] if history else None,
   }
+
+
+def supports_usage(model: nn.Module) -> bool:
+  """True for models that expose per-block terms (``capture=True``) and a layer order."""
+  return hasattr(model, "num_blocks") and hasattr(model, "param_order")
+
+
+def _record_usage(run: rundir.RunDir, key: str, model, state, dataset, task, config) -> float:
+  """Computes layer usage on the test set into ``usage.json[key]``; returns seconds."""
+  t0 = time.perf_counter()
+  path = run.file(usage.USAGE_FILE)
+  record = fileio.read_json(path) if os.path.exists(path) else {}
+  record[key] = usage.compute_usage(
+      state, dataset.test, task, glonet=bool(getattr(model, "glonet", False)),
+      param_order=model.param_order, batch_size=min(config.eval_batch_size, 500))
+  record[key]["epoch"] = int(state.step) // max(1, len(dataset.train) // config.batch_size)
+  fileio.atomic_write_json(path, record)
+  return time.perf_counter() - t0
 
 
 def fit(
@@ -203,6 +213,12 @@ def fit(
   }
   log = MetricsLog(run, config.tensorboard)
   history: list[dict[str, Any]] = []
+  track_usage = supports_usage(model)
+  usage_path = run.file(usage.USAGE_FILE)
+  if track_usage and "init" not in (
+      fileio.read_json(usage_path) if os.path.exists(usage_path) else {}):
+    # The initial state is a pure function of the seed, so this is also right on resume.
+    extra["usage_seconds_init"] = _record_usage(run, "init", model, state, dataset, task, config)
   with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
     start = ckpt.latest_epoch() or 0
     if start:
@@ -272,6 +288,11 @@ def fit(
       log.close()
       summary = summarize(history, task, extra)
       fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
+    if track_usage:
+      extra["usage_seconds_final"] = _record_usage(
+          run, "final", model, state, dataset, task, config)
+      summary = summarize(history, task, extra)
+      fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
     if on_event:
       on_event("end", state)
   return summary
@@ -331,8 +352,20 @@ def run_experiment(
       else:
         message = f"{type(e).__name__}: {e}"
       run.write_status("failed", message)
+      _render_report(run.path)
       raise
     run.write_status("done", f"trained {summary['epochs_completed']} epochs")
+    _render_report(run.path)
     return run.path, summary
   finally:
     run.release()
+
+
+def _render_report(path: str) -> None:
+  """Renders the run's figures and PDF; a plotting problem never fails the run."""
+  try:
+    from common import report  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
+    report.render_run(path)
+  except Exception as e:  # noqa: BLE001 - the training result must survive a report bug
+    logging.warning("Could not render the report of %s: %s: %s (rerun `python -m "
+                    "common.report %s`)", path, type(e).__name__, e, path)

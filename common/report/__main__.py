@@ -1,0 +1,47 @@
+r"""Re-renders reports from run directories alone.
+
+  python -m common.report RUN_DIR [RUN_DIR ...]   # training_report.pdf + figures per run
+  python -m common.report --sweep ROOT            # sweep_report.pdf + figures for a sweep
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from common import report
+
+_SWEEP = flags.DEFINE_string("sweep", None, "Root of a sweep: render its sweep report.")
+
+
+def main(argv):
+  paths = argv[1:]
+  if not paths and not _SWEEP.value:
+    raise app.UsageError("give RUN_DIR(s) or --sweep=ROOT")
+  logging.set_verbosity(logging.INFO)
+  failed = False
+  for path in paths:
+    if not os.path.exists(os.path.join(path, "config.json")):
+      sys.stderr.write(f"error: {path} is not a run directory (no config.json)\n")
+      failed = True
+      continue
+    out = report.render_run(path)
+    print(out["report"])
+  if _SWEEP.value:
+    try:
+      print(report.render_sweep(_SWEEP.value, _sweep_sections(_SWEEP.value))["report"])
+    except FileNotFoundError as e:
+      sys.stderr.write(f"error: {e}\n")
+      failed = True
+  if failed:
+    sys.exit(2)
+
+
+def _sweep_sections(root: str):
+  """Experiment-specific extra sections for the sweep PDF (none yet)."""
+  del root
+  return None
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,69 @@
+"""Shared reportlab and matplotlib helpers: tables, embedded figures, atomic writes."""
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import cm
+from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+STYLES = getSampleStyleSheet()
+_CELL = ParagraphStyle("cell", parent=STYLES["BodyText"], fontSize=8, leading=10)
+PAGE_WIDTH = A4[0] - 3 * cm
+
+
+def save_figure(fig: plt.Figure, path: str) -> bytes:
+  """Writes ``fig`` as PNG to ``path`` atomically and returns the PNG bytes."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight", metadata={"Software": None})
+  plt.close(fig)
+  data = buffer.getvalue()
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "wb") as f:
+    f.write(data)
+  os.replace(tmp, path)
+  return data
+
+
+def image(png: bytes, width: float = PAGE_WIDTH) -> Image:
+  """A flowable image scaled to ``width`` points, keeping the aspect ratio."""
+  img = Image(io.BytesIO(png))
+  scale = width / img.imageWidth
+  img.drawWidth, img.drawHeight = width, img.imageHeight * scale
+  return img
+
+
+def table(rows: Sequence[Sequence[Any]], col_widths: Sequence[float] | None = None) -> Table:
+  """A grid table whose first row is a header repeated on every page."""
+  cells = [[Paragraph(str(c), _CELL) if isinstance(c, str) and len(c) > 40
+            else str(c) for c in row] for row in rows]
+  t = Table(cells, colWidths=col_widths, repeatRows=1)
+  t.setStyle(TableStyle([
+      ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dddddd")),
+      ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+      ("FONTSIZE", (0, 0), (-1, -1), 8),
+      ("VALIGN", (0, 0), (-1, -1), "TOP"),
+  ]))
+  return t
+
+
+def heading(text: str, level: int = 2) -> Paragraph:
+  return Paragraph(text, STYLES[f"Heading{level}"])
+
+
+def para(text: str) -> Paragraph:
+  return Paragraph(text, STYLES["BodyText"])
+
+
+def build(path: str, title: str, story: list) -> None:
+  """Builds the PDF to a temporary file and renames it over ``path``."""
+  tmp = f"{path}.tmp.{os.getpid()}"
+  doc = SimpleDocTemplate(tmp, pagesize=A4, title=title, leftMargin=1.5 * cm,
+                          rightMargin=1.5 * cm, topMargin=1.5 * cm, bottomMargin=1.5 * cm)
+  doc.build([heading(title, 1), Spacer(1, 6), *story])
+  os.replace(tmp, path)

@@ -1,0 +1,198 @@
+"""One run's figures and PDF: training_metrics.png, layer_usage.png, training_report.pdf."""
+
+import os
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from absl import logging
+from matplotlib.ticker import MaxNLocator
+from reportlab.platypus import PageBreak, Spacer
+
+from common.report import pdf
+from common.report.runs import METRIC_LABELS, Run, display_value, fmt, loss_label
+
+METRICS_PNG = "training_metrics.png"
+USAGE_PNG = "layer_usage.png"
+REPORT_PDF = "training_report.pdf"
+_SPLIT_STYLE = {"train": ("tab:blue", "-"), "val": ("tab:orange", "--"), "test": ("tab:green", ":")}
+_WHEN_STYLE = {"init": ("tab:gray", "--"), "final": ("tab:red", "-")}
+
+
+def usage_sentence(run: Run) -> str:
+  """One sentence on how many blocks the model uses (from ``usage.json``)."""
+  final = run.usage.get("final") or {}
+  init = run.usage.get("init") or {}
+  blocks = final.get("num_blocks") or init.get("num_blocks")
+  if final.get("blocks_used") is not None:
+    k, pct = final["blocks_used"], round(100 * final.get("threshold", 0.95))
+    text = (f"After training, the first {k} of its {blocks} blocks carry {pct}% of the "
+            f"head's input (the GloNet sum), so the model uses {k} of {blocks} blocks")
+    if init.get("blocks_used") is not None:
+      text += f" (at initialisation: {init['blocks_used']})"
+    return text + "."
+  if final.get("l1"):
+    return (f"The model has {blocks} blocks; their mean |output| is plotted in network order "
+            f"(the share of the output per block is defined for GloNet only).")
+  if init:
+    return f"The model has {blocks} blocks; no usage after training (the run did not finish)."
+  return "No layer usage was recorded for this run."
+
+
+def plot_training_metrics(run: Run) -> plt.Figure:
+  """Loss and the main metric per epoch for train / val / test."""
+  names = [n for n in run.metric_names if n in ("loss", run.primary_metric)]
+  fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.8), squeeze=False)
+  epochs = [r["epoch"] for r in run.metrics]
+  best = run.summary.get("best_val_epoch")
+  for ax, name in zip(axes[0], names, strict=True):
+    for split, (color, style) in _SPLIT_STYLE.items():
+      values = [display_value(name, r.get(f"{split}_{name}")) for r in run.metrics]
+      ys = [np.nan if v is None else v for v in values]
+      ax.plot(epochs, ys, style, color=color, marker="o", markersize=3, label=split)
+    if best:
+      ax.axvline(best, color="k", lw=0.8, alpha=0.5, label=f"best val (epoch {best})")
+    if name in ("loss", "mse", "mae") and any(
+        (r.get(f"train_{name}") or 0) > 0 for r in run.metrics):
+      ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(loss_label(run) if name == "loss" else METRIC_LABELS.get(name, name))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  if not epochs:
+    axes[0][0].text(0.5, 0.5, "no finished epoch", ha="center", transform=axes[0][0].transAxes)
+  fig.suptitle(f"{run.name}: training curves ({run.state})")
+  fig.tight_layout()
+  return fig
+
+
+def plot_layer_usage(run: Run) -> plt.Figure:
+  """Usage per block at init and at the end; shares and early exit for GloNet."""
+  usage = {k: v for k, v in run.usage.items() if isinstance(v, dict)}
+  glonet = any("share" in v for v in usage.values())
+  panels = ["l1", "share", "exit", "params"] if glonet else ["l1", "params"]
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+  axes = dict(zip(panels, axes[0], strict=True))
+  metric = run.primary_metric
+  for when, u in usage.items():
+    color, style = _WHEN_STYLE.get(when, ("tab:purple", "-."))
+    blocks = np.arange(1, len(u.get("l1", [])) + 1)
+    axes["l1"].plot(blocks, u.get("l1", []), style, color=color, label=when)
+    if glonet and "share" in u:
+      axes["share"].plot(blocks, u["share"], style, color=color, label=f"share ({when})")
+      axes["share"].plot(blocks, u["cumulative_share"], style, color=color, alpha=0.45,
+                         lw=2.5, label=f"cumulative ({when})")
+      if u.get("blocks_used"):
+        axes["share"].axvline(u["blocks_used"], color=color, lw=0.8, alpha=0.6)
+      exit_curve = u.get("early_exit", {})
+      values = [display_value(metric, v) for v in exit_curve.get(metric, [])]
+      axes["exit"].plot(exit_curve.get("k", []), [np.nan if v is None else v for v in values],
+                        style, color=color, label=when)
+    params = u.get("param_l1", [])
+    axes["params"].plot(np.arange(1, len(params) + 1), [p["l1"] for p in params], style,
+                        color=color, label=when)
+  axes["l1"].set(xlabel="block (network order)", ylabel="mean |block output|",
+                 title="Output magnitude per block")
+  axes["params"].set(xlabel="layer (network order, input layer = 1)",
+                     ylabel="sum |w| of the layer", title="Parameter L1 per layer")
+  axes["params"].set_yscale("log")
+  if glonet:
+    threshold = next((u.get("threshold") for u in usage.values() if "threshold" in u), 0.95)
+    axes["share"].axhline(threshold, color="k", lw=0.6, ls=":")
+    axes["share"].set(xlabel="block (network order)", ylabel="fraction of |head input|",
+                      title="Share of the GloNet sum per block", ylim=(0, 1.02))
+    axes["exit"].set(xlabel="k (blocks summed: head(x_1+...+x_k))",
+                     ylabel=f"test {METRIC_LABELS.get(metric, metric)}",
+                     title="Early exit")
+    if metric in ("mse", "mae", "loss"):
+      axes["exit"].set_yscale("log")
+  for ax in axes.values():
+    ax.grid(alpha=0.3)
+    if ax.lines:
+      ax.legend(fontsize=7)
+  fig.suptitle(f"{run.name}: layer usage on the test set")
+  fig.tight_layout()
+  return fig
+
+
+def _results_rows(run: Run) -> list[list[str]]:
+  names = run.metric_names
+  rows = [["", *[f"{split} {n}" for split in ("train", "val", "test") for n in names]]]
+  for label, record in (("final epoch", run.final_record()), ("best val epoch", run.best_record())):
+    if record:
+      rows.append([f"{label} ({record['epoch']})",
+                   *[fmt(n, record.get(f"{split}_{n}")) for split in ("train", "val", "test")
+                     for n in names]])
+  return rows
+
+
+def _timing_rows(run: Run) -> list[list[str]]:
+  s = run.summary
+  seconds = [r.get("train_seconds") for r in run.metrics if r.get("train_seconds")]
+
+  def num(v, unit="s"):
+    return "n/a" if v is None else f"{v:.2f} {unit}"
+
+  return [
+      ["quantity", "value"],
+      ["parameters", f"{s.get('num_params', 'n/a'):,}" if s.get("num_params") else "n/a"],
+      ["compile (train step + evaluation)", num(s.get("compile_seconds"))],
+      ["mean train time per epoch (no compile, no evaluation)",
+       num(s.get("mean_train_seconds_per_epoch"))],
+      ["total train time", num(sum(seconds) if seconds else None)],
+      ["mean evaluation time per epoch",
+       num(np.mean([r["eval_seconds"] for r in run.metrics]) if run.metrics else None)],
+      ["epochs finished", str(len(run.metrics))],
+      ["device", ", ".join(run.config.get("environment", {}).get("devices", [])) or "n/a"],
+  ]
+
+
+def _config_rows(run: Run) -> list[list[str]]:
+  rows = [["setting", "value"]]
+  rows += [[k, str(v)] for k, v in run.settings.items()]
+  data = run.config.get("data", {})
+  rows += [[f"data: {k}", str(v)] for k, v in data.items()
+           if k in ("source", "folder", "sizes", "split_seed", "preprocessing", "official_files")]
+  env = run.config.get("environment", {})
+  rows += [["jax / flax / optax",
+            " / ".join(str(env.get("packages", {}).get(p)) for p in ("jax", "flax", "optax"))]]
+  return rows
+
+
+def render_run(path: str) -> dict[str, str]:
+  """Renders a run directory's figures and PDF from its files alone.
+
+  Args:
+    path: the run directory.
+
+  Returns:
+    ``{"metrics": png, "usage": png, "report": pdf}`` paths.
+  """
+  run = Run.load(path)
+  out = {"metrics": os.path.join(path, METRICS_PNG), "usage": os.path.join(path, USAGE_PNG),
+         "report": os.path.join(path, REPORT_PDF)}
+  metrics_png = pdf.save_figure(plot_training_metrics(run), out["metrics"])
+  usage_png = pdf.save_figure(plot_layer_usage(run), out["usage"])
+  status = run.status.get("message", "")
+  story: list[Any] = [
+      pdf.para(f"<b>Run directory:</b> {run.path}"),
+      pdf.para(f"<b>Status:</b> {run.state}{': ' + status if status else ''}"),
+      pdf.para(f"<b>Layer usage:</b> {usage_sentence(run)}"),
+      Spacer(1, 6), pdf.heading("Results"),
+      pdf.table(_results_rows(run)) if run.metrics else pdf.para("No epoch finished."),
+      pdf.para("Accuracy in %. The best epoch is chosen on the validation split; the test "
+               "split is only reported."),
+      Spacer(1, 6), pdf.heading("Timing"), pdf.table(_timing_rows(run)),
+      Spacer(1, 6), pdf.heading("Training curves"), pdf.image(metrics_png),
+      PageBreak(), pdf.heading("Layer usage"), pdf.image(usage_png),
+      pdf.para("Blocks are in network order. Output magnitude: mean over test examples of "
+               "mean |x_i| of the term the model uses (GloNet: the summed term; ResNet: the "
+               "residual branch; MLP: the activation). Share: mean |W x_i| of the head's "
+               "input per block, normalised to sum to 1. Early exit: the trained head applied "
+               "to the sum of the first k blocks."),
+      PageBreak(), pdf.heading("Configuration"), pdf.table(_config_rows(run), [180, 330]),
+  ]
+  pdf.build(out["report"], f"Training report: {run.name}", story)
+  logging.info("Report written: %s", out["report"])
+  return out

@@ -1,0 +1,251 @@
+"""Sweep report: every run directory under a root, aggregated by model and depth.
+
+Works for any experiment that follows the run-directory contract. Writes, in the root:
+
+* ``sweep_metric_vs_depth.png``: test metric (at the best-validation epoch) vs depth per
+  model, mean and standard deviation over seeds;
+* ``sweep_blocks_used.png``: GloNet's blocks used vs depth (init and final);
+* ``sweep_usage_curves.png``: usage per block for every depth, one panel per model;
+* ``sweep_summary.json``: the aggregated numbers;
+* ``sweep_report.pdf``: tables (results, seconds per epoch) and the figures.
+
+Runs still ``running`` are listed but not aggregated; ``failed`` runs (e.g. diverged) are
+counted and shown as failed, never silently dropped.
+"""
+
+import collections
+import os
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from absl import logging
+from reportlab.platypus import PageBreak, Spacer
+
+from common import fileio
+from common.report import pdf
+from common.report.runs import METRIC_LABELS, Run, display_value, find_runs
+
+METRIC_PNG = "sweep_metric_vs_depth.png"
+BLOCKS_PNG = "sweep_blocks_used.png"
+CURVES_PNG = "sweep_usage_curves.png"
+SUMMARY_JSON = "sweep_summary.json"
+REPORT_PDF = "sweep_report.pdf"
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+  values = [v for v in values if v is not None and np.isfinite(v)]
+  if not values:
+    return None, None
+  return float(np.mean(values)), float(np.std(values))
+
+
+def aggregate(runs: list[Run]) -> dict[str, Any]:
+  """Groups runs by (model label, depth) and summarises each group.
+
+  Returns:
+    ``{"metric": name, "groups": [...]}`` where each group has the label, depth, run
+    counts by status, and mean/std over finished seeds of the test metric at the
+    best-validation epoch, the final test metric, blocks used and seconds per epoch.
+  """
+  metric = next((r.primary_metric for r in runs if r.metrics), "loss")
+  groups: dict[tuple[str, int], list[Run]] = collections.defaultdict(list)
+  for run in runs:
+    groups[(run.label, run.depth or 0)].append(run)
+  rows = []
+  for (label, depth), members in sorted(groups.items()):
+    done = [r for r in members if r.state == "done" and r.metrics]
+    counts = collections.Counter(r.state for r in members)
+    best = [(r.best_record() or {}).get(f"test_{metric}") for r in done]
+    final = [(r.final_record() or {}).get(f"test_{metric}") for r in done]
+    used = [(r.usage.get("final") or {}).get("blocks_used") for r in done]
+    used_init = [(r.usage.get("init") or {}).get("blocks_used") for r in members]
+    seconds = [r.summary.get("mean_train_seconds_per_epoch") for r in done]
+    blocks = next(((r.usage.get("init") or {}).get("num_blocks") for r in members
+                   if r.usage.get("init")), None)
+    rows.append({
+        "label": label, "depth": depth, "runs": len(members), "status": dict(counts),
+        "seeds": sorted(r.seed for r in done), "num_blocks": blocks,
+        "epochs": sorted({len(r.metrics) for r in done}),
+        "test_best_val": _mean_std(best), "test_final": _mean_std(final),
+        "blocks_used": _mean_std([u for u in used if u is not None]),
+        "blocks_used_init": _mean_std([u for u in used_init if u is not None]),
+        "seconds_per_epoch": _mean_std(seconds),
+        "failed_messages": [r.status.get("message", "") for r in members if r.state == "failed"],
+    })
+  return {"metric": metric, "groups": rows}
+
+
+def _by_label(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+  out: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+  for g in summary["groups"]:
+    out[g["label"]].append(g)
+  return out
+
+
+def plot_metric_vs_depth(summary: dict[str, Any]) -> plt.Figure:
+  metric = summary["metric"]
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  for label, groups in _by_label(summary).items():
+    pts = [(g["depth"], *g["test_best_val"]) for g in groups if g["test_best_val"][0] is not None]
+    if pts:
+      d, m, s = map(np.array, zip(*pts, strict=True))
+      ax.errorbar(d, [display_value(metric, v) for v in m],
+                  yerr=[display_value(metric, v) if metric == "accuracy" else v for v in s],
+                  marker="o", capsize=3, label=label)
+    failed = [g["depth"] for g in groups if g["status"].get("failed")]
+    if failed:
+      ax.plot(failed, [ax.get_ylim()[0]] * len(failed), "x", color="k", ms=8)
+  if any(g["status"].get("failed") for g in summary["groups"]):
+    ax.plot([], [], "x", color="k", label="failed (e.g. diverged)")
+  ax.set_xscale("log")
+  ax.set(xlabel="depth (num_layers)", ylabel=f"test {METRIC_LABELS.get(metric, metric)}",
+         title="Test metric at the best-validation epoch vs depth")
+  if metric in ("mse", "mae", "loss"):
+    ax.set_yscale("log")
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  return fig
+
+
+def plot_blocks_used(summary: dict[str, Any]) -> plt.Figure:
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  for label, groups in _by_label(summary).items():
+    for key, style, suffix in (("blocks_used", "o-", "after training"),
+                               ("blocks_used_init", "s--", "at init")):
+      pts = [(g["depth"], g[key][0], g[key][1]) for g in groups if g[key][0] is not None]
+      if pts:
+        d, m, s = map(np.array, zip(*pts, strict=True))
+        ax.errorbar(d, m, yerr=s, fmt=style, capsize=3, label=f"{label} {suffix}")
+  depths = sorted({g["depth"] for g in summary["groups"] if g["blocks_used"][0] is not None})
+  if depths:
+    blocks = [next(g["num_blocks"] for g in summary["groups"] if g["depth"] == d) for d in depths]
+    ax.plot(depths, blocks, ":", color="grey", label="all blocks")
+  ax.set_xscale("log")
+  ax.set(xlabel="depth (num_layers)", ylabel="blocks carrying 95% of the head input",
+         title="Blocks used vs depth (GloNet)")
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  return fig
+
+
+def plot_usage_curves(runs: list[Run]) -> plt.Figure:
+  labels = sorted({r.label for r in runs if (r.usage.get("final") or {}).get("l1")})
+  fig, axes = plt.subplots(1, max(1, len(labels)), figsize=(5 * max(1, len(labels)), 3.8),
+                           squeeze=False)
+  for ax, label in zip(axes[0], labels, strict=False):
+    members = sorted((r for r in runs if r.label == label and (r.usage.get("final") or {})),
+                     key=lambda r: (r.depth or 0, r.seed))
+    depths = sorted({r.depth for r in members})
+    cmap = plt.get_cmap("viridis", max(2, len(depths)))
+    seen = set()
+    for run in members:
+      u = run.usage["final"]
+      values = np.asarray(u.get("share") or u["l1"], dtype=float)
+      if "share" not in u:
+        values = values / values.sum() if values.sum() > 0 else values
+      color = cmap(depths.index(run.depth))
+      ax.plot(np.arange(1, len(values) + 1), values, color=color, lw=1,
+              label=None if run.depth in seen else f"depth {run.depth}")
+      seen.add(run.depth)
+    ax.set_xscale("log")
+    what = "share of the head input" if any("share" in r.usage["final"] for r in members) \
+        else "normalised mean |output|"
+    ax.set(xlabel="block (network order)", ylabel=what, title=f"{label}: usage per block")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+  if not labels:
+    axes[0][0].text(0.5, 0.5, "no finished run with layer usage", ha="center",
+                    transform=axes[0][0].transAxes)
+  fig.tight_layout()
+  return fig
+
+
+def _pm(metric: str, pair) -> str:
+  m, s = pair
+  if m is None:
+    return "n/a"
+  if metric == "accuracy":
+    return f"{100 * m:.2f} ± {100 * s:.2f}"
+  return f"{m:.4g} ± {s:.2g}"
+
+
+def results_table(summary: dict[str, Any]) -> list[list[str]]:
+  metric = summary["metric"]
+  rows = [["model", "depth", "runs (status)", f"test {metric} @ best val", f"final test {metric}",
+           "blocks used", "s / epoch"]]
+  for g in summary["groups"]:
+    status = ", ".join(f"{n} {k}" for k, n in sorted(g["status"].items()))
+    used = g["blocks_used"]
+    rows.append([g["label"], g["depth"], status, _pm(metric, g["test_best_val"]),
+                 _pm(metric, g["test_final"]),
+                 "n/a" if used[0] is None else f"{used[0]:.1f} of {g['num_blocks']}",
+                 "n/a" if g["seconds_per_epoch"][0] is None else
+                 f"{g['seconds_per_epoch'][0]:.2f}"])
+  return rows
+
+
+def seconds_table(summary: dict[str, Any]) -> list[list[str]]:
+  by_label = _by_label(summary)
+  depths = sorted({g["depth"] for g in summary["groups"]})
+  rows = [["model \\ depth", *map(str, depths)]]
+  for label, groups in by_label.items():
+    cell = {g["depth"]: g["seconds_per_epoch"][0] for g in groups}
+    rows.append([label, *["" if cell.get(d) is None else f"{cell[d]:.2f}" for d in depths]])
+  return rows
+
+
+def render_sweep(root: str, extra_sections=None) -> dict[str, str]:
+  """Renders the sweep figures, summary and PDF for every run under ``root``.
+
+  Args:
+    root: folder holding run directories at any depth.
+    extra_sections: optional ``f(runs, summary) -> list of flowables`` appended to the PDF
+      (experiment-specific tables, such as the SGEMM timing comparison).
+
+  Returns:
+    Paths of the written files.
+
+  Raises:
+    FileNotFoundError: no run directory under ``root``.
+  """
+  runs = find_runs(root)
+  if not runs:
+    raise FileNotFoundError(f"no run directories (with config.json) under {root}")
+  finished = [r for r in runs if r.state in ("done", "failed")]
+  summary = aggregate(finished)
+  summary["running"] = [r.path for r in runs if r.state not in ("done", "failed")]
+  out = {name: os.path.join(root, f) for name, f in (
+      ("metric", METRIC_PNG), ("blocks", BLOCKS_PNG), ("curves", CURVES_PNG),
+      ("summary", SUMMARY_JSON), ("report", REPORT_PDF))}
+  fileio.atomic_write_json(out["summary"], summary)
+  metric_png = pdf.save_figure(plot_metric_vs_depth(summary), out["metric"])
+  blocks_png = pdf.save_figure(plot_blocks_used(summary), out["blocks"])
+  curves_png = pdf.save_figure(plot_usage_curves(finished), out["curves"])
+  experiments = sorted({r.settings.get("experiment", "?") for r in runs})
+  story = [
+      pdf.para(f"<b>Root:</b> {os.path.abspath(root)}"),
+      pdf.para(f"<b>Experiment:</b> {', '.join(experiments)}; {len(runs)} runs "
+               f"({len(finished)} finished, {len(summary['running'])} still running)."),
+      Spacer(1, 6), pdf.heading("Results by model and depth"), pdf.table(results_table(summary)),
+      pdf.para("Mean ± standard deviation over seeds of finished runs. Accuracy in %. "
+               "Blocks used: the smallest k whose first k blocks carry 95% of the GloNet "
+               "head's input."),
+      Spacer(1, 6), pdf.heading("Seconds per epoch (training only: no compile, no evaluation)"),
+      pdf.table(seconds_table(summary)),
+  ]
+  if extra_sections is not None:
+    story += extra_sections(runs, summary)
+  story += [PageBreak(), pdf.heading("Test metric vs depth"), pdf.image(metric_png, 400),
+            pdf.heading("Blocks used vs depth"), pdf.image(blocks_png, 400),
+            PageBreak(), pdf.heading("Usage per block, every depth"), pdf.image(curves_png)]
+  failed = [(g["label"], g["depth"], m) for g in summary["groups"] for m in g["failed_messages"]]
+  if failed:
+    story += [pdf.heading("Failed runs"),
+              pdf.table([["model", "depth", "message"], *[[a, b, c] for a, b, c in failed]],
+                        [80, 40, 390])]
+  pdf.build(out["report"], "Sweep report", story)
+  logging.info("Sweep report written: %s", out["report"])
+  return out
