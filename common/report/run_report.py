@@ -41,7 +41,7 @@ def usage_sentence(run: Run) -> str:
 
 def plot_training_metrics(run: Run) -> plt.Figure:
   """Loss and the main metric per epoch for train / val / test."""
-  names = [n for n in run.metric_names if n in ("loss", run.primary_metric)]
+  names = [n for n in run.metric_names if n in ("loss", run.primary_metric)] or ["loss"]
   fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.8), squeeze=False)
   epochs = [r["epoch"] for r in run.metrics]
   best = run.summary.get("best_val_epoch")
