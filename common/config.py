@@ -34,7 +34,8 @@ class TrainConfig:
     momentum: SGD momentum.
     l2_reg_alpha: weight of ``sum(p**2)`` in the training objective only.
     seed: the one seed: init and data order derive from it.
-    validation_size: examples held out of the training set for validation.
+    validation_size: examples held out of the training set for validation (None when the
+      experiment has a fixed train/val/test split).
     split_seed: seed of the validation split (fixed across training seeds).
     data_dir: data root, or None for ``$GLONETS_DATA_DIR``.
     workdir: explicit run directory, or None for a new one under ``result_dir``.
@@ -57,7 +58,7 @@ class TrainConfig:
   momentum: float
   l2_reg_alpha: float
   seed: int
-  validation_size: int
+  validation_size: int | None
   split_seed: int
   data_dir: str | None
   workdir: str | None

@@ -22,7 +22,7 @@ DATA_DIR_ENV = "GLONETS_DATA_DIR"
 
 def define_train_flags(
     *, model: str, num_layers: int | None, features: int, epochs: int, batch_size: int,
-    learning_rate: float, l2_reg_alpha: float = 0.0, validation_size: int,
+    learning_rate: float, l2_reg_alpha: float = 0.0, validation_size: int | None = None,
     eval_batch_size: int = 1000, optimizer: str = "ADAM", lr_schedule: str = "constant",
     extra_help: str = "") -> None:
   """Defines the common training flags with an experiment's defaults."""
@@ -45,9 +45,11 @@ def define_train_flags(
   flags.DEFINE_float("l2_reg_alpha", l2_reg_alpha,
                      "Weight of sum(p^2) added to the training loss only.", lower_bound=0.0)
   flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
-  flags.DEFINE_integer("validation_size", validation_size,
-                       "Examples held out of the training set for validation.", lower_bound=1)
-  flags.DEFINE_integer("split_seed", 0, "Seed of the validation split.")
+  if validation_size is not None:  # experiments with a fixed split define no such flag
+    flags.DEFINE_integer("validation_size", validation_size,
+                         "Examples held out of the training set for validation.",
+                         lower_bound=1)
+  flags.DEFINE_integer("split_seed", 0, "Seed of the validation (or train/val/test) split.")
   flags.DEFINE_string("data_dir", None, f"Data root (default: ${DATA_DIR_ENV}).")
   flags.DEFINE_string("workdir", None,
                       "Run directory; an existing one is resumed. Default: a new "
@@ -61,12 +63,17 @@ def define_train_flags(
 def config_from_flags(experiment: str) -> TrainConfig:
   """Builds the frozen config from the parsed flags."""
   f = flags.FLAGS
+  # `--model=GloNet50` carries its depth: the default --num_layers must not contradict it,
+  # but an explicit --num_layers must agree with it (checked by the registry).
+  has_suffix = f.model.rstrip("0123456789") != f.model
+  num_layers = f.num_layers if (f["num_layers"].present or not has_suffix) else None
   return TrainConfig(
-      experiment=experiment, model=f.model, num_layers=f.num_layers, features=f.features,
+      experiment=experiment, model=f.model, num_layers=num_layers, features=f.features,
       use_batch_norm=f.use_batch_norm, epochs=f.epochs, batch_size=f.batch_size,
       eval_batch_size=f.eval_batch_size, learning_rate=f.learning_rate,
       lr_schedule=f.lr_schedule, optimizer=f.optimizer.upper(), momentum=f.momentum,
-      l2_reg_alpha=f.l2_reg_alpha, seed=f.seed, validation_size=f.validation_size,
+      l2_reg_alpha=f.l2_reg_alpha, seed=f.seed,
+      validation_size=f.validation_size if "validation_size" in f else None,
       split_seed=f.split_seed,
       data_dir=f.data_dir or os.environ.get(DATA_DIR_ENV) or None,
       workdir=f.workdir, result_dir=f.result_dir, tensorboard=f.tensorboard,

@@ -2,8 +2,9 @@ r"""Trains a fully connected GloNet, MLP or residual MLP on MNIST.
 
   python -m linear_mnist.train --model=GloNet --num_layers=10 --features=256 --epochs=10
 
-Writes a run directory (see README.md): config.json, metrics.jsonl, summary.json,
-status.json, checkpoints/. Rerunning with the same --workdir resumes.
+Writes a run directory (see the repository README): config.json, metrics.jsonl,
+summary.json, status.json, usage.json, checkpoints/, the figures and training_report.pdf.
+Rerunning with the same --workdir resumes.
 """
 
 import os
@@ -15,8 +16,7 @@ if __package__ in (None, ""):  # `cd linear_mnist && python train.py` without in
 from absl import logging  # noqa: E402
 
 from common import flags as common_flags  # noqa: E402
-from common.models import build_model, parse_model_name  # noqa: E402
-from common.models.registry import DENSE_MODELS, model_label  # noqa: E402
+from common.models import DENSE_MODELS, build_from_config  # noqa: E402
 from common.train import Classification, run_experiment  # noqa: E402
 from linear_mnist.data import NUM_CLASSES, load_mnist  # noqa: E402
 
@@ -29,17 +29,10 @@ common_flags.define_train_flags(
 def main(argv):
   del argv
   config = common_flags.config_from_flags("linear_mnist")
-  # Validate the model before touching data or the disk.
-  family, depth = parse_model_name(config.model, config.num_layers, DENSE_MODELS)
-  model = build_model(config.model, num_layers=config.num_layers, features=config.features,
-                      out_dim=NUM_CLASSES, use_batch_norm=config.use_batch_norm)
+  model, name, info = build_from_config(config, NUM_CLASSES)  # fails before any I/O
   dataset = load_mnist(config.data_dir, config.validation_size, config.split_seed)
-  run_path, summary = run_experiment(
-      config, model, f"{family}{depth}", dataset, Classification(NUM_CLASSES),
-      extra_config={"model": {"family": family, "num_layers": depth,
-                              "label": model_label(family, model.use_batch_norm),
-                              "num_blocks": model.num_blocks,
-                              "use_batch_norm": model.use_batch_norm}})
+  run_path, summary = run_experiment(config, model, name, dataset, Classification(NUM_CLASSES),
+                                     extra_config={"model": info})
   final = summary["final"] or {}
   logging.info("Done: %s  test_accuracy %.4f", run_path, final.get("test_accuracy", float("nan")))
 

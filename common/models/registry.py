@@ -127,3 +127,26 @@ def model_label(family: str, use_batch_norm: bool,
   if use_batch_norm == registry[family].default_batch_norm:
     return family
   return f"{family} (BN)" if use_batch_norm else f"{family} (no BN)"
+
+
+def build_from_config(config, out_dim: int, registry: dict[str, ModelSpec] = DENSE_MODELS
+                      ) -> tuple[nn.Module, str, dict]:
+  """Builds the model a :class:`~common.config.TrainConfig` asks for.
+
+  Args:
+    config: the run configuration (``model``, ``num_layers``, ``features``,
+      ``use_batch_norm``).
+    out_dim: output width.
+    registry: the family table.
+
+  Returns:
+    ``(model, name, info)``: the module, its canonical name with depth (``GloNet24``) and
+    the facts recorded in ``config.json["model"]`` (family, depth, blocks, label...).
+  """
+  family, depth = parse_model_name(config.model, config.num_layers, registry)
+  model = build_model(config.model, num_layers=config.num_layers, features=config.features,
+                      out_dim=out_dim, use_batch_norm=config.use_batch_norm, registry=registry)
+  info = {"family": family, "num_layers": depth, "num_blocks": model.num_blocks,
+          "use_batch_norm": model.use_batch_norm, "features": config.features,
+          "label": model_label(family, model.use_batch_norm, registry)}
+  return model, f"{family}{depth}", info

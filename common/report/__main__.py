@@ -29,18 +29,12 @@ def main(argv):
     print(out["report"])
   if _SWEEP.value:
     try:
-      print(report.render_sweep(_SWEEP.value, _sweep_sections(_SWEEP.value))["report"])
+      print(report.render_sweep(_SWEEP.value, report.sections_for(_SWEEP.value))["report"])
     except FileNotFoundError as e:
       sys.stderr.write(f"error: {e}\n")
       failed = True
   if failed:
     sys.exit(2)
-
-
-def _sweep_sections(root: str):
-  """Experiment-specific extra sections for the sweep PDF (none yet)."""
-  del root
-  return None
 
 
 if __name__ == "__main__":

@@ -76,6 +76,13 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
   return {"metric": metric, "groups": rows}
 
 
+def _device(run: Run) -> str:
+  env = run.config.get("environment", {})
+  devices = env.get("devices") or ["?"]
+  kind = env.get("device_kind", "?")
+  return f"{len(devices)} x {kind}" + (f", {env['cpu']}" if env.get("cpu") else "")
+
+
 def _by_label(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
   out: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
   for g in summary["groups"]:
@@ -217,6 +224,7 @@ def render_sweep(root: str, extra_sections=None) -> dict[str, str]:
   finished = [r for r in runs if r.state in ("done", "failed")]
   summary = aggregate(finished)
   summary["running"] = [r.path for r in runs if r.state not in ("done", "failed")]
+  summary["device"] = "; ".join(sorted({_device(r) for r in runs}))
   out = {name: os.path.join(root, f) for name, f in (
       ("metric", METRIC_PNG), ("blocks", BLOCKS_PNG), ("curves", CURVES_PNG),
       ("summary", SUMMARY_JSON), ("report", REPORT_PDF))}

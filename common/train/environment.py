@@ -1,6 +1,7 @@
 """What ran a job: package versions, devices, host. Recorded in ``config.json``."""
 
 import importlib.metadata
+import os
 import platform
 import socket
 import sys
@@ -10,6 +11,17 @@ import jax
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy",
              "tensorflow-datasets", "matplotlib", "reportlab", "absl-py", "tensorboardX")
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
 
 
 def describe_environment() -> dict[str, Any]:
@@ -24,6 +36,7 @@ def describe_environment() -> dict[str, Any]:
       "python": sys.version.split()[0],
       "platform": platform.platform(),
       "hostname": socket.gethostname(),
+      "cpu": f"{_cpu_model()} ({os.cpu_count()} logical cores)",
       "packages": versions,
       "backend": jax.default_backend(),
       "devices": [str(d) for d in jax.devices()],

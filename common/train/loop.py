@@ -306,6 +306,7 @@ def run_experiment(
     task: Task,
     extra_config: dict[str, Any] | None = None,
     on_event: Callable[[str, TrainState], None] | None = None,
+    extra_files: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
   """Opens or resumes the run directory, trains, and records the outcome.
 
@@ -318,6 +319,8 @@ def run_experiment(
     task: loss and metrics.
     extra_config: more facts for ``config.json`` (model details, data scaler...).
     on_event: passed to :func:`fit`.
+    extra_files: ``{file name: JSON-ready object}`` written into a new run directory
+      (e.g. the SGEMM input scaler).
 
   Returns:
     ``(run_path, summary)``.
@@ -340,6 +343,8 @@ def run_experiment(
           **{k: v for k, v in (extra_config or {}).items() if k not in ("model",)},
           "environment": describe_environment(),
       })
+      for name, content in (extra_files or {}).items():
+        fileio.atomic_write_json(run.file(name), content)
     logging.info("Run directory: %s", run.path)
     run.write_status("running", f"training {model_name} for {config.epochs} epochs")
     try:

@@ -1,0 +1,78 @@
+"""Numbers published in the paper, shown beside ours in sweep reports.
+
+Table 1 of Di Cecco et al. (arXiv 2311.15947): average epoch training time in seconds on
+the SGEMM regression task, GloNet vs its equivalent ResNet-v2 baseline. The paper does not
+state the hardware, framework or batch size of this measurement.
+"""
+
+import os
+
+import matplotlib.pyplot as plt
+from reportlab.platypus import Spacer
+
+from common.report import pdf
+
+TABLE1_DEPTHS = (10, 24, 50, 100, 200, 600, 1000)
+TABLE1_RESNET_SECONDS = (42, 65, 96, 147, 231, 410, 675)
+TABLE1_GLONET_SECONDS = (27, 39, 55, 86, 121, 175, 289)
+TIMING_PNG = "sweep_seconds_per_epoch.png"
+
+
+def _seconds(summary, label):
+  return {g["depth"]: g["seconds_per_epoch"][0] for g in summary["groups"]
+          if g["label"] == label and g["seconds_per_epoch"][0] is not None}
+
+
+def table1_rows(summary, glonet="GloNet", resnet="ResNet"):
+  """Rows of the Table 1 analogue: ours (this machine) beside the paper's."""
+  ours_g, ours_r = _seconds(summary, glonet), _seconds(summary, resnet)
+  paper = {d: (r, g) for d, r, g in zip(TABLE1_DEPTHS, TABLE1_RESNET_SECONDS,
+                                        TABLE1_GLONET_SECONDS, strict=True)}
+  rows = [["depth", f"{resnet} s/epoch", f"{glonet} s/epoch", "ratio (ours)",
+           "paper ResNetv2", "paper GloNet", "paper ratio"]]
+  for d in sorted(set(ours_g) | set(ours_r) | set(paper)):
+    g, r = ours_g.get(d), ours_r.get(d)
+    pr, pg = paper.get(d, (None, None))
+    rows.append([d, "" if r is None else f"{r:.2f}", "" if g is None else f"{g:.2f}",
+                 "" if g is None or r is None else f"{g / r:.2f}",
+                 "" if pr is None else pr, "" if pg is None else pg,
+                 "" if pr is None else f"{pg / pr:.2f}"])
+  return rows
+
+
+def plot_seconds(summary) -> plt.Figure:
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  labels = sorted({g["label"] for g in summary["groups"]})
+  for label in labels:
+    sec = _seconds(summary, label)
+    if sec:
+      ax.plot(sorted(sec), [sec[d] for d in sorted(sec)], "o-", label=f"{label} (ours)")
+  ax.plot(TABLE1_DEPTHS, TABLE1_RESNET_SECONDS, "k--", alpha=0.5, label="paper ResNetv2")
+  ax.plot(TABLE1_DEPTHS, TABLE1_GLONET_SECONDS, "k:", alpha=0.7, label="paper GloNet")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set(xlabel="depth (num_layers)", ylabel="seconds per epoch (training only)",
+         title="Time per epoch vs depth")
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  return fig
+
+
+def table1_section(root: str):
+  """A sweep-report section: our Table 1 analogue, its figure, and the caveats."""
+
+  def section(runs, summary):
+    del runs
+    png = pdf.save_figure(plot_seconds(summary), os.path.join(root, TIMING_PNG))
+    ratios = [float(r[3]) for r in table1_rows(summary)[1:] if r[3]]
+    note = (f"Ours: mean seconds per epoch over seeds, training steps only (no compile, no "
+            f"evaluation), on {summary.get('device', 'this machine')}. Ratio = GloNet / ResNet "
+            f"(with batch norm) at the same depth; ours range "
+            f"{min(ratios):.2f}-{max(ratios):.2f}." if ratios else "No finished pair yet.")
+    return [Spacer(1, 6), pdf.heading("Paper Table 1 analogue: GloNet vs ResNet-v2 time"),
+            pdf.table(table1_rows(summary)), pdf.para(note),
+            pdf.para("Paper: Di Cecco et al., Table 1 (hardware and framework not stated)."),
+            pdf.image(png, 400)]
+
+  return section

@@ -1,0 +1,1 @@
+"""UCI SGEMM GPU-kernel runtimes: GloNet vs ResNet-v2 (BN on/off) from 10 to 1000 layers."""

@@ -1,0 +1,170 @@
+"""SGEMM: parsing and validation, split and scaler, every family, Table 1, train.py."""
+
+import os
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import fileio, report
+from common.errors import DataError
+from common.models import build_model
+from common.report import paper
+from common.train import Regression, steps
+from common.train.optimizers import make_optimizer, make_schedule
+from common.train.state import create_train_state
+from resnet_sgemm import data as sgemm
+from tests.conftest import run_module
+from tests.test_usage_report import _fake_run
+
+HEADER = ",".join([*sgemm.FEATURES, *sgemm.RUNS])
+
+
+def _csv_text(rows: int, seed: int = 0) -> str:
+  rng = np.random.default_rng(seed)
+  feats = rng.choice([1, 2, 4, 8, 16, 32, 64, 128], size=(rows, 14))
+  runtime = np.exp(1 + 0.02 * feats.sum(1, keepdims=True) + rng.normal(0, 0.01, (rows, 4)))
+  lines = [HEADER] + [",".join([*map(str, f), *(f"{r:.2f}" for r in rt)])
+                      for f, rt in zip(feats, runtime, strict=True)]
+  return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def sgemm_root(tmp_path_factory) -> str:
+  """A data root with a full-size synthetic ``sgemm/sgemm_product_dataset.zip``."""
+  root = tmp_path_factory.mktemp("data")
+  os.makedirs(root / "sgemm")
+  with zipfile.ZipFile(root / "sgemm" / sgemm.ZIP_NAME, "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("sgemm_product.csv", _csv_text(sgemm.NUM_ROWS))
+    z.writestr("__MACOSX/._sgemm_product.csv", b"junk")
+  return str(root)
+
+
+def test_parse_small_csv():
+  table = sgemm.parse_csv(_csv_text(50), "test.csv", expected_rows=50)
+  assert table.shape == (50, 18)
+
+
+def test_columns_are_found_by_name_in_any_order():
+  text = _csv_text(5)
+  header, *rows = text.strip().split("\n")
+  cols = header.split(",")
+  order = list(reversed(range(len(cols))))
+  shuffled = "\n".join(",".join(line.split(",")[i] for i in order) for line in [header, *rows])
+  np.testing.assert_array_equal(sgemm.parse_csv(shuffled, "s.csv", 5),
+                                sgemm.parse_csv(text, "t.csv", 5))
+
+
+def test_missing_column_is_named():
+  text = _csv_text(5).replace("Run3 (ms)", "Run3")
+  with pytest.raises(DataError, match=r"lacks the column\(s\) Run3 \(ms\)"):
+    sgemm.parse_csv(text, "bad.csv", 5)
+
+
+def test_non_numeric_cell_is_located():
+  lines = _csv_text(5).split("\n")
+  cells = lines[3].split(",")
+  cells[2] = "abc"
+  lines[3] = ",".join(cells)
+  with pytest.raises(DataError, match=r"bad.csv line 4, column 'KWG': 'abc' is not a number"):
+    sgemm.parse_csv("\n".join(lines), "bad.csv", 5)
+
+
+def test_wrong_row_count_is_refused():
+  with pytest.raises(DataError, match="has 7 data rows, expected 241600"):
+    sgemm.parse_csv(_csv_text(7), "short.csv")
+
+
+def test_truncated_zip_is_refused(tmp_path):
+  path = tmp_path / "sgemm" / sgemm.ZIP_NAME
+  os.makedirs(path.parent)
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("sgemm_product.csv", _csv_text(10))
+  data = path.read_bytes()
+  path.write_bytes(data[: len(data) // 2])
+  with pytest.raises(DataError, match="is not a readable zip archive"):
+    sgemm.load_sgemm(str(tmp_path))
+
+
+def test_missing_data_names_the_paths(tmp_path):
+  with pytest.raises(DataError, match=r"looked for .*sgemm/sgemm_product_dataset.zip"):
+    sgemm.load_sgemm(str(tmp_path))
+
+
+def test_split_sizes_are_70_10_20_and_disjoint():
+  train, val, test = sgemm.split_indices(sgemm.NUM_ROWS, seed=0)
+  assert (len(train), len(val), len(test)) == (169120, 24160, 48320)
+  assert len(np.unique(np.concatenate([train, val, test]))) == sgemm.NUM_ROWS
+  again = sgemm.split_indices(sgemm.NUM_ROWS, seed=0)
+  assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again, strict=True))
+
+
+def test_scaler_is_fitted_on_the_training_split_only():
+  table = sgemm.parse_csv(_csv_text(1000), "t.csv", 1000)
+  train, val, test = sgemm.split_indices(1000, seed=0)
+  table[test, :14] += 100.0  # shift only the test rows: the scaler must not see them
+  ds = sgemm.make_dataset(table, split_seed=0, info={})
+  scaler = ds.info["scaler"]
+  np.testing.assert_allclose(scaler["mean"], table[train, :14].mean(0), rtol=1e-9)
+  np.testing.assert_allclose(ds.train.x.mean(0), 0, atol=1e-5)
+  assert np.all(ds.test.x.mean(0) > 1)  # the shift stays visible in the test inputs
+  np.testing.assert_allclose(ds.test.y[:, 0], np.log(table[test, 14:].mean(1)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,depth,bn", [
+    ("GloNet", 10, None), ("GloNet", 1000, None), ("ResNet", 10, None), ("ResNet", 1000, None),
+    ("ResNet", 24, False), ("MLP", 24, None)])
+def test_every_family_takes_a_training_step(name, depth, bn):
+  model = build_model(name, num_layers=depth, features=16, out_dim=1, use_batch_norm=bn)
+  tx = make_optimizer("ADAM", make_schedule(1e-2, "constant", 1))
+  state = create_train_state(model, tx, jnp.ones((1, 14)), jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = (jnp.asarray(rng.normal(size=(64, 14)), jnp.float32),
+           jnp.asarray(rng.normal(size=(64, 1)), jnp.float32))
+  new_state, m = jax.jit(steps.make_train_step(Regression(), 1e-5))(state, batch)
+  assert np.isfinite(float(m["loss"])) and int(new_state.step) == 1
+  assert model.num_blocks == (depth - 1 if name != "ResNet" else (depth - 2) // 2)
+
+
+def test_table1_section_on_fake_runs(tmp_path):
+  root = str(tmp_path / "sweep")
+  for depth, (g, r) in {50: (2.0, 4.0), 1000: (20.0, 50.0)}.items():
+    for seed in (0, 1):
+      for label, seconds in (("GloNet", g), ("ResNet", r)):
+        path = _fake_run(root, label, depth, seed, 0.9, seconds=seconds)
+        config = fileio.read_json(os.path.join(path, "config.json"))
+        config["config"]["experiment"] = "resnet_sgemm"
+        fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+  out = report.render_sweep(root, report.sections_for(root))
+  summary = fileio.read_json(out["summary"])
+  rows = {row[0]: row for row in paper.table1_rows(summary)[1:]}
+  assert rows[50][1:4] == ["4.00", "2.00", "0.50"] and rows[1000][3] == "0.40"
+  assert rows[1000][4:] == [675, 289, "0.43"] and rows[10][1] == ""
+  assert os.path.getsize(os.path.join(root, paper.TIMING_PNG)) > 5000
+  assert os.path.getsize(out["report"]) > 10000
+
+
+def test_train_py_end_to_end(sgemm_root, tmp_path):
+  workdir = tmp_path / "run"
+  proc = run_module("resnet_sgemm.train", f"--data_dir={sgemm_root}", "--model=ResNet6",
+                    "--features=8", "--epochs=1", f"--workdir={workdir}", "--progress=false")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  record = fileio.read_jsonl(workdir / "metrics.jsonl")[0]
+  for key in ("train_mse", "val_mse", "test_mse", "train_loss", "val_loss", "test_loss"):
+    assert np.isfinite(record[key]), key
+  assert record["train_objective"] > record["train_loss"]  # L2 is in the objective only
+  scaler = fileio.read_json(workdir / "scaler.json")
+  assert scaler["features"] == list(sgemm.FEATURES) and len(scaler["mean"]) == 14
+  config = fileio.read_json(workdir / "config.json")
+  assert config["config"]["l2_reg_alpha"] == 1e-5 and config["model"]["label"] == "ResNet"
+  assert config["data"]["sizes"] == {"train": 169120, "val": 24160, "test": 48320}
+  summary = fileio.read_json(workdir / "summary.json")
+  assert summary["best_val_epoch"] == 1 and "test_mse" in summary["best"]
+
+
+def test_depth_suffix_and_flag_must_agree(tmp_path):
+  proc = run_module("resnet_sgemm.train", "--model=GloNet24", "--num_layers=10",
+                    f"--result_dir={tmp_path}")
+  assert proc.returncode == 2 and "says depth 24 but --num_layers=10" in proc.stderr
