@@ -163,6 +163,17 @@ def test_train_py_end_to_end(sgemm_root, tmp_path):
   summary = fileio.read_json(workdir / "summary.json")
   assert summary["best_val_epoch"] == 1 and "test_mse" in summary["best"]
 
+  # The run scores new kernel configurations through its saved scaler.
+  kernels = tmp_path / "kernels.csv"
+  kernels.write_text(_csv_text(3, seed=9))
+  out = tmp_path / "pred.csv"
+  proc = run_module("resnet_sgemm.predict", f"--workdir={workdir}", f"--input={kernels}",
+                    f"--output={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = out.read_text().strip().split("\n")
+  assert lines[0].endswith("predicted_log_ms,predicted_ms") and len(lines) == 4
+  assert all(np.isfinite(float(line.split(",")[-1])) for line in lines[1:])
+
 
 def test_depth_suffix_and_flag_must_agree(tmp_path):
   proc = run_module("resnet_sgemm.train", "--model=GloNet24", "--num_layers=10",

@@ -1,0 +1,54 @@
+"""Loading a trained model back from a run directory (for scoring, analysis, notebooks)."""
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from common import fileio
+from common.config import TrainConfig
+from common.errors import RunDirError
+from common.train import rundir
+from common.train.checkpoint import Checkpointer
+from common.train.optimizers import make_optimizer, make_schedule
+from common.train.state import TrainState, create_train_state
+
+
+def load_config(run_path: str) -> TrainConfig:
+  """The :class:`TrainConfig` a run directory was made with."""
+  path = os.path.join(run_path, rundir.CONFIG)
+  if not os.path.exists(path):
+    raise RunDirError(f"{run_path} is not a run directory (no {rundir.CONFIG}).")
+  return TrainConfig(**fileio.read_json(path)["config"])
+
+
+def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],
+                       epoch: int | None = None) -> tuple[TrainState, int]:
+  """Restores the train state of ``run_path`` onto the current devices.
+
+  Args:
+    run_path: the run directory.
+    model: the module the run trained (rebuild it from :func:`load_config`).
+    input_shape: shape of one input example (without the batch axis).
+    epoch: which checkpoint; None for the latest.
+
+  Returns:
+    ``(state, epoch)``.
+
+  Raises:
+    RunDirError: no checkpoint to restore.
+  """
+  config = load_config(run_path)
+  steps = 1  # the schedule's length does not change the optimizer state's structure
+  tx = make_optimizer(config.optimizer, make_schedule(config.learning_rate, config.lr_schedule,
+                                                      steps), config.momentum)
+  like = jax.eval_shape(lambda: create_train_state(
+      model, tx, jnp.zeros((1, *input_shape)), jax.random.key(0)))
+  like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if hasattr(s, "shape") else s, like)
+  with Checkpointer(os.path.join(run_path, rundir.CHECKPOINTS)) as ckpt:
+    epoch = epoch or ckpt.latest_epoch()
+    if not epoch:
+      raise RunDirError(f"{run_path} has no checkpoint yet (no epoch finished).")
+    state, _ = ckpt.restore(epoch, like)
+  return state.replace(apply_fn=model.apply, tx=tx), epoch

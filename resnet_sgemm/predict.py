@@ -1,0 +1,80 @@
+r"""Scores new SGEMM kernel configurations with a trained run directory.
+
+  python -m resnet_sgemm.predict --workdir=RUN_DIR --input=kernels.csv --output=pred.csv
+
+The input CSV needs the 14 parameter columns by name (MWG ... SB; other columns are kept
+as they are). They are standardised with the run's ``scaler.json`` (training-split
+statistics); the output adds ``predicted_log_ms`` (the model's output) and
+``predicted_ms`` (its exponential: the predicted mean runtime in milliseconds).
+"""
+
+import csv
+import os
+import sys
+
+import jax
+import numpy as np
+from absl import flags
+
+from common import fileio
+from common.errors import UserError
+from common.flags import run_main
+from common.models import build_from_config
+from common.train.restore import load_config, load_trained_state
+from common.train.state import model_variables
+from resnet_sgemm.data import FEATURES
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained resnet_sgemm run directory.")
+_INPUT = flags.DEFINE_string("input", None, "CSV of kernel configurations.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output CSV (default: standard output).")
+flags.mark_flags_as_required(["workdir", "input"])
+
+
+def predict_log_ms(run_path: str, features: np.ndarray) -> np.ndarray:
+  """Predicted log mean runtime (ms) for raw (unstandardised) kernel parameters.
+
+  Args:
+    run_path: a resnet_sgemm run directory with a checkpoint and ``scaler.json``.
+    features: array (N, 14) in the order of ``FEATURES``.
+
+  Returns:
+    Array (N,) of predicted log-milliseconds.
+  """
+  scaler = fileio.read_json(os.path.join(run_path, "scaler.json"))
+  if scaler["features"] != list(FEATURES):
+    raise UserError(f"{run_path}/scaler.json lists other features: {scaler['features']}")
+  x = ((features - np.asarray(scaler["mean"])) / np.asarray(scaler["std"])).astype(np.float32)
+  model, _, _ = build_from_config(load_config(run_path), out_dim=1)
+  state, _ = load_trained_state(run_path, model, (len(FEATURES),))
+  apply = jax.jit(lambda v, xb: state.apply_fn(v, xb, train=False))
+  return np.asarray(apply(model_variables(state), x))[:, 0]
+
+
+def main(argv):
+  del argv
+  if not os.path.exists(_INPUT.value):
+    raise UserError(f"--input={_INPUT.value} does not exist.")
+  with open(_INPUT.value, encoding="utf-8", newline="") as f:
+    rows = list(csv.DictReader(f))
+  if not rows:
+    raise UserError(f"{_INPUT.value} has no rows.")
+  missing = [c for c in FEATURES if c not in rows[0]]
+  if missing:
+    raise UserError(f"{_INPUT.value} lacks the column(s) {', '.join(missing)}.")
+  try:
+    features = np.array([[float(r[c]) for c in FEATURES] for r in rows])
+  except ValueError as e:
+    raise UserError(f"{_INPUT.value} has a non-numeric parameter: {e}") from None
+  log_ms = predict_log_ms(_WORKDIR.value, features)
+  out = open(_OUTPUT.value, "w", newline="", encoding="utf-8") if _OUTPUT.value else sys.stdout
+  writer = csv.DictWriter(out, fieldnames=[*rows[0].keys(), "predicted_log_ms", "predicted_ms"])
+  writer.writeheader()
+  for row, value in zip(rows, log_ms, strict=True):
+    writer.writerow({**row, "predicted_log_ms": f"{value:.5f}",
+                     "predicted_ms": f"{np.exp(value):.3f}"})
+  if out is not sys.stdout:
+    out.close()
+
+
+if __name__ == "__main__":
+  run_main(main)
