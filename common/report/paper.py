@@ -65,6 +65,9 @@ def table1_section(root: str):
   def section(runs, summary):
     del runs
     png = pdf.save_figure(plot_seconds(summary), os.path.join(root, TIMING_PNG))
+    from common.report.sweep_report import SUMMARY_MD, markdown_table  # noqa: PLC0415
+    with open(os.path.join(root, SUMMARY_MD), "a", encoding="utf-8") as f:
+      f.write("\nPaper Table 1 analogue\n\n" + markdown_table(table1_rows(summary)))
     ratios = [float(r[3]) for r in table1_rows(summary)[1:] if r[3]]
     note = (f"Ours: mean seconds per epoch over seeds, training steps only (no compile, no "
             f"evaluation), on {summary.get('device', 'this machine')}. Ratio = GloNet / ResNet "

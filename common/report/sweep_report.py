@@ -30,6 +30,7 @@ METRIC_PNG = "sweep_metric_vs_depth.png"
 BLOCKS_PNG = "sweep_blocks_used.png"
 CURVES_PNG = "sweep_usage_curves.png"
 SUMMARY_JSON = "sweep_summary.json"
+SUMMARY_MD = "sweep_summary.md"
 REPORT_PDF = "sweep_report.pdf"
 
 
@@ -204,6 +205,14 @@ def seconds_table(summary: dict[str, Any]) -> list[list[str]]:
   return rows
 
 
+def markdown_table(rows: list[list[Any]]) -> str:
+  """A list of rows (header first) as a Markdown table."""
+  lines = ["| " + " | ".join(str(c) for c in rows[0]) + " |",
+           "|" + "---|" * len(rows[0])]
+  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows[1:]]
+  return "\n".join(lines) + "\n"
+
+
 def render_sweep(root: str, extra_sections=None) -> dict[str, str]:
   """Renders the sweep figures, summary and PDF for every run under ``root``.
 
@@ -227,8 +236,12 @@ def render_sweep(root: str, extra_sections=None) -> dict[str, str]:
   summary["device"] = "; ".join(sorted({_device(r) for r in runs}))
   out = {name: os.path.join(root, f) for name, f in (
       ("metric", METRIC_PNG), ("blocks", BLOCKS_PNG), ("curves", CURVES_PNG),
-      ("summary", SUMMARY_JSON), ("report", REPORT_PDF))}
+      ("summary", SUMMARY_JSON), ("markdown", SUMMARY_MD), ("report", REPORT_PDF))}
   fileio.atomic_write_json(out["summary"], summary)
+  fileio.atomic_write_text(out["markdown"], (
+      f"Sweep {os.path.abspath(root)} ({summary['device']})\n\n"
+      + markdown_table(results_table(summary)) + "\nSeconds per epoch (training only)\n\n"
+      + markdown_table(seconds_table(summary))))
   metric_png = pdf.save_figure(plot_metric_vs_depth(summary), out["metric"])
   blocks_png = pdf.save_figure(plot_blocks_used(summary), out["blocks"])
   curves_png = pdf.save_figure(plot_usage_curves(finished), out["curves"])
