@@ -6,6 +6,7 @@ over the target, so a reader (or a process killed mid-write) sees the old or the
 content, never a torn one.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -72,3 +73,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         break  # a torn final line from an interrupted writer
       raise
   return records
+
+
+def sha256(path: str | os.PathLike) -> str:
+  """SHA-256 of a file, read in 1 MiB chunks."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()

@@ -15,6 +15,7 @@ from absl import app, flags, logging
 
 from common.config import TrainConfig
 from common.errors import UserError
+from common.train.loop import NonFiniteLossError
 from common.train.optimizers import OPTIMIZERS, SCHEDULES
 
 DATA_DIR_ENV = "GLONETS_DATA_DIR"
@@ -25,7 +26,23 @@ def define_train_flags(
     learning_rate: float, l2_reg_alpha: float = 0.0, validation_size: int | None = None,
     eval_batch_size: int = 1000, optimizer: str = "ADAM", lr_schedule: str = "constant",
     extra_help: str = "") -> None:
-  """Defines the common training flags with an experiment's defaults."""
+  """Defines the common training flags with an experiment's defaults.
+
+  Args:
+    model: default ``--model``.
+    num_layers: default ``--num_layers``.
+    features: default ``--features`` (hidden width).
+    epochs: default ``--epochs``.
+    batch_size: default ``--batch_size``.
+    learning_rate: default ``--learning_rate``.
+    l2_reg_alpha: default ``--l2_reg_alpha``.
+    validation_size: default ``--validation_size``; None defines no such flag (the
+      experiment has a fixed train/val/test split).
+    eval_batch_size: default ``--eval_batch_size``.
+    optimizer: default ``--optimizer``.
+    lr_schedule: default ``--lr_schedule``.
+    extra_help: appended to the help of ``--model``.
+  """
   flags.DEFINE_string("model", model, f"Model name, optionally with a depth suffix. {extra_help}")
   flags.DEFINE_integer("num_layers", num_layers,
                        "Depth: Dense layers from input to output, input layer and head "
@@ -61,7 +78,14 @@ def define_train_flags(
 
 
 def config_from_flags(experiment: str) -> TrainConfig:
-  """Builds the frozen config from the parsed flags."""
+  """Builds the frozen config from the parsed flags.
+
+  Args:
+    experiment: the experiment package name, recorded in the config.
+
+  Returns:
+    The :class:`TrainConfig`; ``data_dir`` falls back to ``$GLONETS_DATA_DIR``.
+  """
   f = flags.FLAGS
   # `--model=GloNet50` carries its depth: the default --num_layers must not contradict it,
   # but an explicit --num_layers must agree with it (checked by the registry).
@@ -96,5 +120,8 @@ def run_main(main: Callable[[list[str]], Any]) -> None:
     except UserError as e:
       sys.stderr.write(f"error: {e}\n")
       sys.exit(2)
+    except NonFiniteLossError as e:  # an experimental outcome, recorded in the run dir
+      sys.stderr.write(f"error: {e}\n")
+      sys.exit(1)
 
   app.run(wrapped)

@@ -35,17 +35,20 @@ def _usage_sums(state: TrainState, x, y, mask, task: Task, glonet: bool) -> dict
   variables = model_variables(state)
   head = state.params["head"] if glonet else None
 
+  def masked_sum(values, mb):  # sum over the batch axis (last), padded rows excluded
+    return jnp.sum(jnp.where(mb > 0, values, 0.0), axis=-1)
+
   def batch_stats(xb, yb, mb):
     _, used = state.apply_fn(variables, xb, train=False, capture=True)
     used = used.reshape(used.shape[0], used.shape[1], -1)  # (L, B, D)
-    out = {"l1": jnp.einsum("lb,b->l", jnp.mean(jnp.abs(used), axis=-1), mb)}
+    out = {"l1": masked_sum(jnp.mean(jnp.abs(used), axis=-1), mb)}
     if glonet:
       contrib = jnp.einsum("lbd,do->lbo", used, head["kernel"])  # W x_i for every block
-      out["contribution"] = jnp.einsum("lb,b->l", jnp.mean(jnp.abs(contrib), -1), mb)
+      out["contribution"] = masked_sum(jnp.mean(jnp.abs(contrib), -1), mb)
       prefix = jnp.cumsum(contrib, axis=0) + head["bias"]  # head(x_1 + ... + x_k), all k
       per_k = jax.vmap(lambda o: task.per_example(o, yb))(prefix)
       for name, values in per_k.items():
-        out[f"exit_{name}"] = values @ mb
+        out[f"exit_{name}"] = masked_sum(values, mb)
     return out
 
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),

@@ -9,12 +9,12 @@ with the mean and std of the training split only; a validation split of
 ``split_seed``; the 10,000 test images are the official test set.
 """
 
-import hashlib
 import os
 
 import numpy as np
 from absl import logging
 
+from common import fileio
 from common.data import Dataset, Split, holdout_split, read_idx_gz, standardize
 from common.data.tfds_source import load_tfds_arrays
 from common.errors import DataError
@@ -37,14 +37,6 @@ _FIX = ("Get the four official files (train-images-idx3-ubyte.gz, train-labels-i
         "GLONETS_DATA_DIR.")
 
 
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def _find_folder(data_dir: str) -> str | None:
   """The first candidate folder holding any of the four files, or None."""
   for folder in (os.path.join(data_dir, "mnist"), data_dir):
@@ -61,7 +53,7 @@ def _read_local(folder: str) -> tuple[dict[str, np.ndarray], dict]:
   for key, (fname, official, count) in FILES.items():
     path = os.path.join(folder, fname)
     arrays[key] = read_idx_gz(path, fix_hint=_FIX)
-    hashes[fname] = _sha256(path)
+    hashes[fname] = fileio.sha256(path)
     if hashes[fname] != official:
       logging.warning("%s is readable but is not the official file (SHA-256 %s).", path,
                       hashes[fname])
@@ -110,6 +102,7 @@ def load_mnist(data_dir: str | None, validation_size: int = 5000, split_seed: in
     looked = (f"looked for {', '.join(f for f, _, _ in FILES.values())} in "
               f"{os.path.join(data_dir, 'mnist')} and {data_dir}" if data_dir
               else "no data root given (--data_dir or GLONETS_DATA_DIR)")
+    logging.info("MNIST: %s; trying TensorFlow Datasets.", looked)
     try:
       arrays, info = _read_tfds(tfds_dir)
     except DataError as e:

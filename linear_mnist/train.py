@@ -16,7 +16,7 @@ if __package__ in (None, ""):  # `cd linear_mnist && python train.py` without in
 from absl import logging  # noqa: E402
 
 from common import flags as common_flags  # noqa: E402
-from common.models import DENSE_MODELS, build_from_config  # noqa: E402
+from common.models import DENSE_MODELS, build_from_config, canonical_config  # noqa: E402
 from common.train import Classification, run_experiment  # noqa: E402
 from linear_mnist.data import NUM_CLASSES, load_mnist  # noqa: E402
 
@@ -28,7 +28,7 @@ common_flags.define_train_flags(
 
 def main(argv):
   del argv
-  config = common_flags.config_from_flags("linear_mnist")
+  config = canonical_config(common_flags.config_from_flags("linear_mnist"))
   model, name, info = build_from_config(config, NUM_CLASSES)  # fails before any I/O
   dataset = load_mnist(config.data_dir, config.validation_size, config.split_seed)
   run_path, summary = run_experiment(config, model, name, dataset, Classification(NUM_CLASSES),

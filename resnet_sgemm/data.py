@@ -14,14 +14,15 @@ model can score new kernel configurations.
 """
 
 import csv
-import hashlib
+import dataclasses
 import io
 import os
 import zipfile
 
 import numpy as np
 
-from common.data import Dataset, Split
+from common import fileio
+from common.data import Dataset, Split, standardize
 from common.errors import DataError
 
 FEATURES = ("MWG", "NWG", "KWG", "MDIMC", "NDIMC", "MDIMA", "NDIMB", "KWI", "VWM", "VWN",
@@ -38,6 +39,12 @@ _FIX = (f"Get the official UCI archive {ZIP_NAME} (dataset 440, 'SGEMM GPU kerne
 
 def find_source(data_dir: str | None) -> str:
   """Path of the zip (preferred) or CSV under ``data_dir``.
+
+  Args:
+    data_dir: the data root.
+
+  Returns:
+    The first of ``<root>/sgemm/{zip,csv}``, ``<root>/{zip,csv}`` that exists.
 
   Raises:
     DataError: naming every path looked at.
@@ -64,8 +71,13 @@ def _read_text(path: str) -> str:
         return archive.read(names[0]).decode("utf-8")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
       raise DataError(f"{path} is not a readable zip archive ({e}). {_FIX}") from e
-  with open(path, encoding="utf-8") as f:
-    return f.read()
+    except UnicodeDecodeError as e:
+      raise DataError(f"{path}: {CSV_NAME} is not UTF-8 text ({e}). {_FIX}") from e
+  try:
+    with open(path, encoding="utf-8") as f:
+      return f.read()
+  except UnicodeDecodeError as e:
+    raise DataError(f"{path} is not UTF-8 text ({e}). {_FIX}") from e
 
 
 def parse_csv(text: str, source: str, expected_rows: int | None = NUM_ROWS) -> np.ndarray:
@@ -122,7 +134,15 @@ def _is_number(cell: str) -> bool:
 
 
 def split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """A random 70/10/20 partition of ``range(n)`` from ``seed`` (each part sorted)."""
+  """A random 70/10/20 partition of ``range(n)``.
+
+  Args:
+    n: number of rows.
+    seed: seed of the permutation.
+
+  Returns:
+    ``(train, val, test)`` row indices, each sorted.
+  """
   perm = np.random.default_rng(seed).permutation(n)
   n_test = round(n * SPLIT_FRACTIONS[2])
   n_val = round(n * SPLIT_FRACTIONS[1])
@@ -131,22 +151,26 @@ def split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def make_dataset(table: np.ndarray, split_seed: int, info: dict) -> Dataset:
-  """Builds target, split and training-only standardisation from a parsed table."""
+  """Builds the target, the split and the training-only standardisation.
+
+  Args:
+    table: parsed rows, ``FEATURES`` then ``RUNS`` columns (see :func:`parse_csv`).
+    split_seed: seed of the 70/10/20 split.
+    info: provenance to record (source, hash).
+
+  Returns:
+    The standardised dataset; ``info["scaler"]`` holds what is needed to score new rows.
+  """
   x = table[:, :len(FEATURES)]
-  y = np.log(table[:, len(FEATURES):].mean(axis=1, keepdims=True))
+  y = np.log(table[:, len(FEATURES):].mean(axis=1, keepdims=True)).astype(np.float32)
   train, val, test = split_indices(len(table), split_seed)
-  mean, std = x[train].mean(axis=0), x[train].std(axis=0)
-  std = np.where(std > 0, std, 1.0)
-
-  def split(idx):
-    return Split(((x[idx] - mean) / std).astype(np.float32), y[idx].astype(np.float32))
-
-  scaler = {"features": list(FEATURES), "mean": mean.tolist(), "std": std.tolist(),
+  raw = Dataset(*(Split(x[i], y[i]) for i in (train, val, test)))
+  dataset, stats = standardize(raw, axis=(0,))
+  scaler = {"features": list(FEATURES), "mean": stats["mean"], "std": stats["std"],
             "target": "log(mean(Run1..Run4)) with run times in ms (natural log)",
             "fitted_on": "training split only", "split_seed": split_seed}
-  return Dataset(split(train), split(val), split(test),
-                 info={**info, "split_seed": split_seed, "split": "70/10/20 random",
-                       "scaler": scaler})
+  return dataclasses.replace(dataset, info={**info, "split_seed": split_seed,
+                                            "split": "70/10/20 random", "scaler": scaler})
 
 
 def load_sgemm(data_dir: str | None, split_seed: int = 0) -> Dataset:
@@ -163,7 +187,6 @@ def load_sgemm(data_dir: str | None, split_seed: int = 0) -> Dataset:
     DataError: missing, unreadable or malformed data.
   """
   path = find_source(data_dir)
-  with open(path, "rb") as f:
-    sha256 = hashlib.sha256(f.read()).hexdigest()
   table = parse_csv(_read_text(path), os.path.basename(path))
-  return make_dataset(table, split_seed, {"source": os.path.abspath(path), "sha256": sha256})
+  return make_dataset(table, split_seed, {"source": os.path.abspath(path),
+                                          "sha256": fileio.sha256(path)})

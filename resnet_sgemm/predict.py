@@ -12,17 +12,20 @@ import csv
 import os
 import sys
 
-import jax
-import numpy as np
-from absl import flags
+if __package__ in (None, ""):  # `cd resnet_sgemm && python predict.py` without installing
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import fileio
-from common.errors import UserError
-from common.flags import run_main
-from common.models import build_from_config
-from common.train.restore import load_config, load_trained_state
-from common.train.state import model_variables
-from resnet_sgemm.data import FEATURES
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+
+from common import fileio  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from common.flags import run_main  # noqa: E402
+from common.models import build_from_config  # noqa: E402
+from common.train.restore import load_config, load_trained_state  # noqa: E402
+from common.train.state import model_variables  # noqa: E402
+from resnet_sgemm.data import FEATURES  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained resnet_sgemm run directory.")
 _INPUT = flags.DEFINE_string("input", None, "CSV of kernel configurations.")

@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # `cd resnet_sgemm && python train.py` without in
 from absl import logging  # noqa: E402
 
 from common import flags as common_flags  # noqa: E402
-from common.models import DENSE_MODELS, build_from_config  # noqa: E402
+from common.models import DENSE_MODELS, build_from_config, canonical_config  # noqa: E402
 from common.train import Regression, run_experiment  # noqa: E402
 from resnet_sgemm.data import load_sgemm  # noqa: E402
 
@@ -30,7 +30,7 @@ common_flags.define_train_flags(
 
 def main(argv):
   del argv
-  config = common_flags.config_from_flags("resnet_sgemm")
+  config = canonical_config(common_flags.config_from_flags("resnet_sgemm"))
   model, name, info = build_from_config(config, out_dim=1)  # fails before any I/O
   dataset = load_sgemm(config.data_dir, config.split_seed)
   run_path, summary = run_experiment(

@@ -4,26 +4,20 @@
 # the paper's Table 1: seconds per epoch of GloNet vs ResNet and their ratio).
 #
 #   bash resnet_sgemm/train_script.sh                # CPU-sized default (see README for time)
-#   GRID=paper bash resnet_sgemm/train_script.sh     # the paper's setting: 200 epochs, 3 seeds
-#   DEPTHS="10 100" EPOCHS=5 bash resnet_sgemm/train_script.sh
+#   GRID=paper bash resnet_sgemm/train_script.sh     # the paper's setting: 200 epochs (own root)
+#   DEPTHS="10 100" SEEDS=0 EPOCHS=5 bash resnet_sgemm/train_script.sh
 #
 # Variables: MODELS, DEPTHS, SEEDS, EPOCHS, FEATURES, SWEEP_ROOT, EXTRA_FLAGS (passed to
 # train.py as they are, e.g. EXTRA_FLAGS="--data_dir=/data"). Rerun the same command to
-# resume: finished points are skipped.
+# resume: points already done with the same command are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-if [ "${GRID:-cpu}" = "paper" ]; then
-  : "${SEEDS:=0 1 2}" "${EPOCHS:=200}"
+GRID="${GRID:-cpu}"
+if [ "$GRID" = "paper" ]; then
+  : "${EPOCHS:=200}"
 fi
-MODELS="${MODELS:-GloNet ResNet ResNet:use_batch_norm=false MLP}"
-DEPTHS="${DEPTHS:-10 24 50 100 200 600 1000}"
-SEEDS="${SEEDS:-0}"
-EPOCHS="${EPOCHS:-10}"
-FEATURES="${FEATURES:-16}"
-SWEEP_ROOT="${SWEEP_ROOT:-sweeps/resnet_sgemm}"
-
-csv() { echo "$*" | tr -s ' ' ','; }
-exec python -m common.sweep --module=resnet_sgemm.train --root="$SWEEP_ROOT" \
-  --models="$(csv $MODELS)" --depths="$(csv $DEPTHS)" --seeds="$(csv $SEEDS)" -- \
-  --epochs="$EPOCHS" --features="$FEATURES" --progress=false ${EXTRA_FLAGS:-}
+exec python -m common.sweep --module=resnet_sgemm.train \
+  --root="${SWEEP_ROOT:-sweeps/resnet_sgemm_$GRID}" \
+  --models="${MODELS:-GloNet ResNet ResNet:use_batch_norm=false MLP}" \
+  --depths="${DEPTHS:-10 24 50 100 200 600 1000}" --seeds="${SEEDS:-0 1 2}" -- \
+  --epochs="${EPOCHS:-5}" --features="${FEATURES:-16}" --progress=false ${EXTRA_FLAGS:-}

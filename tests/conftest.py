@@ -5,6 +5,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -42,12 +43,20 @@ def fake_mnist_root(tmp_path_factory) -> str:
   return root
 
 
-def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-  """Runs ``python -m module args`` from the repository root, hermetically.
+def hermetic_env() -> dict[str, str]:
+  """The environment for child processes of tests.
 
-  ``GLONETS_DATA_DIR`` is removed from the child's environment: tests name their data.
+  ``GLONETS_DATA_DIR`` is removed (tests name their data) and TensorFlow Datasets points at
+  an empty folder, so no test can find, or download, a real copy of a dataset.
   """
-  full_env = {**os.environ, "JAX_PLATFORMS": "cpu", "TQDM_DISABLE": "1"}
-  full_env.pop("GLONETS_DATA_DIR", None)
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "TQDM_DISABLE": "1",
+         "TFDS_DATA_DIR": os.path.join(tempfile.gettempdir(), "glonets_tests_empty_tfds")}
+  env.pop("GLONETS_DATA_DIR", None)
+  return env
+
+
+def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+  """Runs ``python -m module args`` from the repository root in :func:`hermetic_env`."""
+  full_env = hermetic_env()
   return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
                         capture_output=True, text=True, timeout=timeout)

@@ -1,6 +1,5 @@
 """The epoch loop and the run directory: resume, failure, locking, the file contract."""
 
-import dataclasses
 import json
 import os
 
@@ -10,8 +9,8 @@ import pytest
 from common import fileio
 from common.config import TrainConfig
 from common.data import Dataset, Split, fake_classification
-from common.errors import RunDirError
-from common.models import build_model
+from common.errors import ConfigError, RunDirError
+from common.models import build_from_config, canonical_config
 from common.train import TIMING_KEYS, Classification, NonFiniteLossError, run_experiment, rundir
 from common.train.checkpoint import Checkpointer
 
@@ -27,11 +26,12 @@ def _config(tmp_path, **overrides) -> TrainConfig:
   return TrainConfig(**base)
 
 
-def _run(config, dataset=None, name="GloNet"):
+def _run(config, dataset=None):
   dataset = dataset or fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
-  model = build_model(name, num_layers=config.num_layers, features=config.features,
-                      out_dim=4, use_batch_norm=config.use_batch_norm)
-  return run_experiment(config, model, f"{name}{config.num_layers}", dataset, Classification(4))
+  config = canonical_config(config)
+  model, name, info = build_from_config(config, out_dim=4)
+  return run_experiment(config, model, name, dataset, Classification(4),
+                        extra_config={"model": info})
 
 
 def _math_only(records):
@@ -59,8 +59,10 @@ def test_run_directory_contract(tmp_path):
   assert os.listdir(os.path.join(path, "tensorboard"))
 
 
-def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, monkeypatch):
-  straight, _ = _run(_config(tmp_path / "a"))
+@pytest.mark.parametrize("model", ["GloNet", "ResNet"])  # ResNet: batch-norm statistics too
+def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, monkeypatch,
+                                                                   model):
+  straight, _ = _run(_config(tmp_path / "a", model=model))
   # Crash right after the first checkpoint, then run the same command again.
   original = Checkpointer.save
 
@@ -71,11 +73,11 @@ def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, mon
 
   monkeypatch.setattr(Checkpointer, "save", save_then_crash)
   with pytest.raises(KeyboardInterrupt):
-    _run(_config(tmp_path / "b"))
+    _run(_config(tmp_path / "b", model=model))
   status = fileio.read_json(tmp_path / "b" / "run" / "status.json")
   assert status["status"] == "failed" and "resume" in status["message"]
   monkeypatch.setattr(Checkpointer, "save", original)
-  resumed, _ = _run(_config(tmp_path / "b"))
+  resumed, _ = _run(_config(tmp_path / "b", model=model))
   a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
   b = fileio.read_jsonl(os.path.join(resumed, "metrics.jsonl"))
   assert len(b) == 3 and _math_only(a) == _math_only(b)
@@ -136,10 +138,13 @@ def test_a_locked_run_directory_is_refused(tmp_path):
     holder.release()
 
 
-def test_sessions_get_unique_directories(tmp_path):
+def test_a_taken_session_name_is_never_reused(tmp_path, monkeypatch):
+  """Two runs drawing the same name: the second gets a new one (mkdir is the arbiter)."""
+  draws = iter(["aaaaaaaa" + "0" * 24, "aaaaaaaa" + "0" * 24, "bbbbbbbb" + "0" * 24])
+  monkeypatch.setattr(rundir.uuid, "uuid4", lambda: type("U", (), {"hex": next(draws)})())
   a = rundir.new_session_dir(str(tmp_path), "GloNet10")
   b = rundir.new_session_dir(str(tmp_path), "GloNet10")
-  assert a != b and os.path.basename(a).startswith("session_")
+  assert a.endswith("_aaaaaaaa") and b.endswith("_bbbbbbbb")
 
 
 def test_a_non_run_directory_is_not_overwritten(tmp_path):
@@ -155,6 +160,32 @@ def test_torn_last_jsonl_line_is_ignored(tmp_path):
   assert fileio.read_jsonl(path) == [{"epoch": 1}]
 
 
-def test_config_is_frozen(tmp_path):
-  with pytest.raises(dataclasses.FrozenInstanceError):
-    _config(tmp_path).epochs = 5  # type: ignore[misc]
+def test_equivalent_spellings_resume_the_same_run(tmp_path):
+  _run(_config(tmp_path, model="GloNet4", num_layers=None, epochs=1, lr_schedule="constant"))
+  _, summary = _run(_config(tmp_path, model="GloNet", num_layers=4, use_batch_norm=False,
+                            epochs=2, lr_schedule="constant"))
+  assert summary["epochs_completed"] == 2
+  resumes = fileio.read_json(os.path.join(tmp_path, "run", "config.json"))["resumes"]
+  assert [r["epochs"] for r in resumes] == [2]
+
+
+def test_resume_on_other_data_is_refused(tmp_path):
+  _run(_config(tmp_path, epochs=1))
+  other = fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
+  other.info["sha256"] = "something else"
+  with pytest.raises(RunDirError, match="data sha256"):
+    _run(_config(tmp_path, epochs=1), dataset=other)
+
+
+def test_fewer_epochs_than_trained_is_refused(tmp_path):
+  _run(_config(tmp_path, epochs=2, lr_schedule="constant"))
+  with pytest.raises(RunDirError, match="already trained 2 epochs"):
+    _run(_config(tmp_path, epochs=1, lr_schedule="constant"))
+  status = fileio.read_json(os.path.join(tmp_path, "run", "status.json"))
+  assert status["status"] == "done"  # a refused command leaves the run as it was
+
+
+def test_bad_batch_size_is_refused_before_anything_is_written(tmp_path):
+  with pytest.raises(ConfigError, match="larger than the training split"):
+    _run(_config(tmp_path, batch_size=10_000))
+  assert not os.path.exists(tmp_path / "run")

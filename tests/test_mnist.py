@@ -15,7 +15,7 @@ from common import fileio
 from common.errors import DataError
 from common.train import TIMING_KEYS
 from linear_mnist import data as mnist_data
-from tests.conftest import REPO, run_module
+from tests.conftest import REPO, hermetic_env, run_module
 
 TINY = ["--model=GloNet", "--num_layers=3", "--features=16", "--batch_size=1000",
         "--eval_batch_size=2000", "--progress=false", "--tensorboard=false"]
@@ -135,7 +135,7 @@ def test_train_py_as_a_script_from_its_folder(fake_mnist_root, tmp_path):
       [sys.executable, "train.py", f"--data_dir={fake_mnist_root}", "--epochs=1",
        f"--result_dir={tmp_path}", *TINY],
       cwd=os.path.join(REPO, "linear_mnist"), capture_output=True, text=True, timeout=300,
-      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+      env=hermetic_env())
   assert proc.returncode == 0, proc.stderr[-3000:]
   sessions = os.listdir(tmp_path / "GloNet3")
   assert len(sessions) == 1 and sessions[0].startswith("session_")
@@ -180,10 +180,8 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(fake_mnist_root, tmp_path
   assert proc.returncode == 0, proc.stderr[-2000:]
 
   killed = tmp_path / "killed"
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  env.pop("GLONETS_DATA_DIR", None)
   child = subprocess.Popen([sys.executable, "-m", "linear_mnist.train", f"--workdir={killed}",
-                            *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            *args], cwd=REPO, env=hermetic_env(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
   deadline = time.time() + 240
   while not (killed / "checkpoints" / "1").exists():  # epoch 1 is durable; kill in epoch 2
@@ -191,6 +189,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(fake_mnist_root, tmp_path
     time.sleep(0.01)
   child.send_signal(signal.SIGKILL)
   assert child.wait() == -signal.SIGKILL
+  assert not (killed / "checkpoints" / "4").exists()  # killed before the end
   assert fileio.read_json(killed / "status.json")["status"] == "running"  # stale, as after a crash
 
   proc = run_module("linear_mnist.train", f"--workdir={killed}", *args)

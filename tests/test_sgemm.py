@@ -137,13 +137,14 @@ def test_table1_section_on_fake_runs(tmp_path):
         config = fileio.read_json(os.path.join(path, "config.json"))
         config["config"]["experiment"] = "resnet_sgemm"
         fileio.atomic_write_json(os.path.join(path, "config.json"), config)
-  out = report.render_sweep(root, report.sections_for(root))
+  out = report.render_sweep(root)
   summary = fileio.read_json(out["summary"])
   rows = {row[0]: row for row in paper.table1_rows(summary)[1:]}
   assert rows[50][1:4] == ["4.00", "2.00", "0.50"] and rows[1000][3] == "0.40"
   assert rows[1000][4:] == [675, 289, "0.43"] and rows[10][1] == ""
   assert os.path.getsize(os.path.join(root, paper.TIMING_PNG)) > 5000
   assert os.path.getsize(out["report"]) > 10000
+  assert "Paper Table 1 analogue" in open(out["markdown"]).read()
 
 
 def test_train_py_end_to_end(sgemm_root, tmp_path):

@@ -13,6 +13,7 @@ from common import fileio, report
 from common.data import Dataset, Split, fake_classification
 from common.models import build_model
 from common.train import Classification, NonFiniteLossError
+from common.train.checkpoint import Checkpointer
 from common.train.state import create_train_state
 from common.usage import compute_usage
 from tests.conftest import run_module
@@ -25,15 +26,17 @@ def _glonet_state(layers=8, features=6, in_dim=20, classes=4, seed=0):
   return model, state
 
 
-def test_usage_is_in_network_order_even_if_dict_order_is_sorted():
+def test_usage_is_in_network_order_after_a_checkpoint_round_trip(tmp_path):
   """Block i outputs the constant i (zero kernels, bias i), so l1 must read 1, 2, ..., L."""
   model, state = _glonet_state(layers=13)  # 12 blocks: stem + 11 scanned
   params = jax.tree.map(np.zeros_like, jax.device_get(state.params))
   params["stem"]["dense"]["bias"][:] = 1.0
   for i in range(11):
     params["stack"]["scan"]["block"]["dense"]["bias"][i] = i + 2.0
-  params = {k: params[k] for k in sorted(params)}  # head, stack, stem: alphabetical
   state = state.replace(params=jax.tree.map(jnp.asarray, params))
+  with Checkpointer(tmp_path / "ckpt") as ckpt:  # a real round trip, as after a resume
+    ckpt.save(1, state, {})
+    state, _ = ckpt.restore(1, state)
   ds = fake_classification(n_test=30)
   u = compute_usage(state, ds.test, Classification(4), glonet=True,
                     param_order=model.param_order, batch_size=7)

@@ -90,7 +90,11 @@ def standardize(dataset: Dataset, axis: tuple[int, ...] | None = None) -> tuple[
   def apply(s: Split) -> Split:
     return Split(((s.x - mean) / std).astype(np.float32), s.y)
 
-  stats = {"mean": np.asarray(mean).squeeze().tolist(), "std": np.asarray(std).squeeze().tolist()}
+  if axis is None:
+    stats = {"mean": float(mean), "std": float(std)}
+  else:
+    stats = {"mean": np.asarray(mean).reshape(-1).tolist(),
+             "std": np.asarray(std).reshape(-1).tolist()}
   return dataclasses.replace(
       dataset, train=apply(dataset.train), val=apply(dataset.val), test=apply(dataset.test)), stats
 

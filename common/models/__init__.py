@@ -6,10 +6,11 @@ from common.models.registry import (
     ModelSpec,
     build_from_config,
     build_model,
+    canonical_config,
     model_label,
     parse_model_name,
 )
 from common.models.stack import BlockStack
 
 __all__ = ["BlockStack", "DENSE_MODELS", "ModelSpec", "StackedMLP", "build_from_config",
-           "build_model", "model_label", "parse_model_name"]
+           "build_model", "canonical_config", "model_label", "parse_model_name"]

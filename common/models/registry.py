@@ -129,6 +129,25 @@ def model_label(family: str, use_batch_norm: bool,
   return f"{family} (BN)" if use_batch_norm else f"{family} (no BN)"
 
 
+def canonical_config(config, registry: dict[str, ModelSpec] = DENSE_MODELS):
+  """The same config with the model spelled one way: family, depth, batch norm explicit.
+
+  ``--model=GloNet50`` and ``--model=GloNet --num_layers=50`` then record (and resume) as
+  the same run; so do an omitted ``--use_batch_norm`` and the family's default.
+
+  Args:
+    config: a :class:`~common.config.TrainConfig`.
+    registry: the family table.
+
+  Returns:
+    A new config with ``model`` = family, ``num_layers`` = depth, ``use_batch_norm`` set.
+  """
+  family, depth = parse_model_name(config.model, config.num_layers, registry)
+  bn = (registry[family].default_batch_norm if config.use_batch_norm is None
+        else config.use_batch_norm)
+  return dataclasses.replace(config, model=family, num_layers=depth, use_batch_norm=bn)
+
+
 def build_from_config(config, out_dim: int, registry: dict[str, ModelSpec] = DENSE_MODELS
                       ) -> tuple[nn.Module, str, dict]:
   """Builds the model a :class:`~common.config.TrainConfig` asks for.

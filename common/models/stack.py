@@ -50,14 +50,12 @@ class BlockStack(nn.Module):
     length: number of blocks (0 is allowed: the stack is then the identity).
     residual: add each block's output to the stream (a skip connection).
     glonet_sum: accumulate the GloNet sum of the stream states.
-    unroll: blocks per iteration of the compiled loop (same math; see ``nn.scan``).
   """
 
   block: ModuleFactory
   length: int
   residual: bool = False
   glonet_sum: bool = False
-  unroll: int = 1
 
   @nn.compact
   def __call__(
@@ -87,7 +85,6 @@ class BlockStack(nn.Module):
         variable_axes={"params": 0, "batch_stats": 0},
         split_rngs={"params": True},
         length=self.length,
-        unroll=min(self.unroll, self.length),
     )
     (h, s), used = scan(
         block=self.block,

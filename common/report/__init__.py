@@ -12,16 +12,4 @@ matplotlib.use("Agg")  # headless: never needs a display; set before pyplot is i
 from common.report.run_report import render_run  # noqa: E402
 from common.report.sweep_report import render_sweep  # noqa: E402
 
-
-def sections_for(root: str):
-  """Experiment-specific sections of a sweep report under ``root`` (or None)."""
-  from common.report import paper  # pylint: disable=g-import-not-at-top
-  from common.report.runs import find_runs  # pylint: disable=g-import-not-at-top
-
-  experiments = {r.settings.get("experiment") for r in find_runs(root)}
-  if "resnet_sgemm" in experiments:
-    return paper.table1_section(root)
-  return None
-
-
-__all__ = ["render_run", "render_sweep", "sections_for"]
+__all__ = ["render_run", "render_sweep"]

@@ -29,7 +29,7 @@ def main(argv):
     print(out["report"])
   if _SWEEP.value:
     try:
-      print(report.render_sweep(_SWEEP.value, report.sections_for(_SWEEP.value))["report"])
+      print(report.render_sweep(_SWEEP.value)["report"])
     except FileNotFoundError as e:
       sys.stderr.write(f"error: {e}\n")
       failed = True

@@ -23,8 +23,17 @@ def _seconds(summary, label):
           if g["label"] == label and g["seconds_per_epoch"][0] is not None}
 
 
-def table1_rows(summary, glonet="GloNet", resnet="ResNet"):
-  """Rows of the Table 1 analogue: ours (this machine) beside the paper's."""
+def table1_rows(summary: dict, glonet: str = "GloNet", resnet: str = "ResNet") -> list[list]:
+  """Rows of the Table 1 analogue: ours (this machine) beside the paper's.
+
+  Args:
+    summary: the aggregated sweep.
+    glonet: label of the GloNet runs.
+    resnet: label of the ResNet-v2 runs with batch norm.
+
+  Returns:
+    Rows, header first: depth, our seconds per epoch of each and their ratio, the paper's.
+  """
   ours_g, ours_r = _seconds(summary, glonet), _seconds(summary, resnet)
   paper = {d: (r, g) for d, r, g in zip(TABLE1_DEPTHS, TABLE1_RESNET_SECONDS,
                                         TABLE1_GLONET_SECONDS, strict=True)}
@@ -40,7 +49,8 @@ def table1_rows(summary, glonet="GloNet", resnet="ResNet"):
   return rows
 
 
-def plot_seconds(summary) -> plt.Figure:
+def plot_seconds(summary: dict) -> plt.Figure:
+  """Seconds per epoch vs depth for every model, with the paper's numbers dashed."""
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   labels = sorted({g["label"] for g in summary["groups"]})
   for label in labels:
@@ -59,23 +69,24 @@ def plot_seconds(summary) -> plt.Figure:
   return fig
 
 
-def table1_section(root: str):
-  """A sweep-report section: our Table 1 analogue, its figure, and the caveats."""
+def table1_story(root: str, summary: dict) -> list:
+  """Flowables of the Table 1 section (and its figure, written into ``root``).
 
-  def section(runs, summary):
-    del runs
-    png = pdf.save_figure(plot_seconds(summary), os.path.join(root, TIMING_PNG))
-    from common.report.sweep_report import SUMMARY_MD, markdown_table  # noqa: PLC0415
-    with open(os.path.join(root, SUMMARY_MD), "a", encoding="utf-8") as f:
-      f.write("\nPaper Table 1 analogue\n\n" + markdown_table(table1_rows(summary)))
-    ratios = [float(r[3]) for r in table1_rows(summary)[1:] if r[3]]
-    note = (f"Ours: mean seconds per epoch over seeds, training steps only (no compile, no "
-            f"evaluation), on {summary.get('device', 'this machine')}. Ratio = GloNet / ResNet "
-            f"(with batch norm) at the same depth; ours range "
-            f"{min(ratios):.2f}-{max(ratios):.2f}." if ratios else "No finished pair yet.")
-    return [Spacer(1, 6), pdf.heading("Paper Table 1 analogue: GloNet vs ResNet-v2 time"),
-            pdf.table(table1_rows(summary)), pdf.para(note),
-            pdf.para("Paper: Di Cecco et al., Table 1 (hardware and framework not stated)."),
-            pdf.image(png, 400)]
+  Args:
+    root: the sweep root, where ``sweep_seconds_per_epoch.png`` is written.
+    summary: the aggregated sweep (``sweep_report.aggregate``).
 
-  return section
+  Returns:
+    The section's reportlab flowables.
+  """
+  png = pdf.save_figure(plot_seconds(summary), os.path.join(root, TIMING_PNG))
+  rows = table1_rows(summary)
+  ratios = [float(r[3]) for r in rows[1:] if r[3]]
+  note = (f"Ours: mean seconds per epoch over seeds, training steps only (no compile, no "
+          f"evaluation), on {summary.get('device', 'this machine')}. Ratio = GloNet / ResNet "
+          f"(with batch norm) at the same depth; ours range {min(ratios):.2f}-"
+          f"{max(ratios):.2f}." if ratios else "No finished GloNet/ResNet pair yet.")
+  return [Spacer(1, 6), pdf.heading("Paper Table 1 analogue: GloNet vs ResNet-v2 time"),
+          pdf.table(rows), pdf.para(note),
+          pdf.para("Paper: Di Cecco et al., Table 1 (hardware and framework not stated)."),
+          pdf.image(png, 400)]

@@ -1,7 +1,6 @@
 """Shared reportlab and matplotlib helpers: tables, embedded figures, atomic writes."""
 
 import io
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +10,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from common import fileio
 
 STYLES = getSampleStyleSheet()
 _CELL = ParagraphStyle("cell", parent=STYLES["BodyText"], fontSize=8, leading=10)
@@ -23,10 +24,7 @@ def save_figure(fig: plt.Figure, path: str) -> bytes:
   fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight", metadata={"Software": None})
   plt.close(fig)
   data = buffer.getvalue()
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
+  fileio.atomic_write_bytes(path, data)
   return data
 
 
@@ -53,17 +51,25 @@ def table(rows: Sequence[Sequence[Any]], col_widths: Sequence[float] | None = No
 
 
 def heading(text: str, level: int = 2) -> Paragraph:
+  """A section heading (level 1 is the document title)."""
   return Paragraph(text, STYLES[f"Heading{level}"])
 
 
 def para(text: str) -> Paragraph:
+  """A body paragraph (reportlab mini-markup such as ``<b>`` allowed)."""
   return Paragraph(text, STYLES["BodyText"])
 
 
 def build(path: str, title: str, story: list) -> None:
-  """Builds the PDF to a temporary file and renames it over ``path``."""
-  tmp = f"{path}.tmp.{os.getpid()}"
-  doc = SimpleDocTemplate(tmp, pagesize=A4, title=title, leftMargin=1.5 * cm,
+  """Builds the PDF in memory and writes it over ``path`` atomically.
+
+  Args:
+    path: the PDF file.
+    title: document title (also the first heading).
+    story: reportlab flowables.
+  """
+  buffer = io.BytesIO()
+  doc = SimpleDocTemplate(buffer, pagesize=A4, title=title, leftMargin=1.5 * cm,
                           rightMargin=1.5 * cm, topMargin=1.5 * cm, bottomMargin=1.5 * cm)
   doc.build([heading(title, 1), Spacer(1, 6), *story])
-  os.replace(tmp, path)
+  fileio.atomic_write_bytes(path, buffer.getvalue())

@@ -27,7 +27,8 @@ def usage_sentence(run: Run) -> str:
   if final.get("blocks_used") is not None:
     k, pct = final["blocks_used"], round(100 * final.get("threshold", 0.95))
     text = (f"After training, the first {k} of its {blocks} blocks carry {pct}% of the "
-            f"head's input (the GloNet sum), so the model uses {k} of {blocks} blocks")
+            f"head's output (the logit contributions W x_i of the GloNet sum), so the model "
+            f"uses {k} of {blocks} blocks")
     if init.get("blocks_used") is not None:
       text += f" (at initialisation: {init['blocks_used']})"
     return text + "."
@@ -100,8 +101,8 @@ def plot_layer_usage(run: Run) -> plt.Figure:
   if glonet:
     threshold = next((u.get("threshold") for u in usage.values() if "threshold" in u), 0.95)
     axes["share"].axhline(threshold, color="k", lw=0.6, ls=":")
-    axes["share"].set(xlabel="block (network order)", ylabel="fraction of |head input|",
-                      title="Share of the GloNet sum per block", ylim=(0, 1.02))
+    axes["share"].set(xlabel="block (network order)", ylabel="fraction of the head's output",
+                      title="Share of the output per block", ylim=(0, 1.02))
     axes["exit"].set(xlabel="k (blocks summed: head(x_1+...+x_k))",
                      ylabel=f"test {METRIC_LABELS.get(metric, metric)}",
                      title="Early exit")
@@ -188,9 +189,9 @@ def render_run(path: str) -> dict[str, str]:
       PageBreak(), pdf.heading("Layer usage"), pdf.image(usage_png),
       pdf.para("Blocks are in network order. Output magnitude: mean over test examples of "
                "mean |x_i| of the term the model uses (GloNet: the summed term; ResNet: the "
-               "residual branch; MLP: the activation). Share: mean |W x_i| of the head's "
-               "input per block, normalised to sum to 1. Early exit: the trained head applied "
-               "to the sum of the first k blocks."),
+               "residual branch; MLP: the activation). Share: mean |W x_i|, block i's "
+               "contribution to the head's output, normalised to sum to 1. Early exit: the "
+               "trained head applied to the sum of the first k blocks."),
       PageBreak(), pdf.heading("Configuration"), pdf.table(_config_rows(run), [180, 330]),
   ]
   pdf.build(out["report"], f"Training report: {run.name}", story)

@@ -23,7 +23,7 @@ from absl import logging
 from reportlab.platypus import PageBreak, Spacer
 
 from common import fileio
-from common.report import pdf
+from common.report import paper, pdf
 from common.report.runs import METRIC_LABELS, Run, display_value, find_runs
 
 METRIC_PNG = "sweep_metric_vs_depth.png"
@@ -92,6 +92,7 @@ def _by_label(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 def plot_metric_vs_depth(summary: dict[str, Any]) -> plt.Figure:
+  """Test metric at the best-validation epoch vs depth, one line per model (mean ± std)."""
   metric = summary["metric"]
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   for label, groups in _by_label(summary).items():
@@ -118,6 +119,7 @@ def plot_metric_vs_depth(summary: dict[str, Any]) -> plt.Figure:
 
 
 def plot_blocks_used(summary: dict[str, Any]) -> plt.Figure:
+  """GloNet's blocks used vs depth, after training and at initialisation."""
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   for label, groups in _by_label(summary).items():
     for key, style, suffix in (("blocks_used", "o-", "after training"),
@@ -126,12 +128,13 @@ def plot_blocks_used(summary: dict[str, Any]) -> plt.Figure:
       if pts:
         d, m, s = map(np.array, zip(*pts, strict=True))
         ax.errorbar(d, m, yerr=s, fmt=style, capsize=3, label=f"{label} {suffix}")
-  depths = sorted({g["depth"] for g in summary["groups"] if g["blocks_used"][0] is not None})
-  if depths:
-    blocks = [next(g["num_blocks"] for g in summary["groups"] if g["depth"] == d) for d in depths]
-    ax.plot(depths, blocks, ":", color="grey", label="all blocks")
+  with_usage = {g["depth"]: g["num_blocks"] for g in summary["groups"]
+                if g["blocks_used"][0] is not None and g["num_blocks"]}
+  if with_usage:
+    depths = sorted(with_usage)
+    ax.plot(depths, [with_usage[d] for d in depths], ":", color="grey", label="all blocks")
   ax.set_xscale("log")
-  ax.set(xlabel="depth (num_layers)", ylabel="blocks carrying 95% of the head input",
+  ax.set(xlabel="depth (num_layers)", ylabel="blocks carrying 95% of the output",
          title="Blocks used vs depth (GloNet)")
   ax.grid(alpha=0.3, which="both")
   ax.legend(fontsize=8)
@@ -140,6 +143,7 @@ def plot_blocks_used(summary: dict[str, Any]) -> plt.Figure:
 
 
 def plot_usage_curves(runs: list[Run]) -> plt.Figure:
+  """Usage per block of every depth on one axis, one panel per model."""
   labels = sorted({r.label for r in runs if (r.usage.get("final") or {}).get("l1")})
   fig, axes = plt.subplots(1, max(1, len(labels)), figsize=(5 * max(1, len(labels)), 3.8),
                            squeeze=False)
@@ -159,8 +163,8 @@ def plot_usage_curves(runs: list[Run]) -> plt.Figure:
               label=None if run.depth in seen else f"depth {run.depth}")
       seen.add(run.depth)
     ax.set_xscale("log")
-    what = "share of the head input" if any("share" in r.usage["final"] for r in members) \
-        else "normalised mean |output|"
+    what = ("share of the head output" if any("share" in r.usage["final"] for r in members)
+            else "normalised mean |block output|")
     ax.set(xlabel="block (network order)", ylabel=what, title=f"{label}: usage per block")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
@@ -181,6 +185,7 @@ def _pm(metric: str, pair) -> str:
 
 
 def results_table(summary: dict[str, Any]) -> list[list[str]]:
+  """Rows (header first): model, depth, statuses, test metric, blocks used, s/epoch."""
   metric = summary["metric"]
   rows = [["model", "depth", "runs (status)", f"test {metric} @ best val", f"final test {metric}",
            "blocks used", "s / epoch"]]
@@ -196,6 +201,7 @@ def results_table(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def seconds_table(summary: dict[str, Any]) -> list[list[str]]:
+  """Rows (header first): mean seconds per epoch, one row per model, one column per depth."""
   by_label = _by_label(summary)
   depths = sorted({g["depth"] for g in summary["groups"]})
   rows = [["model \\ depth", *map(str, depths)]]
@@ -213,13 +219,14 @@ def markdown_table(rows: list[list[Any]]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def render_sweep(root: str, extra_sections=None) -> dict[str, str]:
+def render_sweep(root: str) -> dict[str, str]:
   """Renders the sweep figures, summary and PDF for every run under ``root``.
+
+  For SGEMM sweeps (experiment ``resnet_sgemm``) the report also holds the paper's Table 1
+  beside ours (:mod:`common.report.paper`).
 
   Args:
     root: folder holding run directories at any depth.
-    extra_sections: optional ``f(runs, summary) -> list of flowables`` appended to the PDF
-      (experiment-specific tables, such as the SGEMM timing comparison).
 
   Returns:
     Paths of the written files.
@@ -237,15 +244,18 @@ def render_sweep(root: str, extra_sections=None) -> dict[str, str]:
   out = {name: os.path.join(root, f) for name, f in (
       ("metric", METRIC_PNG), ("blocks", BLOCKS_PNG), ("curves", CURVES_PNG),
       ("summary", SUMMARY_JSON), ("markdown", SUMMARY_MD), ("report", REPORT_PDF))}
+  experiments = sorted({r.settings.get("experiment", "?") for r in runs})
+  table1 = "resnet_sgemm" in experiments
   fileio.atomic_write_json(out["summary"], summary)
   fileio.atomic_write_text(out["markdown"], (
       f"Sweep {os.path.abspath(root)} ({summary['device']})\n\n"
       + markdown_table(results_table(summary)) + "\nSeconds per epoch (training only)\n\n"
-      + markdown_table(seconds_table(summary))))
+      + markdown_table(seconds_table(summary))
+      + ("\nPaper Table 1 analogue\n\n" + markdown_table(paper.table1_rows(summary))
+         if table1 else "")))
   metric_png = pdf.save_figure(plot_metric_vs_depth(summary), out["metric"])
   blocks_png = pdf.save_figure(plot_blocks_used(summary), out["blocks"])
   curves_png = pdf.save_figure(plot_usage_curves(finished), out["curves"])
-  experiments = sorted({r.settings.get("experiment", "?") for r in runs})
   story = [
       pdf.para(f"<b>Root:</b> {os.path.abspath(root)}"),
       pdf.para(f"<b>Experiment:</b> {', '.join(experiments)}; {len(runs)} runs "
@@ -253,12 +263,12 @@ def render_sweep(root: str, extra_sections=None) -> dict[str, str]:
       Spacer(1, 6), pdf.heading("Results by model and depth"), pdf.table(results_table(summary)),
       pdf.para("Mean ± standard deviation over seeds of finished runs. Accuracy in %. "
                "Blocks used: the smallest k whose first k blocks carry 95% of the GloNet "
-               "head's input."),
+               "head's output (the sum over blocks of mean |W x_i|, the logit contributions)."),
       Spacer(1, 6), pdf.heading("Seconds per epoch (training only: no compile, no evaluation)"),
       pdf.table(seconds_table(summary)),
   ]
-  if extra_sections is not None:
-    story += extra_sections(runs, summary)
+  if table1:
+    story += paper.table1_story(root, summary)
   story += [PageBreak(), pdf.heading("Test metric vs depth"), pdf.image(metric_png, 400),
             pdf.heading("Blocks used vs depth"), pdf.image(blocks_png, 400),
             PageBreak(), pdf.heading("Usage per block, every depth"), pdf.image(curves_png)]

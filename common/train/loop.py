@@ -12,7 +12,6 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -25,13 +24,13 @@ from tqdm import tqdm
 from common import fileio, usage
 from common.config import TrainConfig
 from common.data.arrays import Dataset, Split, pad_to_batches
-from common.errors import ConfigError
+from common.errors import ConfigError, RunDirError
 from common.train import parallel, rundir, steps
 from common.train.checkpoint import Checkpointer
 from common.train.environment import describe_environment
 from common.train.metrics_log import TIMING_KEYS, MetricsLog
 from common.train.optimizers import make_optimizer, make_schedule
-from common.train.state import TrainState, count_params, create_train_state
+from common.train.state import count_params, create_train_state
 from common.train.tasks import Task
 
 # Aim for about this many device calls per epoch: enough for a live progress bar, few
@@ -129,7 +128,6 @@ def fit(
     dataset: Dataset,
     task: Task,
     run: rundir.RunDir,
-    on_event: Callable[[str, TrainState], None] | None = None,
 ) -> dict[str, Any]:
   """Trains ``model`` on ``dataset`` into ``run``, resuming from its last checkpoint.
 
@@ -139,7 +137,6 @@ def fit(
     dataset: train/val/test arrays (host memory; moved to device here).
     task: loss and metrics.
     run: an opened, locked run directory whose config.json is written.
-    on_event: optional hook called as ``on_event("init" | "end", state)``.
 
   Returns:
     The summary (also written to ``summary.json``).
@@ -225,8 +222,6 @@ def fit(
       state, meta = ckpt.restore(start, state)
       history = list(meta["history"])
       logging.info("Resuming %s after epoch %d.", run.path, start)
-    elif on_event:
-      on_event("init", state)
     log.write(history)  # metrics.jsonl always matches the latest checkpoint
 
     try:
@@ -289,13 +284,31 @@ def fit(
       summary = summarize(history, task, extra)
       fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
     if track_usage:
-      extra["usage_seconds_final"] = _record_usage(
-          run, "final", model, state, dataset, task, config)
+      try:
+        extra["usage_seconds_final"] = _record_usage(
+            run, "final", model, state, dataset, task, config)
+      except Exception as e:  # noqa: BLE001 - a finished training stays finished
+        logging.warning("Final layer usage failed (%s: %s); the run is still done.",
+                        type(e).__name__, e)
       summary = summarize(history, task, extra)
       fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
-    if on_event:
-      on_event("end", state)
   return summary
+
+
+def check_inputs(config: TrainConfig, dataset: Dataset) -> None:
+  """Rejects settings that cannot work with this data on these devices.
+
+  Raises:
+    ConfigError: an empty split, a batch larger than the training split, or a batch that
+      does not split over the devices.
+  """
+  for name, size in dataset.sizes().items():
+    if size == 0:
+      raise ConfigError(f"the {name} split is empty; check the data and the split settings.")
+  if len(dataset.train) < config.batch_size:
+    raise ConfigError(f"batch_size {config.batch_size} is larger than the training split "
+                      f"({len(dataset.train)} examples); lower --batch_size.")
+  parallel.data_mesh(config.batch_size)  # raises if the batch does not split over devices
 
 
 def run_experiment(
@@ -305,7 +318,6 @@ def run_experiment(
     dataset: Dataset,
     task: Task,
     extra_config: dict[str, Any] | None = None,
-    on_event: Callable[[str, TrainState], None] | None = None,
     extra_files: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
   """Opens or resumes the run directory, trains, and records the outcome.
@@ -318,7 +330,6 @@ def run_experiment(
     dataset: the data (already validated by the experiment's loader).
     task: loss and metrics.
     extra_config: more facts for ``config.json`` (model details, data scaler...).
-    on_event: passed to :func:`fit`.
     extra_files: ``{file name: JSON-ready object}`` written into a new run directory
       (e.g. the SGEMM input scaler).
 
@@ -329,17 +340,25 @@ def run_experiment(
     RunDirError: the directory is locked or was made with other settings.
     NonFiniteLossError: training diverged (status ``failed`` is written first).
   """
+  check_inputs(config, dataset)  # before anything is written
   run = rundir.open_run_dir(config.workdir, config.result_dir, model_name)
   try:
     settings = config.to_dict()
+    data_record = {**dataset.info, "sizes": dataset.sizes()}
     if run.is_initialized:
-      run.check_compatible(settings)
+      run.check_compatible(settings, data_record)
+      with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
+        trained = ckpt.latest_epoch() or 0
+      if trained > config.epochs:
+        raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
+                          f"--epochs={config.epochs}; pass --epochs={trained} or more.")
+      run.record_resume(config.epochs)
     else:
       run.write_config({
           "config": settings,
           "model_name": model_name,
           "model": extra_config.get("model", {}) if extra_config else {},
-          "data": {**dataset.info, "sizes": dataset.sizes()},
+          "data": data_record,
           **{k: v for k, v in (extra_config or {}).items() if k not in ("model",)},
           "environment": describe_environment(),
       })
@@ -348,7 +367,7 @@ def run_experiment(
     logging.info("Run directory: %s", run.path)
     run.write_status("running", f"training {model_name} for {config.epochs} epochs")
     try:
-      summary = fit(config, model, dataset, task, run, on_event=on_event)
+      summary = fit(config, model, dataset, task, run)
     except BaseException as e:  # record every way out, including Ctrl-C, then re-raise
       if isinstance(e, NonFiniteLossError):
         message = str(e)

@@ -48,6 +48,7 @@ class MetricsLog:
       self._tb.flush()
 
   def close(self) -> None:
+    """Flushes and closes the TensorBoard writer."""
     if self._tb is not None:
       self._tb.close()
 

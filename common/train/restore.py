@@ -16,7 +16,17 @@ from common.train.state import TrainState, create_train_state
 
 
 def load_config(run_path: str) -> TrainConfig:
-  """The :class:`TrainConfig` a run directory was made with."""
+  """The :class:`TrainConfig` a run directory was made with.
+
+  Args:
+    run_path: the run directory.
+
+  Returns:
+    Its configuration, from ``config.json``.
+
+  Raises:
+    RunDirError: not a run directory.
+  """
   path = os.path.join(run_path, rundir.CONFIG)
   if not os.path.exists(path):
     raise RunDirError(f"{run_path} is not a run directory (no {rundir.CONFIG}).")

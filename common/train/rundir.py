@@ -38,7 +38,15 @@ def new_session_dir(result_dir: str, model_name: str) -> str:
   """Creates ``<result_dir>/<model_name>/session_<UTC time>_<8 hex>`` atomically.
 
   ``os.mkdir`` fails if the name exists, so parallel runs can never share a directory
-  (the original code's ``len(os.listdir()) + 1`` counter raced).
+  (the original code's ``len(os.listdir()) + 1`` counter raced); a taken name is retried
+  with a new random suffix.
+
+  Args:
+    result_dir: root of automatically named run directories.
+    model_name: model name with depth (``GloNet10``).
+
+  Returns:
+    The new, empty directory.
   """
   parent = os.path.join(result_dir, model_name)
   os.makedirs(parent, exist_ok=True)
@@ -99,28 +107,37 @@ class RunDir:
       self._lock_file.close()
       self._lock_file = None
 
-  def check_compatible(self, settings: dict[str, Any]) -> None:
-    """Refuses to resume a run made with different settings.
+  def check_compatible(self, settings: dict[str, Any], data: dict[str, Any]) -> None:
+    """Refuses to resume a run made with different settings or different data.
+
+    Args:
+      settings: the new run's settings (``TrainConfig.to_dict()``).
+      data: the new run's data record (hashes, split seed, split sizes).
 
     Raises:
-      RunDirError: naming every differing setting.
+      RunDirError: naming every differing setting or data fact.
     """
-    saved = fileio.read_json(self.file(CONFIG)).get("config", {})
-    diffs = incompatible_settings(saved, settings)
+    saved = fileio.read_json(self.file(CONFIG))
+    diffs = incompatible_settings(saved.get("config", {}), settings)
+    saved_data = saved.get("data", {})
+    diffs += [f"data {k}: {saved_data.get(k)!r} -> {data.get(k)!r}"
+              for k in ("sha256", "sizes", "split_seed", "validation_size")
+              if (k in saved_data or k in data) and saved_data.get(k) != data.get(k)]
     if diffs:
       raise RunDirError(
           f"run directory {self.path} was made with other settings, so it cannot be "
           f"resumed with these ({'; '.join(diffs)}). Rerun with the original settings, or "
           f"choose a new --workdir.")
 
+  def record_resume(self, epochs: int) -> None:
+    """Notes a resume (time and requested epochs) in ``config.json``."""
+    record = fileio.read_json(self.file(CONFIG))
+    record.setdefault("resumes", []).append({"at": _utc_now(), "epochs": epochs})
+    fileio.atomic_write_json(self.file(CONFIG), record)
+
   def write_config(self, record: dict[str, Any]) -> None:
     """Writes ``config.json`` (once, when the run is created)."""
     fileio.atomic_write_json(self.file(CONFIG), {"created": _utc_now(), **record})
-
-  def read_status(self) -> dict[str, Any] | None:
-    """The current ``status.json``, or None."""
-    path = self.file(STATUS)
-    return fileio.read_json(path) if os.path.exists(path) else None
 
   def write_status(self, status: str, message: str = "", **extra: Any) -> None:
     """Writes ``status.json``: ``running``, ``done`` or ``failed`` with a message."""
@@ -131,21 +148,31 @@ class RunDir:
 def open_run_dir(workdir: str | None, result_dir: str, model_name: str) -> RunDir:
   """Opens (and locks) an explicit ``workdir`` or a new unique session directory.
 
+  Args:
+    workdir: an explicit run directory (created if missing, resumed if it holds a run),
+      or None.
+    result_dir: root of automatically named run directories.
+    model_name: model name with depth, the folder under ``result_dir``.
+
+  Returns:
+    The locked run directory.
+
   Raises:
-    RunDirError: ``workdir`` is a non-empty directory that is not a run directory, or it
-      is locked by another process.
+    RunDirError: ``workdir`` is a file, a non-empty directory that is not a run directory,
+      or locked by another process.
   """
-  if workdir:
-    if (os.path.isdir(workdir) and os.listdir(workdir)
-        and not os.path.exists(os.path.join(workdir, CONFIG))
-        and set(os.listdir(workdir)) != {_LOCK}):
-      raise RunDirError(
-          f"--workdir={workdir} is a non-empty directory without {CONFIG}, so it is not a "
-          f"run directory; choose a new or empty directory.")
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-      raise RunDirError(f"--workdir={workdir} exists and is not a directory.")
-    run = RunDir(workdir)
-  else:
+  if not workdir:
     run = RunDir(new_session_dir(result_dir, model_name))
-  run.acquire()
+    run.acquire()
+    return run
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise RunDirError(f"--workdir={workdir} exists and is not a directory.")
+  run = RunDir(workdir)
+  run.acquire()  # lock first: a concurrent starter then sees "in use", not a half-made dir
+  foreign = [n for n in os.listdir(workdir) if n != _LOCK and ".tmp." not in n]
+  if foreign and not run.is_initialized:
+    run.release()
+    raise RunDirError(
+        f"--workdir={workdir} is a non-empty directory without {CONFIG}, so it is not a "
+        f"run directory; choose a new or empty directory.")
   return run

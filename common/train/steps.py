@@ -153,7 +153,8 @@ def make_evaluator(task: Task) -> Callable[..., Metrics]:
       xb, yb, mb = inputs
       outputs = state.apply_fn(variables, xb, train=False)
       per_example = task.per_example(outputs, yb)
-      return {k: acc[k] + jnp.sum(per_example[k] * mb) for k in acc}, None
+      # `where`, not a product: a padded row may produce inf/NaN, and 0 * inf is NaN.
+      return {k: acc[k] + jnp.sum(jnp.where(mb > 0, per_example[k], 0.0)) for k in acc}, None
 
     zeros = {k: jnp.zeros((), jnp.float32) for k in task.metric_names}
     sums, _ = lax.scan(body, zeros, (x, y, mask))
