@@ -24,7 +24,7 @@ from reportlab.platypus import PageBreak, Spacer
 
 from common import fileio
 from common.report import paper, pdf
-from common.report.runs import METRIC_LABELS, Run, display_value, find_runs
+from common.report.runs import METRIC_LABELS, Run, find_runs
 
 METRIC_PNG = "sweep_metric_vs_depth.png"
 BLOCKS_PNG = "sweep_blocks_used.png"
@@ -92,26 +92,47 @@ def _by_label(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 
 def plot_metric_vs_depth(summary: dict[str, Any]) -> plt.Figure:
-  """Test metric at the best-validation epoch vs depth, one line per model (mean ± std)."""
+  """Test metric at the best-validation epoch vs depth, one line per model (mean ± std).
+
+  Failed runs are drawn as crosses on the bottom edge; for error metrics, values far off
+  the scale (a diverged model's MSE of 1e21) as triangles on the top edge, so one diverged
+  point cannot squash every other line.
+  """
   metric = summary["metric"]
+  error_metric = metric in ("mse", "mae", "loss")
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  means = [g["test_best_val"][0] for g in summary["groups"] if g["test_best_val"][0] is not None]
+  cap = None
+  if error_metric and means:
+    cap = 100 * float(np.median([m for m in means if m > 0] or [1.0]))
+  off_chart, failed = [], []
   for label, groups in _by_label(summary).items():
     pts = [(g["depth"], *g["test_best_val"]) for g in groups if g["test_best_val"][0] is not None]
+    color = None
     if pts:
       d, m, s = map(np.array, zip(*pts, strict=True))
-      ax.errorbar(d, [display_value(metric, v) for v in m],
-                  yerr=[display_value(metric, v) if metric == "accuracy" else v for v in s],
-                  marker="o", capsize=3, label=label)
-    failed = [g["depth"] for g in groups if g["status"].get("failed")]
-    if failed:
-      ax.plot(failed, [ax.get_ylim()[0]] * len(failed), "x", color="k", ms=8)
-  if any(g["status"].get("failed") for g in summary["groups"]):
-    ax.plot([], [], "x", color="k", label="failed (e.g. diverged)")
+      m, s = m.astype(float), s.astype(float)
+      shown = m if cap is None else np.where(m > cap, np.nan, m)
+      scale = 100.0 if metric == "accuracy" else 1.0  # accuracy is shown in %
+      line = ax.errorbar(d, scale * shown, yerr=scale * s, marker="o", capsize=3, label=label)
+      color = line[0].get_color()
+      off_chart += [(dd, color) for dd, mm in zip(d, m, strict=True) if cap and mm > cap]
+    failed += [(g["depth"], color or "k") for g in groups if g["status"].get("failed")]
   ax.set_xscale("log")
+  if error_metric:
+    ax.set_yscale("log")
+  bottom, top = ax.get_ylim()
+  for depth, color in off_chart:
+    ax.plot([depth], [top], "^", color=color, ms=9, clip_on=False)
+  for depth, color in failed:
+    ax.plot([depth], [bottom], "x", color=color, ms=9, mew=2, clip_on=False)
+  ax.set_ylim(bottom, top)
+  if off_chart:
+    ax.plot([], [], "^", color="grey", label=f"off the chart (> {cap:.3g}: diverged)")
+  if failed:
+    ax.plot([], [], "x", color="grey", mew=2, label="failed (non-finite loss)")
   ax.set(xlabel="depth (num_layers)", ylabel=f"test {METRIC_LABELS.get(metric, metric)}",
          title="Test metric at the best-validation epoch vs depth")
-  if metric in ("mse", "mae", "loss"):
-    ax.set_yscale("log")
   ax.grid(alpha=0.3, which="both")
   ax.legend(fontsize=8)
   fig.tight_layout()

@@ -254,10 +254,15 @@ def fit(
         if sums["first_nonfinite_step"] >= 0:
           step = int(sums["first_nonfinite_step"])
           in_epoch = step - (epoch - 1) * steps_per_epoch + 1
-          raise NonFiniteLossError(
-              f"non-finite training loss at epoch {epoch}, step {in_epoch} "
-              f"of {steps_per_epoch} (global step {step + 1}); the last good checkpoint is "
-              f"epoch {epoch - 1}. Try a lower --learning_rate.")
+          where = (f"non-finite training loss at epoch {epoch}, step {in_epoch} of "
+                   f"{steps_per_epoch} (global step {step + 1})")
+          if step == 0:
+            hint = ("the initial model's loss is already non-finite (its activations "
+                    "overflow at this depth), so a lower --learning_rate will not help")
+          else:
+            hint = (f"the last good checkpoint is epoch {epoch - 1}" if epoch > 1 else
+                    "no epoch finished") + "; try a lower --learning_rate"
+          raise NonFiniteLossError(f"{where}: {hint}.")
         t0 = time.perf_counter()
         record = {"epoch": epoch, **_means(sums, "train", task.metric_names)}
         record["train_objective"] = float(sums["objective"]) / float(sums["steps"])
