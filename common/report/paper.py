@@ -59,14 +59,8 @@ def plot_seconds(summary: dict) -> plt.Figure:
       ax.plot(sorted(sec), [sec[d] for d in sorted(sec)], "o-", label=f"{label} (ours)")
   ax.plot(TABLE1_DEPTHS, TABLE1_RESNET_SECONDS, "k--", alpha=0.5, label="paper ResNetv2")
   ax.plot(TABLE1_DEPTHS, TABLE1_GLONET_SECONDS, "k:", alpha=0.7, label="paper GloNet")
-  ax.set_xscale("log")
-  ax.set_yscale("log")
-  ax.set(xlabel="depth (num_layers)", ylabel="seconds per epoch (training only)",
-         title="Time per epoch vs depth")
-  ax.grid(alpha=0.3, which="both")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  return fig
+  return pdf.finish_depth_axes(fig, ax, "seconds per epoch (training only)",
+                               "Time per epoch vs depth", log_y=True, legend_size=7)
 
 
 def table1_story(root: str, summary: dict) -> list:

@@ -28,6 +28,19 @@ def save_figure(fig: plt.Figure, path: str) -> bytes:
   return data
 
 
+def finish_depth_axes(fig: plt.Figure, ax: plt.Axes, ylabel: str, title: str,
+                      log_y: bool = False, legend_size: int = 8) -> plt.Figure:
+  """Common finish of a "something vs depth" plot: log depth axis, labels, grid, legend."""
+  ax.set_xscale("log")
+  if log_y:
+    ax.set_yscale("log")
+  ax.set(xlabel="depth (num_layers)", ylabel=ylabel, title=title)
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=legend_size)
+  fig.tight_layout()
+  return fig
+
+
 def image(png: bytes, width: float = PAGE_WIDTH) -> Image:
   """A flowable image scaled to ``width`` points, keeping the aspect ratio."""
   img = Image(io.BytesIO(png))

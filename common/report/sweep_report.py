@@ -131,12 +131,8 @@ def plot_metric_vs_depth(summary: dict[str, Any]) -> plt.Figure:
     ax.plot([], [], "^", color="grey", label=f"off the chart (> {cap:.3g}: diverged)")
   if failed:
     ax.plot([], [], "x", color="grey", mew=2, label="failed (non-finite loss)")
-  ax.set(xlabel="depth (num_layers)", ylabel=f"test {METRIC_LABELS.get(metric, metric)}",
-         title="Test metric at the best-validation epoch vs depth")
-  ax.grid(alpha=0.3, which="both")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  return fig
+  return pdf.finish_depth_axes(fig, ax, f"test {METRIC_LABELS.get(metric, metric)}",
+                               "Test metric at the best-validation epoch vs depth")
 
 
 def plot_blocks_used(summary: dict[str, Any]) -> plt.Figure:
@@ -154,13 +150,8 @@ def plot_blocks_used(summary: dict[str, Any]) -> plt.Figure:
   if with_usage:
     depths = sorted(with_usage)
     ax.plot(depths, [with_usage[d] for d in depths], ":", color="grey", label="all blocks")
-  ax.set_xscale("log")
-  ax.set(xlabel="depth (num_layers)", ylabel="blocks carrying 95% of the output",
-         title="Blocks used vs depth (GloNet)")
-  ax.grid(alpha=0.3, which="both")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  return fig
+  return pdf.finish_depth_axes(fig, ax, "blocks carrying 95% of the output",
+                               "Blocks used vs depth (GloNet)")
 
 
 def plot_usage_curves(runs: list[Run]) -> plt.Figure:
