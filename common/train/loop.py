@@ -144,11 +144,9 @@ def fit(
   Raises:
     NonFiniteLossError: a NaN/inf training loss (the epoch and step are in the message).
   """
+  check_inputs(config, dataset)
   n_train = len(dataset.train)
   steps_per_epoch = n_train // config.batch_size
-  if steps_per_epoch < 1:
-    raise ConfigError(f"batch_size {config.batch_size} is larger than the training split "
-                      f"({n_train} examples); lower --batch_size.")
   mesh = parallel.data_mesh(config.batch_size)
   replicated, batch_sharding = parallel.shardings(mesh)
 
