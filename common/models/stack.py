@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from common.models import dense_chain
+
 ModuleFactory = Callable[..., nn.Module]
 
 
@@ -50,12 +52,17 @@ class BlockStack(nn.Module):
     length: number of blocks (0 is allowed: the stack is then the identity).
     residual: add each block's output to the stream (a skip connection).
     glonet_sum: accumulate the GloNet sum of the stream states.
+    dense_relu_blocks: the caller guarantees that ``block`` is a ``DenseBlock`` without
+      batch norm and ``residual`` is off. Parameters are still created by the scan (so
+      they, and checkpoints, are the same either way), but applying the stack goes through
+      :func:`common.models.dense_chain.dense_relu_chain`, whose backward pass is faster.
   """
 
   block: ModuleFactory
   length: int
   residual: bool = False
   glonet_sum: bool = False
+  dense_relu_blocks: bool = False
 
   @nn.compact
   def __call__(
@@ -77,6 +84,14 @@ class BlockStack(nn.Module):
     """
     if s is None:
       s = jnp.zeros_like(h)
+    if (self.dense_relu_blocks and self.length > 0 and not capture
+        and not self.is_initializing()):
+      if self.residual:
+        raise ValueError("dense_relu_blocks requires residual=False.")
+      dense = self.variables["params"]["scan"]["block"]["dense"]
+      h, s = dense_chain.dense_relu_chain(
+          h, s, dense["kernel"], dense["bias"], self.glonet_sum)
+      return h, (s if self.glonet_sum else None), None
     if self.length == 0:
       empty = jnp.zeros((0, *h.shape), h.dtype) if capture else None
       return h, (s if self.glonet_sum else None), empty
