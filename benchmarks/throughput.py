@@ -9,7 +9,9 @@ batch gather on device, forward, backward, optimizer update), the matmul FLOPs p
 the achieved GFLOP/s, and that as a fraction of a dense float32 matmul peak measured in
 the same process. FLOPs count only the Dense layers' matmuls: 2*B*in*out for the forward
 pass, the same for the weight gradient, and the same again for the input gradient of every
-layer but the first. Nothing here is asserted: this is a measurement, not a test.
+layer but the first. It also prints the throughput of chained (dependent) matmuls of
+the step's shape, the ceiling of the step's sequential part on this machine. Nothing here
+is asserted: this is a measurement, not a test.
 """
 
 import time
@@ -51,6 +53,22 @@ def matmul_peak_gflops(n: int, repeats: int = 10) -> float:
   mm = jax.jit(jnp.matmul)
   mm(a, b).block_until_ready()
   return 2 * n**3 / _median_seconds(lambda: mm(a, b), repeats) / 1e9
+
+
+def chained_matmul_gflops(batch: int, features: int, length: int = 100,
+                          repeats: int = 10) -> float:
+  """GFLOP/s of ``length`` dependent ``(batch, features) @ (features, features)`` matmuls.
+
+  These are the shapes of a train step's sequential matmuls (the forward pass and the
+  input gradients), each waiting for the previous one, so this is the ceiling of what a
+  step made of them can reach on this machine, whatever the framework around them.
+  """
+  keys = jax.random.split(jax.random.key(0), 2)
+  h = jax.random.normal(keys[0], (batch, features), jnp.float32)
+  w = jax.random.normal(keys[1], (length, features, features), jnp.float32) / features**0.5
+  chain = jax.jit(lambda h, w: jax.lax.scan(lambda c, wl: (jnp.dot(c, wl), None), h, w)[0])
+  chain(h, w).block_until_ready()
+  return 2 * batch * features**2 * length / _median_seconds(lambda: chain(h, w), repeats) / 1e9
 
 
 def glonet_step_flops(num_layers: int, in_dim: int, features: int, out_dim: int,
@@ -112,6 +130,9 @@ def main(argv):
   peak = matmul_peak_gflops(_PEAK_N.value)
   print(f"devices: {jax.devices()}  jax {jax.__version__}")
   print(f"matmul peak ({_PEAK_N.value}^3 float32): {peak:.1f} GFLOP/s")
+  chained = chained_matmul_gflops(_BATCH.value, _FEATURES.value)
+  print(f"chained {_BATCH.value}x{_FEATURES.value}x{_FEATURES.value} matmuls (the step's "
+        f"sequential ones): {chained:.1f} GFLOP/s, {chained / peak:.2f} of peak")
   print(f"GloNet MLP, width {_FEATURES.value}, batch {_BATCH.value}, {_OPTIMIZER.value}, "
         f"{_STEPS.value} steps per call")
   print(f"{'depth':>6} {'compile s':>10} {'step ms':>9} {'GFLOP/s':>9} {'of peak':>8} "

@@ -67,3 +67,16 @@ def test_model_fast_path_matches_the_generic_scan(name):
   # The fast path is really taken: its jaxpr holds the custom VJP, the generic one not.
   assert "custom_vjp_call" in str(jax.make_jaxpr(lambda p: loss(p, False))(params))
   assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda p: loss(p, True))(params))
+
+
+@pytest.mark.parametrize("features,batch,expected", [
+    (mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES, mlp_lib.HOISTED_WEIGHT_GRAD_MAX_ROWS, True),
+    (mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES - 1, 8, False),
+    (mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES, mlp_lib.HOISTED_WEIGHT_GRAD_MAX_ROWS + 1, False),
+])
+def test_fast_path_is_taken_only_where_it_was_measured_faster(features, batch, expected):
+  model = build_model("GloNet", num_layers=4, features=features, out_dim=3)
+  x = jnp.ones((batch, 5))
+  params = model.init(jax.random.key(0), x[:1])["params"]
+  jaxpr = jax.make_jaxpr(lambda p: model.apply({"params": p}, x, train=True))(params)
+  assert ("custom_vjp_call" in str(jaxpr)) == expected

@@ -13,8 +13,10 @@ sequential path: here the reverse loop computes ``dz_l`` alone, and every weight
 is computed afterwards in one batched matmul over the layers (``einsum('lbi,lbj->lij')``),
 which XLA runs as one large operation. The residuals kept for the backward pass are the
 same as autodiff's (the layer inputs and the activations, from which the ReLU mask is
-recovered). On the MNIST GloNet at depth 100 (width 256, batch 256) this makes the train
-step about 15% faster on CPU; see ``benchmarks/README.md``.
+recovered). This pays off when the chained matmuls are small: on the MNIST GloNet at
+depth 100 (width 256, batch 256) the CPU train step is about 13% faster, while with larger
+batches or tiny widths autodiff is faster; :mod:`common.models.mlp` chooses by shape, and
+``benchmarks/README.md`` has the measurements.
 
 The values equal autodiff's up to float32 summation order (tested in
 ``tests/test_models.py``).

@@ -28,13 +28,17 @@ from common.errors import ConfigError
 from common.models import blocks
 from common.models.stack import BlockStack
 
-# From this width on, plain Dense+ReLU stacks (GloNet, MLP) are applied through
-# `dense_chain.dense_relu_chain`, whose backward computes all weight gradients in one
-# batched matmul after the reverse loop. Measured on CPU with `benchmarks/throughput.py`
-# (depth 100, batch 256): 12-13% faster per step at widths 128 and 256, equal at 64; on
-# SGEMM (width 16, batch 1024, depth 1000) 20% slower, because a thousand tiny matmuls
-# batched together cost more than inside the loop. Parameters are identical either way.
+# Plain Dense+ReLU stacks (GloNet, MLP) of at least this width, trained on batches of at
+# most this many rows, are applied through `dense_chain.dense_relu_chain`, whose backward
+# pass computes all weight gradients in one batched matmul after the reverse loop. This
+# pays off when the loop's chained matmuls are too small to keep both cores busy.
+# Measured on the 2-core CPU with `python -m benchmarks.throughput --depths=100` (step ms,
+# autodiff vs custom VJP): width 256 batch 256: 67.3 vs 60.7; width 128 batch 256: 25.1
+# vs 22.9; width 64: 7.4 vs 8.5; width 256 batch 512: 126.8 vs 128.0; batch 1024: 238.7
+# vs 244.1; SGEMM (width 16, batch 1024, depth 1000): 12.1 vs 15.2 s per epoch.
+# Parameters are identical either way; re-measure before changing these on other hardware.
 HOISTED_WEIGHT_GRAD_MIN_FEATURES = 128
+HOISTED_WEIGHT_GRAD_MAX_ROWS = 256
 
 
 class StackedMLP(nn.Module):
@@ -112,7 +116,8 @@ class StackedMLP(nn.Module):
       h_last, s, used = BlockStack(
           layer, self.num_layers - 2, glonet_sum=self.glonet,
           dense_relu_blocks=(not self.use_batch_norm
-                             and self.features >= HOISTED_WEIGHT_GRAD_MIN_FEATURES),
+                             and self.features >= HOISTED_WEIGHT_GRAD_MIN_FEATURES
+                             and x.shape[0] <= HOISTED_WEIGHT_GRAD_MAX_ROWS),
           name="stack")(
               h, s=h if self.glonet else None, train=train, capture=capture)
       if capture:  # the stem is block 1 of the post-activation families
