@@ -11,15 +11,15 @@ the input gradient ``dz_l @ W_l^T`` *and* the weight gradient ``in_l^T @ dz_l`` 
 reverse loop, so both are small sequential matmuls. Only the input gradient is on the
 sequential path: here the reverse loop computes ``dz_l`` alone, and every weight gradient
 is computed afterwards in one batched matmul over the layers (``einsum('lbi,lbj->lij')``),
-which XLA runs as one large operation. The residuals kept for the backward pass are the
-same as autodiff's (the layer inputs and the activations, from which the ReLU mask is
-recovered). This pays off when the chained matmuls are small: on the MNIST GloNet at
-depth 100 (width 256, batch 256) the CPU train step is about 13% faster, while with larger
+which XLA runs as one operation. The backward pass keeps only the chain's input and every
+layer's output (each layer's input is the previous output; the ReLU mask is recovered
+from the output). This pays off when the chained matmuls are small: on the MNIST GloNet at
+depth 100 (width 256, batch 256) the CPU train step is about 10% faster, while with larger
 batches or tiny widths autodiff is faster; :mod:`common.models.mlp` chooses by shape, and
 ``benchmarks/README.md`` has the measurements.
 
 The values equal autodiff's up to float32 summation order (tested in
-``tests/test_models.py``).
+``tests/test_dense_chain.py``).
 """
 
 import functools
