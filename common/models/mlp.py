@@ -35,7 +35,7 @@ from common.models.stack import BlockStack
 # Measured on the 2-core CPU with `python -m benchmarks.throughput --depths=100` (step ms,
 # autodiff vs custom VJP): width 256 batch 256: 67.3 vs 60.7; width 128 batch 256: 25.1
 # vs 22.9; width 64: 7.4 vs 8.5; width 256 batch 512: 126.8 vs 128.0; batch 1024: 238.7
-# vs 244.1; SGEMM (width 16, batch 1024, depth 1000): 12.1 vs 15.2 s per epoch.
+# vs 244.1; SGEMM (width 16, batch 1024, depth 1000): 12.1 vs 14.3 s per epoch.
 # Parameters are identical either way; re-measure before changing these on other hardware.
 HOISTED_WEIGHT_GRAD_MIN_FEATURES = 128
 HOISTED_WEIGHT_GRAD_MAX_ROWS = 256
