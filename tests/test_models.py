@@ -84,3 +84,45 @@ def test_parse_model_name(name, num_layers, expected):
 def test_registry_rejects_bad_requests(kwargs, match):
   with pytest.raises(ConfigError, match=match):
     build_model(features=8, out_dim=2, **kwargs)
+
+
+@pytest.mark.parametrize("name,bn", [("GloNet", False), ("GloNet", True), ("MLP", False),
+                                     ("ResNet", True), ("ResNet", False)])
+def test_feature_major_layout_is_the_same_model(name, bn):
+  """Both activation layouts have the same parameters, outputs, gradients and BN stats."""
+  batch_major = build_model(name, num_layers=8, features=16, out_dim=3,
+                            use_batch_norm=bn).clone(feature_major=False)
+  feature_major = batch_major.clone(feature_major=True)
+  assert feature_major.uses_feature_major and not batch_major.uses_feature_major
+  x = jax.random.normal(jax.random.key(1), (32, 14))
+  variables = batch_major.init(jax.random.key(0), x, train=False)
+  jax.tree.map(np.testing.assert_array_equal, variables,
+               feature_major.init(jax.random.key(0), x, train=False))
+
+  def loss(params, model):
+    out, new_state = model.apply({**variables, "params": params}, x, train=True,
+                                 mutable=["batch_stats"])
+    return jnp.sum(out ** 2), new_state
+
+  results = [jax.value_and_grad(loss, has_aux=True)(variables["params"], m)
+             for m in (batch_major, feature_major)]
+  (value_b, stats_b), grads_b = results[0]
+  (value_f, stats_f), grads_f = results[1]
+  np.testing.assert_allclose(value_f, value_b, rtol=1e-5)
+  scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads_b))
+  jax.tree.map(lambda f, b: np.testing.assert_allclose(f, b, atol=1e-5 * scale),
+               grads_f, grads_b)
+  jax.tree.map(lambda f, b: np.testing.assert_allclose(f, b, atol=1e-5), stats_f, stats_b)
+  out_b, used_b = batch_major.apply(variables, x, train=False, capture=True)
+  out_f, used_f = feature_major.apply(variables, x, train=False, capture=True)
+  assert used_f.shape == used_b.shape == (batch_major.num_blocks, 32, 16)
+  np.testing.assert_allclose(out_f, out_b, atol=1e-5)
+  np.testing.assert_allclose(used_f, used_b, atol=1e-5)
+
+
+def test_layout_is_chosen_by_width():
+  """Narrow models run feature-major, wide ones batch-major, unless told otherwise."""
+  assert build_model("GloNet", num_layers=10, features=16, out_dim=1).uses_feature_major
+  assert not build_model("GloNet", num_layers=10, features=256, out_dim=10).uses_feature_major
+  assert not build_model("GloNet", num_layers=10, features=16, out_dim=1).clone(
+      feature_major=False).uses_feature_major

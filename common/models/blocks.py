@@ -9,6 +9,7 @@ axis. Each block returns its *output* ``y``; how that output is combined with th
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 # He (Kaiming) normal init for layers followed by a ReLU, as in the original code
 # (``jax.nn.initializers.kaiming_normal``: variance 2/fan_in, truncated normal).
@@ -20,10 +21,67 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 
-def batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
-  """Returns the batch-norm layer used everywhere in the model zoo."""
+def batch_norm(train: bool, name: str | None = None, feature_major: bool = False
+               ) -> nn.BatchNorm:
+  """Returns the batch-norm layer used everywhere in the model zoo.
+
+  Args:
+    train: normalise with (and update) batch statistics rather than the running ones.
+    name: module name.
+    feature_major: activations are ``(features, batch)`` (see :class:`FeatureMajorDense`)
+      rather than ``(batch, features)``. Parameters and statistics are the same either way.
+
+  Returns:
+    The layer.
+  """
   return nn.BatchNorm(
-      use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+      use_running_average=not train, axis=0 if feature_major else -1,
+      momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
+class FeatureMajorDense(nn.Module):
+  """``nn.Dense`` for activations stored feature-major, ``(features_in, batch)``.
+
+  Its parameters (``kernel`` of shape ``(features_in, features)``, ``bias``), their names
+  and their initial values are those of ``nn.Dense``, so a model has the same parameters
+  and checkpoints in either layout; only the output layout, ``(features, batch)``,
+  differs. Why it exists: for narrow layers (SGEMM's width 16) ``x @ W`` is a matmul whose
+  output rows are one vector register wide, and the XLA CPU backend runs it at a fraction
+  of the speed of ``W.T @ x``, whose long side is the batch (measured in
+  ``common/models/mlp.py``, ``FEATURE_MAJOR_MAX_FEATURES``).
+
+  Attributes:
+    features: output width.
+    kernel_init: initializer of the kernel, as for ``nn.Dense``.
+  """
+
+  features: int
+  kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
+
+  @nn.compact
+  def __call__(self, h: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init, (h.shape[0], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    h = jnp.asarray(h, jnp.float32)
+    y = jax.lax.dot_general(kernel, h, (((0,), (0,)), ((), ())))
+    return y + bias.reshape((-1,) + (1,) * (h.ndim - 1))
+
+
+def dense(features: int, feature_major: bool, name: str) -> nn.Module:
+  """A Dense layer with He-normal init in the requested activation layout.
+
+  Args:
+    features: output width.
+    feature_major: inputs and outputs are ``(features, batch)`` instead of
+      ``(batch, features)``; the parameters are the same either way.
+    name: module name (parameters are found by it).
+
+  Returns:
+    ``nn.Dense`` or :class:`FeatureMajorDense`.
+  """
+  if feature_major:
+    return FeatureMajorDense(features, kernel_init=HE_NORMAL, name=name)
+  return nn.Dense(features, kernel_init=HE_NORMAL, name=name)
 
 
 class DenseBlock(nn.Module):
@@ -35,16 +93,18 @@ class DenseBlock(nn.Module):
   Attributes:
     features: output width.
     use_batch_norm: put a BatchNorm between the Dense layer and the activation.
+    feature_major: activations are ``(features, batch)`` (see :class:`FeatureMajorDense`).
   """
 
   features: int
   use_batch_norm: bool = False
+  feature_major: bool = False
 
   @nn.compact
   def __call__(self, h: jax.Array, train: bool) -> jax.Array:
-    y = nn.Dense(self.features, kernel_init=HE_NORMAL, name="dense")(h)
+    y = dense(self.features, self.feature_major, name="dense")(h)
     if self.use_batch_norm:
-      y = batch_norm(train, name="bn")(y)
+      y = batch_norm(train, name="bn", feature_major=self.feature_major)(y)
     return nn.relu(y)
 
 
@@ -57,17 +117,19 @@ class PreActResidualBranch(nn.Module):
   Attributes:
     features: width of both Dense layers.
     use_batch_norm: normalise before each activation.
+    feature_major: activations are ``(features, batch)`` (see :class:`FeatureMajorDense`).
   """
 
   features: int
   use_batch_norm: bool = True
+  feature_major: bool = False
 
   @nn.compact
   def __call__(self, h: jax.Array, train: bool) -> jax.Array:
     y = h
     for i in range(2):
       if self.use_batch_norm:
-        y = batch_norm(train, name=f"bn{i}")(y)
+        y = batch_norm(train, name=f"bn{i}", feature_major=self.feature_major)(y)
       y = nn.relu(y)
-      y = nn.Dense(self.features, kernel_init=HE_NORMAL, name=f"dense{i}")(y)
+      y = dense(self.features, self.feature_major, name=f"dense{i}")(y)
     return y
