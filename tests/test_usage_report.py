@@ -165,6 +165,21 @@ def test_sweep_report_on_fake_runs(tmp_path):
   assert ("MLP", 10) not in groups  # still running: listed, not aggregated
 
 
+def test_sweep_report_joins_seeds_from_other_roots(tmp_path):
+  """Seeds trained in separate sweep roots aggregate into one report, each run once."""
+  main, other = str(tmp_path / "seed0"), str(tmp_path / "seeds12")
+  _fake_run(main, "GloNet", 10, 0, 0.90)
+  _fake_run(other, "GloNet", 10, 1, 0.94)
+  _fake_run(other, "GloNet", 10, 2, 0.98)
+  out = report.render_sweep(main, include=[other, os.path.join(other, "GloNet")])
+  (group,) = fileio.read_json(out["summary"])["groups"]
+  assert group["runs"] == 3 and group["seeds"] == [0, 1, 2]
+  np.testing.assert_allclose(group["test_best_val"][0], 0.94, atol=1e-9)
+  assert out["report"].startswith(main) and other in open(out["markdown"]).read()
+  with pytest.raises(FileNotFoundError, match="empty"):
+    report.render_sweep(main, include=[str(tmp_path / "empty")])
+
+
 def test_report_cli_rejects_a_non_run_directory(tmp_path):
   proc = run_module("common.report", str(tmp_path))
   assert proc.returncode == 2 and "not a run directory" in proc.stderr

@@ -2,6 +2,7 @@ r"""Re-renders reports from run directories alone.
 
   python -m common.report RUN_DIR [RUN_DIR ...]   # training_report.pdf + figures per run
   python -m common.report --sweep ROOT            # sweep_report.pdf + figures for a sweep
+  python -m common.report --sweep ROOT --include OTHER_ROOT,...  # ... with runs from elsewhere
 """
 
 import os
@@ -12,12 +13,17 @@ from absl import app, flags, logging
 from common import report
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Root of a sweep: render its sweep report.")
+_INCLUDE = flags.DEFINE_list(
+    "include", [], "With --sweep: more folders whose runs join the sweep report (seeds run "
+    "in another sweep root or on another machine); the report is written to --sweep.")
 
 
 def main(argv):
   paths = argv[1:]
   if not paths and not _SWEEP.value:
     raise app.UsageError("give RUN_DIR(s) or --sweep=ROOT")
+  if _INCLUDE.value and not _SWEEP.value:
+    raise app.UsageError("--include adds runs to a sweep report: give --sweep=ROOT too")
   logging.set_verbosity(logging.INFO)
   failed = False
   for path in paths:
@@ -29,7 +35,7 @@ def main(argv):
     print(out["report"])
   if _SWEEP.value:
     try:
-      print(report.render_sweep(_SWEEP.value)["report"])
+      print(report.render_sweep(_SWEEP.value, _INCLUDE.value)["report"])
     except FileNotFoundError as e:
       sys.stderr.write(f"error: {e}\n")
       failed = True

@@ -15,6 +15,7 @@ counted and shown as failed, never silently dropped.
 
 import collections
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -231,24 +232,32 @@ def markdown_table(rows: list[list[Any]]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def render_sweep(root: str) -> dict[str, str]:
+def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
   """Renders the sweep figures, summary and PDF for every run under ``root``.
 
   For SGEMM sweeps (experiment ``resnet_sgemm``) the report also holds the paper's Table 1
   beside ours (:mod:`common.report.paper`).
 
   Args:
-    root: folder holding run directories at any depth.
+    root: folder holding run directories at any depth; the report is written there.
+    include: more folders whose runs join the report, e.g. seeds trained in another sweep
+      root or on another machine. A run reached twice (one root inside another) counts once.
 
   Returns:
     Paths of the written files.
 
   Raises:
-    FileNotFoundError: no run directory under ``root``.
+    FileNotFoundError: no run directory under ``root`` or a folder of ``include``.
   """
-  runs = find_runs(root)
-  if not runs:
-    raise FileNotFoundError(f"no run directories (with config.json) under {root}")
+  runs, seen = [], set()
+  for folder in (root, *include):
+    found = find_runs(folder)
+    if not found:
+      raise FileNotFoundError(f"no run directories (with config.json) under {folder}")
+    for run in found:
+      if os.path.realpath(run.path) not in seen:
+        seen.add(os.path.realpath(run.path))
+        runs.append(run)
   finished = [r for r in runs if r.state in ("done", "failed")]
   summary = aggregate(finished)
   summary["running"] = [r.path for r in runs if r.state not in ("done", "failed")]
@@ -260,7 +269,8 @@ def render_sweep(root: str) -> dict[str, str]:
   table1 = "resnet_sgemm" in experiments
   fileio.atomic_write_json(out["summary"], summary)
   fileio.atomic_write_text(out["markdown"], (
-      f"Sweep {os.path.abspath(root)} ({summary['device']})\n\n"
+      f"Sweep {', '.join(os.path.abspath(f) for f in (root, *include))} "
+      f"({summary['device']})\n\n"
       + markdown_table(results_table(summary)) + "\nSeconds per epoch (training only)\n\n"
       + markdown_table(seconds_table(summary))
       + ("\nPaper Table 1 analogue\n\n" + markdown_table(paper.table1_rows(summary))
@@ -269,7 +279,8 @@ def render_sweep(root: str) -> dict[str, str]:
   blocks_png = pdf.save_figure(plot_blocks_used(summary), out["blocks"])
   curves_png = pdf.save_figure(plot_usage_curves(finished), out["curves"])
   story = [
-      pdf.para(f"<b>Root:</b> {os.path.abspath(root)}"),
+      pdf.para(f"<b>Root:</b> {os.path.abspath(root)}"
+               + "".join(f"<br/><b>Also:</b> {os.path.abspath(f)}" for f in include)),
       pdf.para(f"<b>Experiment:</b> {', '.join(experiments)}; {len(runs)} runs "
                f"({len(finished)} finished, {len(summary['running'])} still running)."),
       Spacer(1, 6), pdf.heading("Results by model and depth"), pdf.table(results_table(summary)),
