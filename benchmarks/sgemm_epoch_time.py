@@ -2,7 +2,8 @@ r"""Seconds per training epoch on SGEMM, GloNet vs ResNet-v2, the paper's Table 
 
   python -m benchmarks.sgemm_epoch_time                       # depths 10..1000
   python -m benchmarks.sgemm_epoch_time --depths=50,1000 --repeats=5
-  python -m benchmarks.sgemm_epoch_time --layout=batch_major   # A/B against the old layout
+  python -m benchmarks.sgemm_epoch_time --layout=batch_major   # A/B: activation layout
+  python -m benchmarks.sgemm_epoch_time --backward=autodiff     # A/B: GloNet's custom VJP
 
 Uses synthetic data of the real shape (169,120 training rows of 14 features, batch 1024,
 so 165 steps per epoch) and the exact training path of ``common.train`` (the compiled
@@ -36,6 +37,10 @@ _LAYOUT = flags.DEFINE_enum(
     "layout", "auto", ["auto", "batch_major", "feature_major"],
     "Hidden activation layout: auto (what training uses: chosen by width, see "
     "common.models.mlp.FEATURE_MAJOR_MAX_FEATURES), or forced, for A/B comparisons.")
+_BACKWARD = flags.DEFINE_enum(
+    "backward", "auto", ["auto", "autodiff"],
+    "auto: what training uses (GloNet's plain Dense+ReLU stack runs through the custom VJP "
+    "of common.models.dense_chain where it was measured faster); autodiff: never.")
 _LAYOUTS = {"auto": None, "batch_major": False, "feature_major": True}
 _ROWS = 169120
 _BATCH = 1024
@@ -47,7 +52,8 @@ class _Trainer:
   def __init__(self, name: str, depth: int, x, y):
     task = Regression()
     model = build_model(name, num_layers=depth, features=_FEATURES.value, out_dim=1).clone(
-        feature_major=_LAYOUTS[_LAYOUT.value])
+        feature_major=_LAYOUTS[_LAYOUT.value],
+        custom_backward=None if _BACKWARD.value == "auto" else False)
     tx = make_optimizer("ADAM", make_schedule(1e-2, "constant", 1))
     self.state = jax.jit(lambda k: create_train_state(model, tx, x[:1], k))(jax.random.key(0))
     self.steps = _ROWS // _BATCH
@@ -78,8 +84,8 @@ def main(argv):
                                                     paper.TABLE1_GLONET_SECONDS, strict=True),
                            strict=True))
   print(f"devices: {jax.devices()}  jax {jax.__version__}; {_ROWS // _BATCH} steps/epoch, "
-        f"batch {_BATCH}, width {_FEATURES.value}, layout {_LAYOUT.value}; "
-        f"median of {_REPEATS.value} epochs")
+        f"batch {_BATCH}, width {_FEATURES.value}, layout {_LAYOUT.value}, "
+        f"backward {_BACKWARD.value}; median of {_REPEATS.value} epochs")
   names = _MODELS.value
   print(f"{'depth':>6} " + " ".join(f"{n + ' s':>10}" for n in names)
         + f" {'ratio':>6} {'paper':>6} " + " ".join(f"{n + ' compile':>15}" for n in names))

@@ -11,20 +11,23 @@ from common.models import build_model, dense_chain
 from common.models import mlp as mlp_lib
 
 
-def _reference_chain(h, s, kernels, biases, glonet_sum):
+def _reference_chain(h, s, kernels, biases, glonet_sum, feature_major=False):
   """What the chain computes, written as plain autodiff-able code."""
   for w, b in zip(kernels, biases, strict=True):
-    h = nn.relu(jnp.dot(h, w) + b)
+    h = nn.relu(w.T @ h + b[:, None]) if feature_major else nn.relu(jnp.dot(h, w) + b)
     if glonet_sum:
       s = s + h
   return h, s
 
 
 @pytest.mark.parametrize("glonet_sum", [True, False])
-@pytest.mark.parametrize("shape", [(6, 8), (3, 2, 8)])  # extra axes are batch-like
-def test_chain_value_and_gradients_equal_autodiff(glonet_sum, shape):
+@pytest.mark.parametrize("shape,feature_major,n", [
+    ((6, 8), False, 4), ((3, 2, 8), False, 4),  # batch-major; extra axes are batch-like
+    ((8, 6), True, 4), ((8, 6), True, 1),  # feature-major (features, batch); one layer
+])
+def test_chain_value_and_gradients_equal_autodiff(glonet_sum, shape, feature_major, n):
   keys = jax.random.split(jax.random.key(0), 5)
-  n, f = 4, shape[-1]
+  f = shape[0] if feature_major else shape[-1]
   h = jax.random.normal(keys[0], shape)
   s = jax.random.normal(keys[1], shape)
   kernels = jax.random.normal(keys[2], (n, f, f)) / np.sqrt(f)
@@ -33,7 +36,7 @@ def test_chain_value_and_gradients_equal_autodiff(glonet_sum, shape):
 
   def scalar(fn):
     def loss(*args):
-      h_last, s_out = fn(*args, glonet_sum)
+      h_last, s_out = fn(*args, glonet_sum, feature_major)
       return jnp.sum(h_last * probe_h) + jnp.sum(s_out * probe_s)
     return loss
 
@@ -45,9 +48,9 @@ def test_chain_value_and_gradients_equal_autodiff(glonet_sum, shape):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["GloNet", "MLP"])
-def test_model_fast_path_matches_the_generic_scan(name):
-  features = mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES
+@pytest.mark.parametrize("name,features", [
+    ("GloNet", mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES), ("MLP", 16), ("GloNet", 16)])
+def test_model_fast_path_matches_the_generic_scan(name, features):
   model = build_model(name, num_layers=6, features=features, out_dim=5)
   x = jax.random.normal(jax.random.key(1), (8, 12))
   y = jnp.arange(8) % 5
@@ -73,6 +76,8 @@ def test_model_fast_path_matches_the_generic_scan(name):
     (mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES, mlp_lib.HOISTED_WEIGHT_GRAD_MAX_ROWS, True),
     (mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES - 1, 8, False),
     (mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES, mlp_lib.HOISTED_WEIGHT_GRAD_MAX_ROWS + 1, False),
+    (mlp_lib.FEATURE_MAJOR_MAX_FEATURES, 1024, True),  # feature-major: any batch
+    (mlp_lib.FEATURE_MAJOR_MAX_FEATURES + 1, 8, False),
 ])
 def test_fast_path_is_taken_only_where_it_was_measured_faster(features, batch, expected):
   model = build_model("GloNet", num_layers=4, features=features, out_dim=3)

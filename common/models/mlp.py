@@ -35,7 +35,8 @@ from common.models.stack import BlockStack
 # Measured on the 2-core CPU with `python -m benchmarks.throughput --depths=100` (step ms,
 # autodiff vs custom VJP): width 256 batch 256: 67.3 vs 60.7; width 128 batch 256: 25.1
 # vs 22.9; width 64: 7.4 vs 8.5; width 256 batch 512: 126.8 vs 128.0; batch 1024: 238.7
-# vs 244.1; SGEMM (width 16, batch 1024, depth 1000): 12.1 vs 14.3 s per epoch.
+# vs 244.1 (all batch-major). Feature-major stacks (below) always take the chain, whose
+# backward then keeps the weight gradients in the loop; see `FEATURE_MAJOR_MAX_FEATURES`.
 # Parameters are identical either way; re-measure before changing these on other hardware.
 HOISTED_WEIGHT_GRAD_MIN_FEATURES = 128
 HOISTED_WEIGHT_GRAD_MAX_ROWS = 256
@@ -64,6 +65,10 @@ class StackedMLP(nn.Module):
     feature_major: keep hidden activations as ``(features, batch)``; ``None`` (default)
       chooses by width (``FEATURE_MAJOR_MAX_FEATURES``). Outputs, captured terms and
       parameters are the same in both layouts, up to float summation order.
+    custom_backward: apply a plain Dense+ReLU stack (GloNet, MLP; no batch norm) through
+      `dense_chain.dense_relu_chain`, whose hand-written backward pass is faster where
+      measured; ``None`` (default) chooses by shape (the constants above). Ignored for
+      residual or batch-norm models. Values and gradients are the same either way.
   """
 
   # Top-level parameter names in network order (dict order is not trusted: checkpoint
@@ -77,6 +82,16 @@ class StackedMLP(nn.Module):
   glonet: bool = False
   use_batch_norm: bool = False
   feature_major: bool | None = None
+  custom_backward: bool | None = None
+
+  @property
+  def uses_custom_backward(self) -> bool:
+    """Whether the Dense+ReLU stack runs through `dense_chain` (GloNet and MLP, no BN)."""
+    if self.residual or self.use_batch_norm:
+      return False
+    if self.custom_backward is None:
+      return self.uses_feature_major or self.features >= HOISTED_WEIGHT_GRAD_MIN_FEATURES
+    return self.custom_backward
 
   @property
   def uses_feature_major(self) -> bool:
@@ -118,6 +133,7 @@ class StackedMLP(nn.Module):
     self.setup_check()
     fm = self.uses_feature_major
     x = x.reshape((x.shape[0], -1))
+    rows = x.shape[0]
     if fm:
       x = x.T
     if self.residual:
@@ -138,10 +154,9 @@ class StackedMLP(nn.Module):
       layer = functools.partial(blocks.DenseBlock, self.features, self.use_batch_norm, fm)
       h_last, s, used = BlockStack(
           layer, self.num_layers - 2, glonet_sum=self.glonet,
-          dense_relu_blocks=(not self.use_batch_norm and not fm
-                             and self.features >= HOISTED_WEIGHT_GRAD_MIN_FEATURES
-                             and x.shape[0] <= HOISTED_WEIGHT_GRAD_MAX_ROWS),
-          name="stack")(
+          dense_relu_blocks=self.uses_custom_backward and (
+              fm or rows <= HOISTED_WEIGHT_GRAD_MAX_ROWS),
+          feature_major=fm, name="stack")(
               h, s=h if self.glonet else None, train=train, capture=capture)
       if capture:  # the stem is block 1 of the post-activation families
         used = jnp.concatenate([h[None], used], axis=0)

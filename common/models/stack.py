@@ -56,6 +56,8 @@ class BlockStack(nn.Module):
       batch norm and ``residual`` is off. Parameters are still created by the scan (so
       they, and checkpoints, are the same either way), but applying the stack goes through
       :func:`common.models.dense_chain.dense_relu_chain`, whose backward pass is faster.
+    feature_major: the blocks keep activations as ``(features, batch)``; the chain of
+      ``dense_relu_blocks`` must know it (the generic scan does not care).
   """
 
   block: ModuleFactory
@@ -63,6 +65,7 @@ class BlockStack(nn.Module):
   residual: bool = False
   glonet_sum: bool = False
   dense_relu_blocks: bool = False
+  feature_major: bool = False
 
   @nn.compact
   def __call__(
@@ -90,7 +93,7 @@ class BlockStack(nn.Module):
         raise ValueError("dense_relu_blocks requires residual=False.")
       dense = self.variables["params"]["scan"]["block"]["dense"]
       h, s = dense_chain.dense_relu_chain(
-          h, s, dense["kernel"], dense["bias"], self.glonet_sum)
+          h, s, dense["kernel"], dense["bias"], self.glonet_sum, self.feature_major)
       return h, (s if self.glonet_sum else None), None
     if self.length == 0:
       empty = jnp.zeros((0, *h.shape), h.dtype) if capture else None
