@@ -126,3 +126,12 @@ def test_layout_is_chosen_by_width():
   assert not build_model("GloNet", num_layers=10, features=256, out_dim=10).uses_feature_major
   assert not build_model("GloNet", num_layers=10, features=16, out_dim=1).clone(
       feature_major=False).uses_feature_major
+
+
+def test_custom_backward_choice_can_be_forced_but_not_for_batch_norm():
+  wide = build_model("GloNet", num_layers=4, features=256, out_dim=3)
+  assert not wide.takes_dense_chain(1024) and wide.takes_dense_chain(256)
+  assert wide.clone(custom_backward=True).takes_dense_chain(1024)
+  assert not wide.clone(custom_backward=False).takes_dense_chain(256)
+  resnet = build_model("ResNet", num_layers=4, features=16, out_dim=3)
+  assert not resnet.clone(custom_backward=True).takes_dense_chain(8)

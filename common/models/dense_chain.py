@@ -11,8 +11,8 @@ scan, which computes, for every layer, the input gradient ``dz_l @ W_l^T`` and t
 gradient ``in_l^T @ dz_l`` inside the reverse loop:
 
 * the forward pass keeps only the chain's input and every layer's output (each layer's
-  input is the previous output, and the ReLU mask is recovered from the output), which
-  halves the memory traffic of deep chains;
+  input is the previous output, and the ReLU mask is recovered from the output), so deep
+  chains move less memory than under autodiff, which also keeps the pre-activations;
 * batch-major (wide layers): only the input gradient is on the sequential path. The
   reverse loop computes ``dz_l`` alone, and every weight gradient is computed afterwards
   in one batched matmul over the layers (``einsum('lbi,lbj->lij')``), which XLA runs as

@@ -88,14 +88,22 @@ class StackedMLP(nn.Module):
   feature_major: bool | None = None
   custom_backward: bool | None = None
 
-  @property
-  def uses_custom_backward(self) -> bool:
-    """Whether the Dense+ReLU stack runs through `dense_chain` (GloNet and MLP, no BN)."""
+  def takes_dense_chain(self, rows: int) -> bool:
+    """Whether the Dense+ReLU stack runs through `dense_chain` on ``rows`` examples.
+
+    Args:
+      rows: batch size of the call.
+
+    Returns:
+      ``custom_backward`` when set; otherwise whether the shape is one where the chain was
+      measured faster. Always ``False`` for residual or batch-norm models.
+    """
     if self.residual or self.use_batch_norm:
       return False
-    if self.custom_backward is None:
-      return self.uses_feature_major or self.features >= HOISTED_WEIGHT_GRAD_MIN_FEATURES
-    return self.custom_backward
+    if self.custom_backward is not None:
+      return self.custom_backward
+    return self.uses_feature_major or (self.features >= HOISTED_WEIGHT_GRAD_MIN_FEATURES
+                                       and rows <= HOISTED_WEIGHT_GRAD_MAX_ROWS)
 
   @property
   def uses_feature_major(self) -> bool:
@@ -158,8 +166,7 @@ class StackedMLP(nn.Module):
       layer = functools.partial(blocks.DenseBlock, self.features, self.use_batch_norm, fm)
       h_last, s, used = BlockStack(
           layer, self.num_layers - 2, glonet_sum=self.glonet,
-          dense_relu_blocks=self.uses_custom_backward and (
-              fm or rows <= HOISTED_WEIGHT_GRAD_MAX_ROWS),
+          dense_relu_blocks=self.takes_dense_chain(rows),
           feature_major=fm, name="stack")(
               h, s=h if self.glonet else None, train=train, capture=capture)
       if capture:  # the stem is block 1 of the post-activation families
