@@ -22,7 +22,9 @@ gradient ``in_l^T @ dz_l`` inside the reverse loop:
 * feature-major (narrow layers, ``(features, batch)``): the weight gradients stay in the
   reverse loop, where each layer's input is read in place, since a batched matmul of
   ``features x features`` outputs is too small to pay for re-reading every activation.
-  At width 16 and batch 1024 the step is 7% (depth 100) to 14% (depth 1000) faster.
+  On SGEMM (width 16, batch 1024) an epoch takes 0.54 instead of 0.59 s at depth 100 and
+  5.60 instead of 6.54 s at depth 1000 (`python -m benchmarks.sgemm_epoch_time`, with and
+  without `--backward=autodiff`).
 
 :mod:`common.models.mlp` chooses by shape, and ``benchmarks/README.md`` has the
 measurements.

@@ -49,7 +49,8 @@ HOISTED_WEIGHT_GRAD_MAX_ROWS = 256
 # autodiff (`python -m benchmarks.sgemm_epoch_time --depths=100,1000 --backward=autodiff
 # --layout=...`): GloNet 1.08 vs 0.59 (depth 100), 12.98 vs 6.54 (depth 1000); ResNet-v2
 # with BN 1.73 vs 1.11, 22.72 vs 16.02. One-off microbenchmarks of the scanned stack on
-# one core: feature-major also faster at widths 32 and 64, equal at 256 (batch 256).
+# one core: feature-major also faster at widths 32 and 64 (batch 1024), equal at width 256
+# (batch 256).
 # Feature-major GloNet/MLP stacks also take `dense_chain` (in-loop variant): 6.54 -> 5.60 s
 # per epoch at depth 1000, 0.59 -> 0.54 at depth 100 (`--backward=autodiff` vs auto).
 FEATURE_MAJOR_MAX_FEATURES = 64
