@@ -4,7 +4,7 @@ r"""Compile time and train-step throughput of the GloNet MLP, against a matmul p
   python -m benchmarks.throughput --depths=100 --optimizer=SGD
 
 For each depth it prints the ahead-of-time compile seconds of the training loop, the
-time per train step (the same ``run_steps`` executable that ``common.train`` uses:
+time per train step (an epoch of the production ``Trainer``, the object training runs:
 batch gather on device, forward, backward, optimizer update), the matmul FLOPs per step,
 the achieved GFLOP/s, and that as a fraction of a dense float32 matmul peak measured in
 the same process. FLOPs count only the Dense layers' matmuls: 2*B*in*out for the forward
@@ -14,36 +14,24 @@ the step's shape, the ceiling of the step's sequential part on this machine. Not
 is asserted: this is a measurement, not a test.
 """
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from common.models import build_model
-from common.train import steps
-from common.train.optimizers import make_optimizer, make_schedule
-from common.train.state import create_train_state
+from benchmarks.harness import EpochTimer, bench_config, median_seconds, synthetic_dataset
+from common.models import DENSE_MODELS, build_from_config
 from common.train.tasks import Classification
+from common.train.trainer import Trainer
 
 _DEPTHS = flags.DEFINE_list("depths", ["10", "100", "1000"], "Depths (num_layers) to measure.")
 _FEATURES = flags.DEFINE_integer("features", 256, "Hidden width.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size.")
 _IN_DIM = flags.DEFINE_integer("in_dim", 784, "Input width (MNIST: 784).")
 _OPTIMIZER = flags.DEFINE_enum("optimizer", "ADAM", ["ADAM", "SGD"], "Optimizer.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Train steps per timed call.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per depth (the median is kept).")
+_STEPS = flags.DEFINE_integer("steps", 20, "Train steps per timed epoch.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed epochs per depth (the median is kept).")
 _PEAK_N = flags.DEFINE_integer("peak_n", 2048, "Size of the square matmul timing the peak.")
-
-
-def _median_seconds(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
 
 
 def matmul_peak_gflops(n: int, repeats: int = 10) -> float:
@@ -52,7 +40,7 @@ def matmul_peak_gflops(n: int, repeats: int = 10) -> float:
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   mm = jax.jit(jnp.matmul)
   mm(a, b).block_until_ready()
-  return 2 * n**3 / _median_seconds(lambda: mm(a, b), repeats) / 1e9
+  return 2 * n**3 / median_seconds(lambda: mm(a, b), repeats) / 1e9
 
 
 def chained_matmul_gflops(batch: int, features: int, length: int = 100,
@@ -68,7 +56,7 @@ def chained_matmul_gflops(batch: int, features: int, length: int = 100,
   w = jax.random.normal(keys[1], (length, features, features), jnp.float32) / features**0.5
   chain = jax.jit(lambda h, w: jax.lax.scan(lambda c, wl: (jnp.dot(c, wl), None), h, w)[0])
   chain(h, w).block_until_ready()
-  return 2 * batch * features**2 * length / _median_seconds(lambda: chain(h, w), repeats) / 1e9
+  return 2 * batch * features**2 * length / median_seconds(lambda: chain(h, w), repeats) / 1e9
 
 
 def glonet_step_flops(num_layers: int, in_dim: int, features: int, out_dim: int,
@@ -84,45 +72,33 @@ def measure_depth(num_layers: int) -> dict[str, float]:
   """Compiles and times the training loop of a GloNet of ``num_layers`` layers."""
   b, f, n_steps = _BATCH.value, _FEATURES.value, _STEPS.value
   task = Classification(10)
-  model = build_model("GloNet", num_layers=num_layers, features=f, out_dim=10)
-  n_data = b * n_steps
+  config = bench_config(num_layers=num_layers, features=f, batch_size=b,
+                        optimizer=_OPTIMIZER.value)
+  model, _, _ = build_from_config(config, 10, DENSE_MODELS)
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=(n_data, _IN_DIM.value)).astype(np.float32))
-  y = jnp.asarray(rng.integers(0, 10, n_data).astype(np.int32))
-  tx = make_optimizer(_OPTIMIZER.value, make_schedule(1e-4, "constant", 1))
-  state = jax.jit(lambda k: create_train_state(model, tx, x[:1], k))(jax.random.key(0))
-  run_steps = jax.jit(steps.make_step_runner(steps.make_train_step(task), b, n_steps),
-                      donate_argnums=(0, 1))
-  perm = jnp.arange(n_data, dtype=jnp.int32)
-  count = jnp.int32(n_steps)
-  t0 = time.perf_counter()
-  exe = run_steps.lower(state, steps.init_accumulator(task), x, y, perm, count).compile()
-  compile_s = time.perf_counter() - t0
-  holder = {"state": state}
-
-  def call():
-    holder["state"], acc = exe(holder["state"], steps.init_accumulator(task), x, y, perm, count)
-    return acc
-
-  call()  # warm-up
-  step_s = _median_seconds(call, _REPEATS.value) / n_steps
+  x = rng.normal(size=(b * n_steps, _IN_DIM.value)).astype(np.float32)
+  y = rng.integers(0, 10, b * n_steps).astype(np.int32)
+  trainer = Trainer.build(config, model, synthetic_dataset(x, y), task, eval_splits=())
+  timer = EpochTimer(trainer)
+  timer.run()  # warm-up
+  step_s = float(np.median([timer.run() for _ in range(_REPEATS.value)])) / n_steps
 
   # The two halves of a step, timed apart: gradient (forward + backward) and update.
-  batch = (x[:b], y[:b])
+  state, batch = timer.state, (jnp.asarray(x[:b]), jnp.asarray(y[:b]))
 
   def loss_fn(params):
     return task.per_example(state.apply_fn({"params": params}, batch[0], train=True),
                             batch[1])["loss"].mean()
 
   grad_fn = jax.jit(jax.grad(loss_fn))
-  grads = grad_fn(holder["state"].params)
-  grad_s = _median_seconds(lambda: grad_fn(holder["state"].params), _REPEATS.value)
+  grads = grad_fn(state.params)
+  grad_s = median_seconds(lambda: grad_fn(state.params), _REPEATS.value)
   update_fn = jax.jit(lambda st, g: st.apply_gradients(grads=g))
-  update_fn(holder["state"], grads)
-  update_s = _median_seconds(lambda: update_fn(holder["state"], grads), _REPEATS.value)
+  update_fn(state, grads)
+  update_s = median_seconds(lambda: update_fn(state, grads), _REPEATS.value)
   flops = glonet_step_flops(num_layers, _IN_DIM.value, f, 10, b)
-  return {"compile_s": compile_s, "step_ms": step_s * 1e3, "gflops": flops / step_s / 1e9,
-          "grad_ms": grad_s * 1e3, "update_ms": update_s * 1e3}
+  return {"compile_s": trainer.timings["compile_seconds_train"], "step_ms": step_s * 1e3,
+          "gflops": flops / step_s / 1e9, "grad_ms": grad_s * 1e3, "update_ms": update_s * 1e3}
 
 
 def main(argv):
@@ -134,7 +110,7 @@ def main(argv):
   print(f"chained {_BATCH.value}x{_FEATURES.value}x{_FEATURES.value} matmuls (the step's "
         f"sequential ones): {chained:.1f} GFLOP/s, {chained / peak:.2f} of peak")
   print(f"GloNet MLP, width {_FEATURES.value}, batch {_BATCH.value}, {_OPTIMIZER.value}, "
-        f"{_STEPS.value} steps per call")
+        f"{_STEPS.value} steps per epoch")
   print(f"{'depth':>6} {'compile s':>10} {'step ms':>9} {'GFLOP/s':>9} {'of peak':>8} "
         f"{'grad ms':>9} {'update ms':>10}")
   for depth in map(int, _DEPTHS.value):

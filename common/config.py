@@ -1,16 +1,35 @@
-"""The frozen run configuration that library code receives (never absl ``FLAGS``)."""
+"""The frozen run configuration that library code receives (never absl ``FLAGS``).
+
+The settings are saved in each run directory's ``config.json`` and read back to resume or
+score a run, so they must evolve without orphaning old run directories: a new setting
+always gets a default that reproduces the behaviour from before it existed, and a saved
+config that lacks it reads as that default (:meth:`TrainConfig.from_dict`,
+:func:`incompatible_settings`). A saved config with a setting this version does not know
+was written by a newer version and is refused.
+"""
 
 import dataclasses
+import math
 from typing import Any
 
 from common.errors import ConfigError
 
-# Settings that may change when a run directory is resumed: they do not change the math.
+# Version of the run-directory format. It is not a setting (a config saved before it existed
+# would read as the current version); the training loop records it at the top level of
+# config.json. 1: before the evolvable config (no version recorded); 2: from_dict defaults.
+SCHEMA_VERSION = 2
+
+OPTIMIZERS = ("ADAM", "SGD")
+SCHEDULES = ("constant", "cosine", "step", "linear", "onecycle")
+
+# Settings that may change when a run directory is resumed: they do not change the math
+# (evaluation is padded and masked, so its batch size only changes the summation order).
 # Everything else must match the run's config.json exactly. ``epochs`` may change (to
 # train a finished run further) only with a constant learning rate: a decaying schedule
 # is stretched over the whole run, so its length changes every step's learning rate.
 RESUMABLE_KEYS = frozenset(
-    {"epochs", "data_dir", "workdir", "result_dir", "tensorboard", "progress"})
+    {"epochs", "data_dir", "workdir", "result_dir", "tensorboard", "progress",
+     "eval_batch_size"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +48,10 @@ class TrainConfig:
     eval_batch_size: evaluation batch size (padding + mask: any size counts every example
       once).
     learning_rate: (peak) learning rate.
-    lr_schedule: ``constant`` or ``cosine``.
+    lr_schedule: one of :data:`SCHEDULES`: ``constant``; ``cosine`` decay to 0 over the
+      run; ``step``: times ``lr_decay_factor`` at each epoch of ``lr_boundaries``;
+      ``linear`` decay to 0 over the run; ``onecycle`` (optax's cosine one-cycle over the
+      run, peaking at ``learning_rate``).
     optimizer: ``ADAM`` or ``SGD``.
     momentum: SGD momentum.
     l2_reg_alpha: weight of ``sum(p**2)`` in the training objective only.
@@ -42,6 +64,17 @@ class TrainConfig:
     result_dir: root of automatically named run directories.
     tensorboard: also write TensorBoard event files.
     progress: a progress bar over each epoch's steps (None: only when on a terminal).
+    weight_decay: ``weight_decay * w`` added to the gradient of every kernel (Dense and
+      Conv weights; biases and batch-norm parameters get none) before the optimizer, as
+      PyTorch's ``weight_decay`` does; it is not part of the reported loss.
+    nesterov: Nesterov momentum (SGD only).
+    lr_boundaries: epochs after which the ``step`` schedule multiplies the learning rate
+      by ``lr_decay_factor`` (increasing, within 1..epochs).
+    lr_decay_factor: the ``step`` schedule's factor, in (0, 1].
+    warmup_epochs: linear warmup from 0 to ``learning_rate`` over this many epochs
+      (fractions allowed), then the schedule over the remaining steps.
+    remat: recompute the activations of the scanned blocks in the backward pass instead
+      of storing them (less memory, more compute).
   """
 
   experiment: str
@@ -65,6 +98,14 @@ class TrainConfig:
   result_dir: str
   tensorboard: bool = True
   progress: bool | None = None
+  # Added with SCHEMA_VERSION 2. Every default reproduces the behaviour from before the
+  # setting existed: an old config.json reads (and resumes) as it was trained.
+  weight_decay: float = 0.0
+  nesterov: bool = False
+  lr_boundaries: tuple[int, ...] = ()
+  lr_decay_factor: float = 0.1
+  warmup_epochs: float = 0.0
+  remat: bool = False
 
   def __post_init__(self):
     for name in ("epochs", "batch_size", "eval_batch_size", "features"):
@@ -74,16 +115,122 @@ class TrainConfig:
       raise ConfigError(f"num_layers must be >= 1; got {self.num_layers}.")
     if self.l2_reg_alpha < 0:
       raise ConfigError(f"l2_reg_alpha must be >= 0; got {self.l2_reg_alpha}.")
+    if not self.learning_rate > 0:
+      raise ConfigError(f"learning_rate must be > 0; got {self.learning_rate}.")
+    if self.optimizer.upper() not in OPTIMIZERS:
+      raise ConfigError(f"unknown optimizer {self.optimizer!r}; valid: "
+                        f"{', '.join(OPTIMIZERS)}.")
+    if self.lr_schedule not in SCHEDULES:
+      raise ConfigError(f"unknown learning-rate schedule {self.lr_schedule!r}; valid: "
+                        f"{', '.join(SCHEDULES)}.")
+    if self.momentum < 0:
+      raise ConfigError(f"momentum must be >= 0; got {self.momentum}.")
+    if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
+      raise ConfigError(f"weight_decay must be a finite number >= 0; got {self.weight_decay}.")
+    self._check_nesterov()
+    self._check_schedule()
+
+  def _check_nesterov(self) -> None:
+    if not self.nesterov:
+      return
+    if self.optimizer.upper() != "SGD":
+      raise ConfigError(f"nesterov applies to SGD only; got --optimizer={self.optimizer}. "
+                        f"Pass --optimizer=SGD or drop --nesterov.")
+    if self.momentum == 0:
+      raise ConfigError("nesterov needs momentum: pass --momentum > 0 or drop --nesterov.")
+
+  def _check_schedule(self) -> None:
+    # Tuples only: a list would make the frozen config unhashable and differ from a tuple.
+    if not isinstance(self.lr_boundaries, tuple):
+      object.__setattr__(self, "lr_boundaries", tuple(self.lr_boundaries))
+    bounds = self.lr_boundaries
+    if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+      raise ConfigError(f"lr_boundaries must be whole epochs; got {list(bounds)}.")
+    if self.lr_schedule == "step":
+      if not bounds:
+        raise ConfigError("--lr_schedule=step needs --lr_boundaries: the epochs after which "
+                          "the learning rate is multiplied by --lr_decay_factor (e.g. 100,150).")
+      if list(bounds) != sorted(set(bounds)):
+        raise ConfigError(f"lr_boundaries must be strictly increasing; got {list(bounds)}.")
+      if bounds[0] < 1 or bounds[-1] > self.epochs:
+        raise ConfigError(f"lr_boundaries must lie within 1..epochs={self.epochs}; got "
+                          f"{list(bounds)}.")
+      if bounds[0] <= self.warmup_epochs:
+        raise ConfigError(f"lr_boundaries must come after the warmup "
+                          f"(--warmup_epochs={self.warmup_epochs}); got {list(bounds)}.")
+    elif bounds:
+      raise ConfigError(f"lr_boundaries apply to --lr_schedule=step only; got "
+                        f"--lr_schedule={self.lr_schedule}. Drop them or use the step schedule.")
+    if not 0 < self.lr_decay_factor <= 1:
+      raise ConfigError(f"lr_decay_factor must be in (0, 1]; got {self.lr_decay_factor}.")
+    if not (0 <= self.warmup_epochs < self.epochs):
+      raise ConfigError(f"warmup_epochs must be >= 0 and < epochs={self.epochs}; got "
+                        f"{self.warmup_epochs}.")
+    if self.warmup_epochs and self.lr_schedule == "onecycle":
+      raise ConfigError("--lr_schedule=onecycle has its own warmup: drop --warmup_epochs.")
 
   def to_dict(self) -> dict[str, Any]:
-    """All settings as a JSON-ready dict."""
-    return dataclasses.asdict(self)
+    """All settings as a JSON-ready dict (tuples as lists, as JSON reads them back)."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    """The config saved by :meth:`to_dict`, by this or an older version.
+
+    Args:
+      d: the saved settings (``config.json``'s ``config``).
+
+    Returns:
+      The config; settings ``d`` lacks (it predates them) take their defaults.
+
+    Raises:
+      ConfigError: ``d`` has settings this version does not know (it was written by a
+        newer version), lacks a setting that has no default, or holds invalid values.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+      raise ConfigError(f"the config has settings this version does not know "
+                        f"({', '.join(unknown)}): it was written by a newer version. Use that "
+                        f"version's code, or a new --workdir.")
+    missing = sorted(n for n in names - set(d) if n not in _defaults())
+    if missing:
+      raise ConfigError(f"the config lacks the required setting(s) {', '.join(missing)}.")
+    values = dict(d)
+    if isinstance(values.get("lr_boundaries"), list):  # JSON has no tuples
+      values["lr_boundaries"] = tuple(values["lr_boundaries"])
+    return cls(**values)
+
+
+def _defaults() -> dict[str, Any]:
+  """Default of every setting that has one."""
+  return {f.name: f.default for f in dataclasses.fields(TrainConfig)
+          if f.default is not dataclasses.MISSING}
+
+
+def _comparable(value: Any) -> Any:
+  # JSON turns tuples into lists: compare both as lists.
+  return list(value) if isinstance(value, tuple) else value
 
 
 def incompatible_settings(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-  """Lists ``key: saved -> new`` for settings that forbid resuming a run directory."""
+  """Lists ``key: saved -> new`` for settings that forbid resuming a run directory.
+
+  A setting ``saved`` lacks (the run predates it) compares as its default, which is the
+  behaviour the run was trained with. A setting only ``saved`` has (written by a newer
+  version) is always a difference.
+
+  Args:
+    saved: the settings in the run's ``config.json``.
+    new: the settings of the run asked for (:meth:`TrainConfig.to_dict`).
+
+  Returns:
+    One ``key: saved -> new`` line per forbidding difference, sorted by key.
+  """
+  saved = {**_defaults(), **saved}
   keys = (set(saved) | set(new)) - RESUMABLE_KEYS
   if saved.get("lr_schedule", "constant") != "constant":
     keys.add("epochs")
   return [f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in sorted(keys)
-          if saved.get(k) != new.get(k)]
+          if _comparable(saved.get(k)) != _comparable(new.get(k))]

@@ -8,15 +8,13 @@ once.
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import app, flags, logging
 
-from common.config import TrainConfig
-from common.errors import UserError
-from common.train.loop import NonFiniteLossError
-from common.train.optimizers import OPTIMIZERS, SCHEDULES
+from common.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from common.errors import ConfigError, NonFiniteLossError, UserError
 
 DATA_DIR_ENV = "GLONETS_DATA_DIR"
 
@@ -25,7 +23,9 @@ def define_train_flags(
     *, model: str, num_layers: int | None, features: int, epochs: int, batch_size: int,
     learning_rate: float, l2_reg_alpha: float = 0.0, validation_size: int | None = None,
     eval_batch_size: int = 1000, optimizer: str = "ADAM", lr_schedule: str = "constant",
-    extra_help: str = "") -> None:
+    momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
+    lr_boundaries: Sequence[int] = (), lr_decay_factor: float = 0.1,
+    warmup_epochs: float = 0.0, remat: bool = False, extra_help: str = "") -> None:
   """Defines the common training flags with an experiment's defaults.
 
   Args:
@@ -41,7 +41,17 @@ def define_train_flags(
     eval_batch_size: default ``--eval_batch_size``.
     optimizer: default ``--optimizer``.
     lr_schedule: default ``--lr_schedule``.
+    momentum: default ``--momentum`` (SGD).
+    nesterov: default ``--nesterov`` (SGD).
+    weight_decay: default ``--weight_decay``.
+    lr_boundaries: default ``--lr_boundaries`` (epochs, for the step schedule).
+    lr_decay_factor: default ``--lr_decay_factor`` (step schedule).
+    warmup_epochs: default ``--warmup_epochs``.
+    remat: default ``--remat``.
     extra_help: appended to the help of ``--model``.
+
+  The defaults of the arguments reproduce the original recipe (Adam, constant learning
+  rate, no weight decay, no warmup), so an experiment states only what it changes.
   """
   flags.DEFINE_string("model", model, f"Model name, optionally with a depth suffix. {extra_help}")
   flags.DEFINE_integer("num_layers", num_layers,
@@ -56,9 +66,26 @@ def define_train_flags(
                        lower_bound=1)
   flags.DEFINE_float("learning_rate", learning_rate, "Learning rate.", lower_bound=0.0)
   flags.DEFINE_enum("lr_schedule", lr_schedule, SCHEDULES,
-                    "Learning-rate schedule: constant, or cosine decay to 0 over the run.")
+                    "Learning-rate schedule: constant; cosine or linear decay to 0 over the "
+                    "run; step (times --lr_decay_factor after each epoch of "
+                    "--lr_boundaries); onecycle (cosine one-cycle peaking at "
+                    "--learning_rate).")
+  flags.DEFINE_list("lr_boundaries", [str(b) for b in lr_boundaries],
+                    "With --lr_schedule=step: comma-separated epochs after which the "
+                    "learning rate is multiplied by --lr_decay_factor (e.g. 100,150).")
+  flags.DEFINE_float("lr_decay_factor", lr_decay_factor,
+                     "Factor of the step schedule at each boundary, in (0, 1].")
+  flags.DEFINE_float("warmup_epochs", warmup_epochs,
+                     "Linear warmup from 0 to --learning_rate over this many epochs "
+                     "(fractions allowed), then the schedule; not with onecycle.",
+                     lower_bound=0.0)
   flags.DEFINE_enum("optimizer", optimizer, OPTIMIZERS, "Optimizer.", case_sensitive=False)
-  flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0.0)
+  flags.DEFINE_float("momentum", momentum, "SGD momentum.", lower_bound=0.0)
+  flags.DEFINE_boolean("nesterov", nesterov, "Nesterov momentum (SGD only).")
+  flags.DEFINE_float("weight_decay", weight_decay,
+                     "weight_decay * w added to the gradient of every kernel (not biases or "
+                     "batch norm) before the optimizer, as PyTorch's weight_decay; not part "
+                     "of the reported loss.", lower_bound=0.0)
   flags.DEFINE_float("l2_reg_alpha", l2_reg_alpha,
                      "Weight of sum(p^2) added to the training loss only.", lower_bound=0.0)
   flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
@@ -75,6 +102,17 @@ def define_train_flags(
                       "Root of automatically named run directories.")
   flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard event files.")
   flags.DEFINE_boolean("progress", None, "Progress bar per epoch (default: on a terminal).")
+  flags.DEFINE_boolean("remat", remat,
+                       "Recompute the scanned blocks' activations in the backward pass "
+                       "instead of storing them: less memory, more compute.")
+
+
+def _parse_boundaries(values: list[str]) -> tuple[int, ...]:
+  try:
+    return tuple(int(v) for v in values)
+  except ValueError:
+    raise ConfigError(f"--lr_boundaries must be comma-separated whole epochs (e.g. 100,150); "
+                      f"got {','.join(values)}.") from None
 
 
 def config_from_flags(experiment: str) -> TrainConfig:
@@ -85,6 +123,9 @@ def config_from_flags(experiment: str) -> TrainConfig:
 
   Returns:
     The :class:`TrainConfig`; ``data_dir`` falls back to ``$GLONETS_DATA_DIR``.
+
+  Raises:
+    ConfigError: an invalid value or combination of flags.
   """
   f = flags.FLAGS
   # `--model=GloNet50` carries its depth: the default --num_layers must not contradict it,
@@ -101,18 +142,24 @@ def config_from_flags(experiment: str) -> TrainConfig:
       split_seed=f.split_seed,
       data_dir=f.data_dir or os.environ.get(DATA_DIR_ENV) or None,
       workdir=f.workdir, result_dir=f.result_dir, tensorboard=f.tensorboard,
-      progress=f.progress)
+      progress=f.progress, weight_decay=f.weight_decay, nesterov=f.nesterov,
+      lr_boundaries=_parse_boundaries(f.lr_boundaries), lr_decay_factor=f.lr_decay_factor,
+      warmup_epochs=f.warmup_epochs, remat=f.remat)
 
 
-def run_main(main: Callable[[list[str]], Any]) -> None:
+def run_main(main: Callable[[list[str]], Any], positional: bool = False) -> None:
   """``app.run(main)`` that turns :class:`UserError` into one message and exit status 2.
 
   Expected problems (unknown model, missing data, a locked run directory...) are not
   bugs, so they get a plain ``error: ...`` line on stderr instead of a traceback.
+
+  Args:
+    main: the program, ``main(argv)``.
+    positional: accept positional arguments (otherwise they are a usage error).
   """
 
   def wrapped(argv):
-    if len(argv) > 1:
+    if len(argv) > 1 and not positional:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
     try:

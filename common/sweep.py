@@ -9,23 +9,28 @@ crashing point never stops the sweep. A model entry may carry flags of its own a
 colons: ``ResNet:use_batch_norm=false`` runs ResNet with ``--use_batch_norm=false`` in the
 folder ``ResNet_use_batch_norm-false``.
 
-A point is skipped when its run is ``done`` *and* was made by the identical command
-(recorded in ``ROOT/logs/<point>.cmd.json``); otherwise the command runs and the training
-loop decides: resume an interrupted run, train a finished one further, or refuse with a
-message when the settings differ. Logs go to ``ROOT/logs/``. At the end the sweep report
-is rendered (``python -m common.report --sweep ROOT``). Exit status: 0 when every point is
-done, 1 otherwise.
+A point is skipped when its run has an outcome (``done`` or ``diverged``, as
+:func:`common.report.runs.effective_status` reads ``status.json``) *and* was made by the
+identical command (recorded in ``ROOT/logs/<point>.cmd.json``); otherwise the command runs
+and the training loop decides: resume an ``interrupted`` or ``failed`` run, train a
+finished one further, or refuse with a message when the settings differ. Logs go to
+``ROOT/logs/``. At the end the sweep report is rendered (``python -m common.report --sweep
+ROOT``). Exit status: 0 when every point has an outcome (done or diverged), 1 otherwise.
 """
 
+import collections
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from common import fileio
+from common import fileio, report
+from common.report import runs
+from common.train.rundir import STATUS
 
 _MODULE = flags.DEFINE_string("module", None, "Experiment entry point, e.g. linear_mnist.train.")
 _ROOT = flags.DEFINE_string("root", None, "Sweep root: one run directory per point below it.")
@@ -57,6 +62,31 @@ def parse_model_spec(spec: str) -> tuple[str, list[str], str]:
   return name, [f"--{o}" for o in options], folder
 
 
+def is_settled(status: str) -> bool:
+  """True when a point's run needs no rerun: ``done``, or ``diverged``.
+
+  A divergence is a result of the experiment (the loss of this model at this depth became
+  non-finite), and rerunning the same command would replay it: training is deterministic
+  from the seed and resumes from the last checkpoint before the divergence. ``interrupted``
+  and ``failed`` runs (and ``running`` ones whose process died) are rerun, which resumes
+  them.
+
+  Args:
+    status: an effective status (:func:`common.report.runs.effective_status`).
+  """
+  return status in runs.OUTCOMES
+
+
+def count_statuses(statuses: Sequence[str]) -> str:
+  """``"3 of 4 points settled (2 done, 1 diverged; 1 interrupted)"``."""
+  counts = collections.Counter(statuses)
+  settled = sum(n for s, n in counts.items() if is_settled(s))
+  parts = "; ".join(
+      ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if is_settled(s) == want)
+      for want in (True, False) if any(is_settled(s) == want for s in counts))
+  return f"{settled} of {len(statuses)} points settled ({parts})"
+
+
 def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
               extra: list[str]) -> str:
   """Runs, resumes or skips one grid point.
@@ -70,7 +100,9 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
     extra: flags passed to every point.
 
   Returns:
-    The point's final status (``done``, ``failed``, ``running`` or ``exit N``).
+    The point's effective status after the run (``done``, ``diverged``, ``interrupted``,
+    ``failed``, ``running``...) or ``exit N`` when the process ended otherwise (2: its
+    settings were refused, so the status file is not this command's).
   """
   model, model_flags, folder = parse_model_spec(model_spec)
   workdir = os.path.join(root, folder, f"depth_{depth}", f"seed_{seed}")
@@ -78,16 +110,17 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
          f"--seed={seed}", f"--workdir={workdir}", *model_flags, *extra]
   os.makedirs(os.path.join(root, "logs"), exist_ok=True)
   stem = os.path.join(root, "logs", f"{folder}_depth{depth}_seed{seed}")
-  status_path = os.path.join(workdir, "status.json")
+  status_path = os.path.join(workdir, STATUS)
 
   def status() -> str:
-    return (fileio.read_json(status_path).get("status", "unknown")
+    return (runs.effective_status(fileio.read_json(status_path))
             if os.path.exists(status_path) else "missing")
 
   previous = fileio.read_json(f"{stem}.cmd.json") if os.path.exists(f"{stem}.cmd.json") else None
-  if status() == "done" and previous == cmd[1:]:
-    logging.info("skip %s depth %d seed %d: done", model_spec, depth, seed)
-    return "done"
+  before = status()
+  if is_settled(before) and previous == cmd[1:]:
+    logging.info("skip %s depth %d seed %d: %s", model_spec, depth, seed, before)
+    return before
   fileio.atomic_write_json(f"{stem}.cmd.json", cmd[1:])
   logging.info("run  %s depth %d seed %d -> %s", model_spec, depth, seed, workdir)
   t0 = time.perf_counter()
@@ -111,11 +144,9 @@ def main(argv):
               for depth in split_list(_DEPTHS.value)
               for seed in split_list(_SEEDS.value)]
   if _REPORT.value:
-    from common import report  # pylint: disable=g-import-not-at-top
     print(report.render_sweep(_ROOT.value)["report"])
-  not_done = sum(s != "done" for s in statuses)
-  logging.info("%d of %d points done", len(statuses) - not_done, len(statuses))
-  sys.exit(1 if not_done else 0)
+  logging.info("%s", count_statuses(statuses))
+  sys.exit(0 if all(is_settled(s) for s in statuses) else 1)
 
 
 if __name__ == "__main__":

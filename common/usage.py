@@ -1,21 +1,40 @@
 """Layer usage: how much each block contributes, in network order (the paper's claim).
 
-For a model called with ``capture=True`` (it returns ``(output, used)`` with ``used`` of
-shape ``(num_blocks, batch, features)``: GloNet's summed terms, a ResNet's residual
-branches, a plain MLP's activations), :func:`compute_usage` returns, over a held-out split:
+Works for any model that keeps the usage contract of :mod:`common.models` (the MLP
+families and the convolutional trunk):
 
-* ``l1[i]``: mean over examples of mean ``|x_i|`` of block ``i``'s used term;
+* ``model.with_taps(x) -> (output, [taps per stage])``, where each stage's taps are
+  ``{"l1": (blocks, batch), "feat": (blocks, batch, channels)}``, reduced inside the scan
+  (a usage pass never holds every activation map);
+* ``usage_mode`` (``glonet``, ``residual`` or ``plain``), ``num_blocks``,
+  ``stage_boundaries`` and ``param_paths`` (network order);
+* for GloNet, ``readout(params) -> ([R_1, ..., R_S], bias)``: the linear map from a
+  stage's pooled block output to the output. The head and every carry map are linear, so
+  ``output = bias + sum_i feat_i @ R_stage(i)`` exactly.
+
+:func:`compute_usage` returns, over a held-out split:
+
+* ``l1[i]``: mean over examples of mean ``|x_i|`` of block ``i``'s used term (GloNet: the
+  summed term; ResNet: the residual branch; plain: the activation);
 * ``param_l1``: the L1 norm (sum of ``|w|``) of every layer's parameters, network order;
-* for GloNet (the head is linear, so ``output = b + sum_i W x_i``):
-  ``share[i]`` = mean over examples of ``mean |W x_i|`` normalised to sum to 1,
-  ``cumulative_share``, ``blocks_used`` (smallest ``k`` whose cumulative share reaches
-  ``threshold``, 95% by default), and ``early_exit``: the task metrics of
-  ``head(x_1 + ... + x_k)`` for every ``k = 1..L`` (the authors' "tunable precision";
-  cheap, because it is a cumulative sum of the per-block head contributions).
+* ``stage_boundaries``: the first block index of every stage;
+* for GloNet: ``share[i]`` = mean over examples of ``mean |feat_i @ R|``, normalised to
+  sum to 1; ``cumulative_share``; ``blocks_used``, the smallest ``k`` whose first ``k``
+  blocks carry ``threshold`` (95%) of the head's output; ``early_exit``, the task metrics
+  of the output computed from the first ``k`` blocks only, for every ``k`` (the authors'
+  "tunable precision"); and ``blocks_needed``, the smallest ``k`` whose early-exit
+  selection metric is within a stated tolerance of the full model's (the same precision
+  read as a depth).
+
+``blocks_used`` measures where the head's output *mass* sits; ``blocks_needed`` measures
+how many blocks the *predictions* need. Blocks with a small but non-zero share can still
+be unnecessary for accuracy, so ``blocks_needed`` is the one that carries the paper's
+self-regulation claim ("deeper blocks are not used"); both are reported.
 
 It runs as its own jitted pass over padded batches, so the train step is unchanged.
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,27 +44,36 @@ import numpy as np
 
 from common.data.arrays import Split, pad_to_batches
 from common.train.state import TrainState, model_variables
+from common.train.steps import Preprocess
+from common.train.steps import identity_preprocess as _identity
 from common.train.tasks import Task
 
 USAGE_FILE = "usage.json"
+# Training batches run in train mode to estimate batch-norm statistics before the usage
+# of an untrained model is measured (the running statistics at init are mean 0, var 1,
+# which describe a network that never existed). With momentum 0.9, 50 batches leave
+# 0.9**50 = 0.5% of the initial values.
+BN_WARMUP_BATCHES = 50
 
 
-def _usage_sums(state: TrainState, x, y, mask, task: Task, glonet: bool) -> dict[str, Any]:
+def _usage_sums(variables, x, y, mask, *, model, task: Task, glonet: bool,
+                preprocess: Preprocess) -> dict[str, Any]:
   """Masked sums over all batches of the per-block statistics."""
-  variables = model_variables(state)
-  head = state.params["head"] if glonet else None
+  if glonet:
+    maps, bias = model.readout(variables["params"])
 
   def masked_sum(values, mb):  # sum over the batch axis (last), padded rows excluded
     return jnp.sum(jnp.where(mb > 0, values, 0.0), axis=-1)
 
   def batch_stats(xb, yb, mb):
-    _, used = state.apply_fn(variables, xb, train=False, capture=True)
-    used = used.reshape(used.shape[0], used.shape[1], -1)  # (L, B, D)
-    out = {"l1": masked_sum(jnp.mean(jnp.abs(used), axis=-1), mb)}
+    _, taps = model.apply(variables, preprocess(None, xb, False), method="with_taps")
+    l1 = jnp.concatenate([t["l1"] for t in taps], axis=0)  # (L, B)
+    out = {"l1": masked_sum(l1, mb)}
     if glonet:
-      contrib = jnp.einsum("lbd,do->lbo", used, head["kernel"])  # W x_i for every block
+      contrib = jnp.concatenate(  # feat_i @ R: block i's exact share of the output
+          [jnp.einsum("lbc,co->lbo", t["feat"], r) for t, r in zip(taps, maps, strict=True)])
       out["contribution"] = masked_sum(jnp.mean(jnp.abs(contrib), -1), mb)
-      prefix = jnp.cumsum(contrib, axis=0) + head["bias"]  # head(x_1 + ... + x_k), all k
+      prefix = jnp.cumsum(contrib, axis=0) + bias  # output of the first k blocks, all k
       per_k = jax.vmap(lambda o: task.per_example(o, yb))(prefix)
       for name, values in per_k.items():
         out[f"exit_{name}"] = masked_sum(values, mb)
@@ -59,27 +87,30 @@ def _usage_sums(state: TrainState, x, y, mask, task: Task, glonet: bool) -> dict
   return sums
 
 
-_usage_jit = jax.jit(_usage_sums, static_argnames=("task", "glonet"))
-
-
-def param_l1_by_layer(params: dict[str, Any], order: Sequence[str]) -> list[dict[str, Any]]:
+def param_l1_by_layer(params: dict[str, Any], paths: Sequence[Sequence[str]]
+                      ) -> list[dict[str, Any]]:
   """L1 norm of each layer's parameters in network order.
 
   Args:
-    params: the model parameters; top-level entries are layers, except entries holding a
-      scanned stack (a ``scan`` sub-tree), whose leaves carry a leading block axis and
-      give one entry per block.
-    order: the top-level names in network order (``model.param_order``); dict order is
-      not trusted, because checkpoint round trips may sort keys.
+    params: the model parameters.
+    paths: parameter paths in network order (``model.param_paths``); a path whose
+      sub-tree holds a scanned stack (a ``scan`` entry) gives one row per block, named
+      ``path[i]``. Missing paths are skipped. Dict order is not trusted: checkpoint round
+      trips may sort keys.
 
   Returns:
     ``[{"layer": name, "l1": value}, ...]`` in network order.
   """
   rows = []
-  for name in order:
-    if name not in params:
+  for path in paths:
+    tree = params
+    for key in path:
+      tree = tree.get(key) if isinstance(tree, dict) else None
+      if tree is None:
+        break
+    if tree is None:
       continue
-    tree = params[name]
+    name = "/".join(path)
     leaves = jax.tree.leaves(tree)
     if "scan" in tree:
       per_block = sum(np.abs(np.asarray(leaf)).reshape(leaf.shape[0], -1).sum(1)
@@ -91,38 +122,102 @@ def param_l1_by_layer(params: dict[str, Any], order: Sequence[str]) -> list[dict
   return rows
 
 
+def blocks_needed(curve: Sequence[float], full: float, task: Task) -> int | None:
+  """Smallest ``k`` whose early-exit selection metric is within tolerance of ``full``.
+
+  Args:
+    curve: the early-exit selection metric for ``k = 1..L``.
+    full: the full model's value of that metric.
+    task: gives the metric's direction and the tolerance (``task.exit_tolerance``:
+      absolute for accuracy, relative for an error).
+
+  Returns:
+    ``k`` (1-based), or None when the curve holds no finite value.
+  """
+  tol = task.exit_tolerance
+  for k, value in enumerate(curve, start=1):
+    if not np.isfinite(value):
+      continue
+    if task.selection_mode == "max" and value >= full - tol - 1e-12:
+      return k
+    if task.selection_mode == "min" and value <= full * (1 + tol) + 1e-12:
+      return k
+  return None
+
+
+def warm_batch_stats(state: TrainState, x: jax.Array, *, batch_size: int,
+                     num_batches: int = BN_WARMUP_BATCHES,
+                     preprocess: Preprocess | None = None) -> TrainState:
+  """Estimates batch-norm running statistics with train-mode passes, no parameter update.
+
+  Args:
+    state: the state whose ``batch_stats`` to estimate (returned changed; the caller
+      keeps the original for training).
+    x: training inputs; the first ``num_batches * batch_size`` (cycled) are used.
+    batch_size: examples per pass.
+    num_batches: number of passes.
+    preprocess: turns stored inputs into model inputs (evaluation mode: no augmentation).
+
+  Returns:
+    ``state`` with the estimated ``batch_stats``.
+  """
+  if not state.batch_stats:
+    return state
+  preprocess = preprocess or _identity
+  n = x.shape[0]
+  batch_size = min(batch_size, n)
+
+  @jax.jit
+  def warm(params, stats, x):
+    def body(stats, i):
+      idx = (i * batch_size + jnp.arange(batch_size)) % n
+      xb = preprocess(None, jnp.take(x, idx, axis=0), False)
+      _, updates = state.apply_fn({"params": params, "batch_stats": stats}, xb, train=True,
+                                  mutable=["batch_stats"])
+      return updates["batch_stats"], None
+    stats, _ = jax.lax.scan(body, stats, jnp.arange(num_batches))
+    return stats
+
+  return state.replace(batch_stats=warm(state.params, state.batch_stats, x))
+
+
 def compute_usage(
     state: TrainState,
     split: Split,
     task: Task,
+    model: Any,
     *,
-    glonet: bool,
-    param_order: Sequence[str],
     batch_size: int = 500,
     threshold: float = 0.95,
+    preprocess: Preprocess | None = None,
 ) -> dict[str, Any]:
   """Layer usage of ``state``'s model on ``split``; see the module docstring.
 
   Args:
-    state: a train state whose ``apply_fn`` supports ``capture=True``.
+    state: a train state of ``model``.
     split: the held-out examples (the test set).
-    task: gives the metrics of the early-exit curve.
-    glonet: the model's head reads the sum of the used terms (enables shares and exits).
-    param_order: top-level parameter names in network order.
+    task: gives the metrics of the early-exit curve and ``blocks_needed``'s tolerance.
+    model: the module (keeps the usage contract above).
     batch_size: examples per batch of the usage pass.
     threshold: cumulative share that defines ``blocks_used``.
+    preprocess: turns stored inputs into model inputs (evaluation mode).
 
   Returns:
     A JSON-ready dict.
   """
+  glonet = model.usage_mode == "glonet"
   x, y, mask = (jnp.asarray(a) for a in pad_to_batches(split, batch_size))
-  sums = jax.device_get(_usage_jit(state, x, y, mask, task, glonet))
+  run = jax.jit(functools.partial(_usage_sums, model=model, task=task, glonet=glonet,
+                                  preprocess=preprocess or _identity))
+  sums = jax.device_get(run(model_variables(state), x, y, mask))
   count = float(np.asarray(mask).sum())
   result: dict[str, Any] = {
       "examples": int(count),
       "num_blocks": int(len(sums["l1"])),
+      "mode": model.usage_mode,
+      "stage_boundaries": list(model.stage_boundaries),
       "l1": (np.asarray(sums["l1"]) / count).tolist(),
-      "param_l1": param_l1_by_layer(jax.device_get(state.params), param_order),
+      "param_l1": param_l1_by_layer(jax.device_get(state.params), model.param_paths),
   }
   if glonet:
     contribution = np.asarray(sums["contribution"]) / count
@@ -130,14 +225,19 @@ def compute_usage(
     share = contribution / total if total > 0 else np.full_like(contribution, np.nan)
     cumulative = np.cumsum(share)
     reached = np.nonzero(cumulative >= threshold - 1e-9)[0]
+    exits = {name: (np.asarray(sums[f"exit_{name}"]) / count).tolist()
+             for name in task.metric_names}
+    curve = exits[task.selection_metric]
     result.update({
         "contribution": contribution.tolist(),
         "share": share.tolist(),
         "cumulative_share": cumulative.tolist(),
         "threshold": threshold,
         "blocks_used": int(reached[0] + 1) if len(reached) else None,
-        "early_exit": {"k": list(range(1, len(share) + 1)),
-                       **{name: (np.asarray(sums[f"exit_{name}"]) / count).tolist()
-                          for name in task.metric_names}},
+        "early_exit": {"k": list(range(1, len(share) + 1)), **exits},
+        "blocks_needed": blocks_needed(curve, curve[-1], task),
+        "blocks_needed_metric": task.selection_metric,
+        "blocks_needed_tolerance": task.exit_tolerance,
+        "blocks_needed_rule": task.exit_tolerance_rule,
     })
   return result

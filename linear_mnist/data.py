@@ -18,6 +18,7 @@ from common import fileio
 from common.data import Dataset, Split, holdout_split, read_idx_gz, standardize
 from common.data.tfds_source import load_tfds_arrays
 from common.errors import DataError
+from common.train.tasks import Classification
 
 # name -> (file, SHA-256 of the official file, expected leading dimension)
 FILES = {
@@ -117,3 +118,9 @@ def load_mnist(data_dir: str | None, validation_size: int = 5000, split_seed: in
       **info, "validation_size": validation_size, "split_seed": split_seed,
       "preprocessing": "x/255, then standardised with the training split's mean and std",
       "standardization": stats})
+
+
+def load_for_config(config) -> tuple[Dataset, Classification]:
+  """The dataset and task of a ``linear_mnist`` run config (training and later analysis)."""
+  return (load_mnist(config.data_dir, config.validation_size, config.split_seed),
+          Classification(NUM_CLASSES))

@@ -17,8 +17,8 @@ from absl import logging  # noqa: E402
 
 from common import flags as common_flags  # noqa: E402
 from common.models import DENSE_MODELS, build_from_config, canonical_config  # noqa: E402
-from common.train import Classification, run_experiment  # noqa: E402
-from linear_mnist.data import NUM_CLASSES, load_mnist  # noqa: E402
+from common.train import run_experiment  # noqa: E402
+from linear_mnist.data import NUM_CLASSES, load_for_config  # noqa: E402
 
 common_flags.define_train_flags(
     model="GloNet", num_layers=10, features=256, epochs=10, batch_size=256,
@@ -28,10 +28,11 @@ common_flags.define_train_flags(
 
 def main(argv):
   del argv
-  config = canonical_config(common_flags.config_from_flags("linear_mnist"))
-  model, name, info = build_from_config(config, NUM_CLASSES)  # fails before any I/O
-  dataset = load_mnist(config.data_dir, config.validation_size, config.split_seed)
-  run_path, summary = run_experiment(config, model, name, dataset, Classification(NUM_CLASSES),
+  config = canonical_config(common_flags.config_from_flags("linear_mnist"), DENSE_MODELS)
+  # Fails before any I/O on a bad name or depth.
+  model, name, info = build_from_config(config, NUM_CLASSES, DENSE_MODELS)
+  dataset, task = load_for_config(config)
+  run_path, summary = run_experiment(config, model, name, dataset, task,
                                      extra_config={"model": info})
   final = summary["final"] or {}
   logging.info("Done: %s  test_accuracy %.4f", run_path, final.get("test_accuracy", float("nan")))

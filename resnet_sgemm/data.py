@@ -24,6 +24,7 @@ import numpy as np
 from common import fileio
 from common.data import Dataset, Split, standardize
 from common.errors import DataError
+from common.train.tasks import Regression
 
 FEATURES = ("MWG", "NWG", "KWG", "MDIMC", "NDIMC", "MDIMA", "NDIMB", "KWI", "VWM", "VWN",
             "STRM", "STRN", "SA", "SB")
@@ -190,3 +191,8 @@ def load_sgemm(data_dir: str | None, split_seed: int = 0) -> Dataset:
   table = parse_csv(_read_text(path), os.path.basename(path))
   return make_dataset(table, split_seed, {"source": os.path.abspath(path),
                                           "sha256": fileio.sha256(path)})
+
+
+def load_for_config(config) -> tuple[Dataset, Regression]:
+  """The dataset and task of a ``resnet_sgemm`` run config (training and later analysis)."""
+  return load_sgemm(config.data_dir, config.split_seed), Regression()

@@ -22,7 +22,7 @@ from absl import flags  # noqa: E402
 from common import fileio  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.flags import run_main  # noqa: E402
-from common.models import build_from_config  # noqa: E402
+from common.models import DENSE_MODELS, build_from_config  # noqa: E402
 from common.train.restore import load_config, load_trained_state  # noqa: E402
 from common.train.state import model_variables  # noqa: E402
 from resnet_sgemm.data import FEATURES  # noqa: E402
@@ -47,7 +47,7 @@ def predict_log_ms(run_path: str, features: np.ndarray) -> np.ndarray:
   if scaler["features"] != list(FEATURES):
     raise UserError(f"{run_path}/scaler.json lists other features: {scaler['features']}")
   x = ((features - np.asarray(scaler["mean"])) / np.asarray(scaler["std"])).astype(np.float32)
-  model, _, _ = build_from_config(load_config(run_path), out_dim=1)
+  model, _, _ = build_from_config(load_config(run_path), 1, DENSE_MODELS)
   state, _ = load_trained_state(run_path, model, (len(FEATURES),))
   apply = jax.jit(lambda v, xb: state.apply_fn(v, xb, train=False))
   return np.asarray(apply(model_variables(state), x))[:, 0]

@@ -18,8 +18,8 @@ from absl import logging  # noqa: E402
 
 from common import flags as common_flags  # noqa: E402
 from common.models import DENSE_MODELS, build_from_config, canonical_config  # noqa: E402
-from common.train import Regression, run_experiment  # noqa: E402
-from resnet_sgemm.data import load_sgemm  # noqa: E402
+from common.train import run_experiment  # noqa: E402
+from resnet_sgemm.data import load_for_config  # noqa: E402
 
 common_flags.define_train_flags(
     model="GloNet", num_layers=10, features=16, epochs=200, batch_size=1024,
@@ -30,11 +30,12 @@ common_flags.define_train_flags(
 
 def main(argv):
   del argv
-  config = canonical_config(common_flags.config_from_flags("resnet_sgemm"))
-  model, name, info = build_from_config(config, out_dim=1)  # fails before any I/O
-  dataset = load_sgemm(config.data_dir, config.split_seed)
+  config = canonical_config(common_flags.config_from_flags("resnet_sgemm"), DENSE_MODELS)
+  # Fails before any I/O on a bad name or depth.
+  model, name, info = build_from_config(config, 1, DENSE_MODELS)
+  dataset, task = load_for_config(config)
   run_path, summary = run_experiment(
-      config, model, name, dataset, Regression(), extra_config={"model": info},
+      config, model, name, dataset, task, extra_config={"model": info},
       extra_files={"scaler.json": dataset.info["scaler"]})
   final = summary["final"] or {}
   logging.info("Done: %s  test_mse %.5f", run_path, final.get("test_mse", float("nan")))

@@ -1,6 +1,8 @@
-"""Shared fixtures: CPU only, quiet logs, fake MNIST files at the official sizes."""
+"""Shared fixtures: CPU only, quiet logs, fake MNIST files at the official sizes, fake runs."""
 
+import copy
 import gzip
+import json
 import os
 import struct
 import subprocess
@@ -9,6 +11,8 @@ import tempfile
 
 import numpy as np
 import pytest
+
+from common import fileio
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,3 +64,60 @@ def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.Comp
   full_env = hermetic_env()
   return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def fake_run(root: str, label: str, depth: int, seed: int, acc: float, state: str = "done",
+             seconds: float = 1.0, used: int = 3, *, message: str | None = None,
+             experiment: str = "fake", usage_extra: dict | None = None,
+             summary_extra: dict | None = None) -> str:
+  """Writes a run directory by hand, as another experiment following the contract would.
+
+  Args:
+    root: the sweep root; the run goes to ``root/label/depth_D/seed_S``.
+    label: the model label (``GloNet`` runs get shares, blocks used and early exit).
+    depth: ``num_layers`` (``depth - 1`` blocks).
+    seed: the seed.
+    acc: the validation accuracy of both epochs.
+    state: the recorded status. ``failed`` and ``diverged`` runs have no finished epoch.
+    seconds: train seconds per epoch.
+    used: blocks used (GloNet).
+    message: the status message; by default, for ``failed``, the message the training
+      loop wrote for a non-finite loss before ``diverged`` existed.
+    experiment: the experiment recorded in ``config.json``.
+    usage_extra: more keys for both entries of ``usage.json``.
+    summary_extra: more keys for ``summary.json``.
+
+  Returns:
+    The run directory.
+  """
+  path = os.path.join(root, label, f"depth_{depth}", f"seed_{seed}")
+  os.makedirs(path)
+  fileio.atomic_write_json(os.path.join(path, "config.json"), {
+      "config": {"experiment": experiment, "model": label, "num_layers": depth, "seed": seed},
+      "model_name": f"{label}{depth}",
+      "model": {"family": label, "num_layers": depth, "label": label}})
+  records = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "test_loss": 1.2 / e,
+              "train_accuracy": acc, "val_accuracy": acc, "test_accuracy": acc - 0.01 * (2 - e),
+              "learning_rate": 0.1, "train_seconds": seconds, "eval_seconds": 0.1}
+             for e in (1, 2)] if state not in ("failed", "diverged") else []
+  with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+    f.writelines(f"{json.dumps(r)}\n" for r in records)
+  fileio.atomic_write_json(os.path.join(path, "summary.json"), {
+      "best": records[-1] if records else None, "best_val_epoch": 2 if records else None,
+      "mean_train_seconds_per_epoch": seconds if records else None, "num_params": 10,
+      **(summary_extra or {})})
+  if message is None:
+    message = "non-finite training loss at epoch 1, step 3" if state == "failed" else ""
+  fileio.atomic_write_json(os.path.join(path, "status.json"),
+                           {"status": state, "message": message})
+  usage = {"num_blocks": depth - 1, "l1": list(np.linspace(1, 0.1, depth - 1)),
+           "param_l1": [{"layer": str(i), "l1": 1.0} for i in range(depth)]}
+  if label == "GloNet":
+    share = np.full(depth - 1, 1.0 / (depth - 1))
+    usage.update(share=share.tolist(), cumulative_share=np.cumsum(share).tolist(),
+                 blocks_used=used, threshold=0.95,
+                 early_exit={"k": list(range(1, depth)), "accuracy": [acc] * (depth - 1)})
+  usage.update(usage_extra or {})
+  fileio.atomic_write_json(os.path.join(path, "usage.json"),
+                           {"init": copy.deepcopy(usage), "final": usage})
+  return path

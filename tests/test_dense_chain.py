@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from common.models import build_model, dense_chain
+from common.models import DENSE_MODELS, build_model, dense_chain
 from common.models import mlp as mlp_lib
 
 
@@ -51,15 +51,16 @@ def test_chain_value_and_gradients_equal_autodiff(glonet_sum, shape, feature_maj
 @pytest.mark.parametrize("name,features", [
     ("GloNet", mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES), ("MLP", 16), ("GloNet", 16)])
 def test_model_fast_path_matches_the_generic_scan(name, features):
-  model = build_model(name, num_layers=6, features=features, out_dim=5)
+  model = build_model(name, num_layers=6, features=features, registry=DENSE_MODELS, out_dim=5)
   x = jax.random.normal(jax.random.key(1), (8, 12))
   y = jnp.arange(8) % 5
   params = model.init(jax.random.key(0), x)["params"]
 
-  def loss(p, capture):
-    # `capture=True` always runs the generic nn.scan path; `False` the custom-VJP chain.
-    out = model.apply({"params": p}, x, train=True, capture=capture)
-    logits = out[0] if capture else out
+  def loss(p, generic):
+    # The same model with the chain switched off runs the generic nn.scan path.
+    m = (model.clone(custom_backward=False, feature_major=model.uses_feature_major)
+         if generic else model)
+    logits = m.apply({"params": p}, x, train=True)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   fast_loss, fast_grads = jax.value_and_grad(loss)(params, False)
@@ -80,7 +81,7 @@ def test_model_fast_path_matches_the_generic_scan(name, features):
     (mlp_lib.FEATURE_MAJOR_MAX_FEATURES + 1, 8, False),
 ])
 def test_fast_path_is_taken_only_where_it_was_measured_faster(features, batch, expected):
-  model = build_model("GloNet", num_layers=4, features=features, out_dim=3)
+  model = build_model("GloNet", num_layers=4, features=features, registry=DENSE_MODELS, out_dim=3)
   x = jnp.ones((batch, 5))
   params = model.init(jax.random.key(0), x[:1])["params"]
   jaxpr = jax.make_jaxpr(lambda p: model.apply({"params": p}, x, train=True))(params)

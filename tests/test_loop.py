@@ -10,7 +10,7 @@ from common import fileio
 from common.config import TrainConfig
 from common.data import Dataset, Split, fake_classification
 from common.errors import ConfigError, RunDirError
-from common.models import build_from_config, canonical_config
+from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import TIMING_KEYS, Classification, NonFiniteLossError, run_experiment, rundir
 from common.train.checkpoint import Checkpointer
 
@@ -28,8 +28,8 @@ def _config(tmp_path, **overrides) -> TrainConfig:
 
 def _run(config, dataset=None):
   dataset = dataset or fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
-  config = canonical_config(config)
-  model, name, info = build_from_config(config, out_dim=4)
+  config = canonical_config(config, DENSE_MODELS)
+  model, name, info = build_from_config(config, 4, DENSE_MODELS)
   return run_experiment(config, model, name, dataset, Classification(4),
                         extra_config={"model": info})
 
@@ -75,7 +75,7 @@ def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, mon
   with pytest.raises(KeyboardInterrupt):
     _run(_config(tmp_path / "b", model=model))
   status = fileio.read_json(tmp_path / "b" / "run" / "status.json")
-  assert status["status"] == "failed" and "resume" in status["message"]
+  assert status["status"] == "interrupted" and "resume" in status["message"]
   monkeypatch.setattr(Checkpointer, "save", original)
   resumed, _ = _run(_config(tmp_path / "b", model=model))
   a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
@@ -113,7 +113,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     _run(_config(tmp_path, num_layers=6))
 
 
-def test_nonfinite_loss_fails_the_run_and_keeps_what_was_written(tmp_path):
+def test_nonfinite_loss_marks_the_run_diverged_and_keeps_what_was_written(tmp_path):
   ds = fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
   x = np.array(ds.train.x)
   x[5] = np.nan
@@ -121,9 +121,10 @@ def test_nonfinite_loss_fails_the_run_and_keeps_what_was_written(tmp_path):
   config = _config(tmp_path)
   with pytest.raises(NonFiniteLossError, match=r"epoch 1, step \d+ of 5"):
     _run(config, dataset=bad)
-  run = os.path.join(config.workdir)
+  run = config.workdir
   status = fileio.read_json(os.path.join(run, "status.json"))
-  assert status["status"] == "failed" and "non-finite training loss at epoch 1" in status["message"]
+  assert status["status"] == "diverged"
+  assert "non-finite training loss at epoch 1" in status["message"]
   assert fileio.read_jsonl(os.path.join(run, "metrics.jsonl")) == []
   assert fileio.read_json(os.path.join(run, "summary.json"))["epochs_completed"] == 0
 

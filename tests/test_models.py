@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from common.errors import ConfigError
-from common.models import build_model, parse_model_name
+from common.models import CIFAR_MODELS, DENSE_MODELS, parse_model_name
+from common.models import build_model as _build_model
 from common.train.state import count_params
+
+
+def build_model(name, **kwargs):
+  return _build_model(name, registry=DENSE_MODELS, **kwargs)
 
 
 def _init(model, in_dim=784, batch=3):
@@ -36,13 +41,15 @@ def test_resnet_without_batch_norm_has_no_bn_parameters():
 
 
 @pytest.mark.parametrize("name,layers,blocks", [("GloNet", 7, 6), ("MLP", 7, 6), ("ResNet", 8, 3)])
-def test_output_and_captured_block_shapes(name, layers, blocks):
+def test_output_and_tapped_block_shapes(name, layers, blocks):
   model = build_model(name, num_layers=layers, features=16, out_dim=4)
   variables, x = _init(model, in_dim=5)
   out = model.apply(variables, x)
-  out2, used = model.apply(variables, x, capture=True)
+  out2, [taps] = model.apply(variables, x, method="with_taps")
   assert out.shape == (3, 4)
-  assert used.shape == (blocks, 3, 16) and model.num_blocks == blocks
+  assert taps["feat"].shape == (blocks, 3, 16) and model.num_blocks == blocks
+  assert taps["l1"].shape == (blocks, 3)
+  np.testing.assert_allclose(taps["l1"], jnp.mean(jnp.abs(taps["feat"]), -1), rtol=1e-6)
   np.testing.assert_allclose(out, out2, rtol=1e-6)
 
 
@@ -50,10 +57,9 @@ def test_glonet_head_reads_the_sum_of_all_blocks():
   model = build_model("GloNet", num_layers=6, features=8, out_dim=3)
   variables, _ = _init(model, in_dim=5)
   x = jax.random.normal(jax.random.key(1), (4, 5))
-  out, used = model.apply(variables, x, capture=True)
-  head = variables["params"]["head"]
-  np.testing.assert_allclose(out, used.sum(0) @ head["kernel"] + head["bias"], rtol=1e-5,
-                             atol=1e-5)
+  out, [taps] = model.apply(variables, x, method="with_taps")
+  [w], b = model.readout(variables["params"])
+  np.testing.assert_allclose(out, taps["feat"].sum(0) @ w + b, rtol=1e-5, atol=1e-5)
 
 
 def test_blocks_are_stacked_by_scan():
@@ -68,7 +74,6 @@ def test_blocks_are_stacked_by_scan():
     ("GloNet", 10, ("GloNet", 10)), ("GloNet24", None, ("GloNet", 24)),
     ("ResNet1000", 1000, ("ResNet", 1000)), ("MLP", 6, ("MLP", 6))])
 def test_parse_model_name(name, num_layers, expected):
-  from common.models.registry import DENSE_MODELS
   assert parse_model_name(name, num_layers, DENSE_MODELS) == expected
 
 
@@ -84,6 +89,15 @@ def test_parse_model_name(name, num_layers, expected):
 def test_registry_rejects_bad_requests(kwargs, match):
   with pytest.raises(ConfigError, match=match):
     build_model(features=8, out_dim=2, **kwargs)
+
+
+def test_every_lookup_names_its_registry():
+  """Both registries have a ResNet; a lookup without a registry cannot silently pick one."""
+  with pytest.raises(TypeError):
+    _build_model("ResNet20", num_layers=None, out_dim=10)  # pylint: disable=missing-kwoa
+  cnn = _build_model("ResNet20", registry=CIFAR_MODELS, num_layers=None, out_dim=10)
+  mlp = _build_model("ResNet20", registry=DENSE_MODELS, num_layers=None, out_dim=10)
+  assert type(cnn).__name__ == "ResNetV2" and type(mlp).__name__ == "StackedMLP"
 
 
 @pytest.mark.parametrize("name,bn", [("GloNet", False), ("GloNet", True), ("MLP", False),
@@ -113,15 +127,15 @@ def test_feature_major_layout_is_the_same_model(name, bn):
   jax.tree.map(lambda f, b: np.testing.assert_allclose(f, b, atol=1e-5 * scale),
                grads_f, grads_b)
   jax.tree.map(lambda f, b: np.testing.assert_allclose(f, b, atol=1e-5), stats_f, stats_b)
-  out_b, used_b = batch_major.apply(variables, x, train=False, capture=True)
-  out_f, used_f = feature_major.apply(variables, x, train=False, capture=True)
-  assert used_f.shape == used_b.shape == (batch_major.num_blocks, 32, 16)
+  out_b, [taps_b] = batch_major.apply(variables, x, method="with_taps")
+  out_f, [taps_f] = feature_major.apply(variables, x, method="with_taps")
+  assert taps_f["feat"].shape == taps_b["feat"].shape == (batch_major.num_blocks, 32, 16)
   np.testing.assert_allclose(out_f, out_b, atol=1e-5)
-  np.testing.assert_allclose(used_f, used_b, atol=1e-5)
+  jax.tree.map(lambda f, b: np.testing.assert_allclose(f, b, atol=1e-5), taps_f, taps_b)
 
 
 def test_layout_is_chosen_by_width():
-  """Narrow models run feature-major, wide ones batch-major, unless told otherwise."""
+  """Narrow models run feature-major on the CPU, wide ones batch-major, unless told."""
   assert build_model("GloNet", num_layers=10, features=16, out_dim=1).uses_feature_major
   assert not build_model("GloNet", num_layers=10, features=256, out_dim=10).uses_feature_major
   assert not build_model("GloNet", num_layers=10, features=16, out_dim=1).clone(
@@ -135,3 +149,16 @@ def test_custom_backward_choice_can_be_forced_but_not_for_batch_norm():
   assert not wide.clone(custom_backward=False).takes_dense_chain(256)
   resnet = build_model("ResNet", num_layers=4, features=16, out_dim=3)
   assert not resnet.clone(custom_backward=True).takes_dense_chain(8)
+
+
+def test_cpu_fast_paths_are_not_taken_on_other_backends(monkeypatch):
+  """The thresholds were measured on a CPU: elsewhere the generic path runs, unless forced."""
+  narrow = build_model("GloNet", num_layers=10, features=16, out_dim=1)
+  wide = build_model("GloNet", num_layers=10, features=256, out_dim=3)
+  assert narrow.uses_feature_major and wide.takes_dense_chain(256)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert not narrow.uses_feature_major and not narrow.takes_dense_chain(1024)
+  assert not wide.takes_dense_chain(256)
+  assert wide.clone(custom_backward=True).takes_dense_chain(256)
+  assert narrow.execution(1024) == {"backend": "gpu", "feature_major": False,
+                                    "custom_backward": False, "remat": False}

@@ -14,7 +14,7 @@ _SCRIPT = r"""
 import json, sys
 from common.config import TrainConfig
 from common.data import fake_classification
-from common.models import build_from_config, canonical_config
+from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import Classification, run_experiment
 import jax
 config = canonical_config(TrainConfig(
@@ -23,8 +23,8 @@ config = canonical_config(TrainConfig(
     epochs=2, batch_size=64, eval_batch_size=50, learning_rate=3e-3, lr_schedule="constant",
     optimizer="ADAM", momentum=0.9, l2_reg_alpha=1e-4, seed=0, validation_size=None,
     split_seed=0, data_dir=None, workdir=sys.argv[1], result_dir=sys.argv[1],
-    tensorboard=False, progress=False))
-model, name, info = build_from_config(config, out_dim=4)
+    tensorboard=False, progress=False), DENSE_MODELS)
+model, name, info = build_from_config(config, 4, DENSE_MODELS)
 _, summary = run_experiment(config, model, name,
                             fake_classification(n_train=320, n_val=100, n_test=130, seed=0),
                             Classification(4), extra_config={"model": info})

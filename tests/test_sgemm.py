@@ -10,14 +10,14 @@ import pytest
 
 from common import fileio, report
 from common.errors import DataError
-from common.models import build_model
-from common.report import paper
+from common.models import DENSE_MODELS, build_model
 from common.train import Regression, steps
 from common.train.optimizers import make_optimizer, make_schedule
 from common.train.state import create_train_state
 from resnet_sgemm import data as sgemm
+from resnet_sgemm import paper
+from tests.conftest import fake_run as _fake_run
 from tests.conftest import run_module
-from tests.test_usage_report import _fake_run
 
 HEADER = ",".join([*sgemm.FEATURES, *sgemm.RUNS])
 
@@ -116,14 +116,18 @@ def test_scaler_is_fitted_on_the_training_split_only():
 @pytest.mark.parametrize("name,depth,bn", [
     ("GloNet", 10, None), ("GloNet", 1000, None), ("ResNet", 10, None), ("ResNet", 1000, None),
     ("ResNet", 24, False), ("MLP", 24, None)])
-def test_every_family_takes_a_training_step(name, depth, bn):
-  model = build_model(name, num_layers=depth, features=16, out_dim=1, use_batch_norm=bn)
+def test_smoke_every_family_takes_a_training_step(name, depth, bn):
+  """A smoke test: the step runs at both ends of the depth range (values are tested in
+  test_steps.py and test_models.py)."""
+  model = build_model(name, registry=DENSE_MODELS, num_layers=depth, features=16, out_dim=1,
+                      use_batch_norm=bn)
   tx = make_optimizer("ADAM", make_schedule(1e-2, "constant", 1))
   state = create_train_state(model, tx, jnp.ones((1, 14)), jax.random.key(0))
   rng = np.random.default_rng(0)
   batch = (jnp.asarray(rng.normal(size=(64, 14)), jnp.float32),
            jnp.asarray(rng.normal(size=(64, 1)), jnp.float32))
-  new_state, m = jax.jit(steps.make_train_step(Regression(), 1e-5))(state, batch)
+  new_state, m = jax.jit(steps.make_train_step(Regression(), 1e-5))(
+      state, batch, jax.random.key(0))
   assert np.isfinite(float(m["loss"])) and int(new_state.step) == 1
   assert model.num_blocks == (depth - 1 if name != "ResNet" else (depth - 2) // 2)
 

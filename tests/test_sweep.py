@@ -1,9 +1,13 @@
-"""The sweep runner: a grid of points, skipping done ones, never hiding a refused one."""
+"""The sweep runner: a grid of points, skipping settled ones, never hiding a refused one."""
 
 import os
 
+import pytest
+
 from common import fileio
-from tests.conftest import run_module
+from common.report.runs import effective_status
+from common.sweep import count_statuses, is_settled, run_point
+from tests.conftest import fake_run, run_module
 
 GRID = ["--module=linear_mnist.train", "--models=GloNet MLP", "--depths=3", "--seeds=0"]
 
@@ -32,3 +36,31 @@ def test_sweep_runs_skips_and_reports(fake_mnist_root, tmp_path):
   assert changed.returncode == 1 and "exit 2" in changed.stderr
   log = (root / "logs" / "GloNet_depth3_seed0.log").read_text()
   assert "cannot be resumed with these (epochs: 1 -> 2)" in log
+
+
+def test_the_sweep_reruns_interrupted_and_failed_points_but_not_diverged_ones():
+  assert is_settled("done") and is_settled("diverged")
+  for status in ("interrupted", "failed", "running", "missing", "unknown", "exit 2"):
+    assert not is_settled(status)
+  assert count_statuses(["done", "diverged", "done", "interrupted"]) == (
+      "3 of 4 points settled (1 diverged, 2 done; 1 interrupted)")
+
+
+@pytest.mark.parametrize("state, message, reruns", [
+    ("diverged", "non-finite training loss at epoch 1", False),
+    ("failed", "non-finite training loss at epoch 1", False),  # an old divergence
+    ("interrupted", "interrupted by SIGTERM", True),
+    ("failed", "interrupted; rerun the same command", True),  # an old Ctrl-C
+    ("failed", "ValueError: boom", True),
+])
+def test_run_point_skip_or_rerun(tmp_path, state, message, reruns):
+  root = str(tmp_path)
+  module = "tests.no_such_module"  # a rerun is visible in the log and changes nothing else
+  workdir = fake_run(root, "GloNet", 6, 0, 0.9, state=state, message=message)
+  cmd = ["-m", module, "--model=GloNet", "--num_layers=6", "--seed=0", f"--workdir={workdir}"]
+  os.makedirs(os.path.join(root, "logs"))
+  fileio.atomic_write_json(os.path.join(root, "logs", "GloNet_depth6_seed0.cmd.json"), cmd)
+  result = run_point(module, root, "GloNet", 6, 0, [])
+  log = os.path.join(root, "logs", "GloNet_depth6_seed0.log")
+  assert os.path.exists(log) == reruns
+  assert result == effective_status({"status": state, "message": message})

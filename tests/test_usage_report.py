@@ -1,6 +1,5 @@
 """Layer usage (order, shares, early exit) and the run / sweep reports."""
 
-import copy
 import os
 
 import jax
@@ -11,17 +10,20 @@ import pytest
 
 from common import fileio, report
 from common.data import Dataset, Split, fake_classification
-from common.models import build_model
+from common.models import DENSE_MODELS, build_model
+from common.report import run_report, sweep_report
+from common.report.runs import Run
 from common.train import Classification, NonFiniteLossError
 from common.train.checkpoint import Checkpointer
 from common.train.state import create_train_state
 from common.usage import compute_usage
-from tests.conftest import run_module
+from tests.conftest import fake_run, run_module
 from tests.test_loop import _config, _run
 
 
 def _glonet_state(layers=8, features=6, in_dim=20, classes=4, seed=0):
-  model = build_model("GloNet", num_layers=layers, features=features, out_dim=classes)
+  model = build_model("GloNet", registry=DENSE_MODELS, num_layers=layers, features=features,
+                      out_dim=classes)
   state = create_train_state(model, optax.sgd(0.1), jnp.ones((1, in_dim)), jax.random.key(seed))
   return model, state
 
@@ -38,8 +40,7 @@ def test_usage_is_in_network_order_after_a_checkpoint_round_trip(tmp_path):
     ckpt.save(1, state, {})
     state, _ = ckpt.restore(1, state)
   ds = fake_classification(n_test=30)
-  u = compute_usage(state, ds.test, Classification(4), glonet=True,
-                    param_order=model.param_order, batch_size=7)
+  u = compute_usage(state, ds.test, Classification(4), model, batch_size=7)
   np.testing.assert_allclose(u["l1"], np.arange(1, 13), rtol=1e-6)
   layer_l1 = [p["l1"] for p in u["param_l1"]]
   assert [p["layer"] for p in u["param_l1"]][:3] == ["stem", "stack[0]", "stack[1]"]
@@ -50,15 +51,18 @@ def test_usage_is_in_network_order_after_a_checkpoint_round_trip(tmp_path):
 def test_shares_and_early_exit_match_a_direct_computation():
   model, state = _glonet_state(layers=9, seed=3)
   ds = fake_classification(n_test=53, seed=3)
-  u = compute_usage(state, ds.test, Classification(4), glonet=True,
-                    param_order=model.param_order, batch_size=10)
-  logits, used = state.apply_fn({"params": state.params}, jnp.asarray(ds.test.x), capture=True)
+  u = compute_usage(state, ds.test, Classification(4), model, batch_size=10)
+  logits, [taps] = state.apply_fn({"params": state.params}, jnp.asarray(ds.test.x),
+                                  method="with_taps")
+  used = taps["feat"]
   kernel, bias = state.params["head"]["kernel"], state.params["head"]["bias"]
   contrib = np.array([np.mean(np.abs(np.asarray(x @ kernel))) for x in used])
   np.testing.assert_allclose(u["share"], contrib / contrib.sum(), rtol=1e-4)
   assert abs(sum(u["share"]) - 1) < 1e-6
   k_star = int(np.argmax(np.cumsum(contrib / contrib.sum()) >= 0.95 - 1e-9)) + 1
   assert u["blocks_used"] == k_star and 1 <= k_star <= 8
+  exits = u["early_exit"]["accuracy"]  # blocks_needed: the first k within 0.005 of all 8
+  assert u["blocks_needed"] == next(k for k in range(1, 9) if exits[k - 1] >= exits[-1] - 0.005)
   for k in range(1, 9):
     out = np.asarray(used[:k].sum(0) @ kernel + bias)
     acc = np.mean(out.argmax(-1) == ds.test.y)
@@ -70,10 +74,9 @@ def test_shares_and_early_exit_match_a_direct_computation():
 
 
 def test_non_glonet_models_report_l1_only():
-  model = build_model("ResNet", num_layers=8, features=6, out_dim=4)
+  model = build_model("ResNet", registry=DENSE_MODELS, num_layers=8, features=6, out_dim=4)
   state = create_train_state(model, optax.sgd(0.1), jnp.ones((1, 20)), jax.random.key(0))
-  u = compute_usage(state, fake_classification(n_test=20).test, Classification(4), glonet=False,
-                    param_order=model.param_order)
+  u = compute_usage(state, fake_classification(n_test=20).test, Classification(4), model)
   assert len(u["l1"]) == 3 and "share" not in u and "early_exit" not in u
   assert [p["layer"] for p in u["param_l1"]] == [
       "stem", "stack[0]", "stack[1]", "stack[2]", "final_bn", "head"]
@@ -111,46 +114,14 @@ def test_a_failed_run_still_renders(tmp_path):
     assert os.path.getsize(os.path.join(config.workdir, name)) > 1000
 
 
-def _fake_run(root, label, depth, seed, acc, state="done", seconds=1.0, used=3):
-  """Writes a run directory by hand, as another experiment following the contract would."""
-  path = os.path.join(root, label, f"depth_{depth}", f"seed_{seed}")
-  os.makedirs(path)
-  fileio.atomic_write_json(os.path.join(path, "config.json"), {
-      "config": {"experiment": "fake", "model": label, "num_layers": depth, "seed": seed},
-      "model_name": f"{label}{depth}",
-      "model": {"family": label, "num_layers": depth, "label": label}})
-  records = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "test_loss": 1.2 / e,
-              "train_accuracy": acc, "val_accuracy": acc, "test_accuracy": acc - 0.01 * (2 - e),
-              "learning_rate": 0.1, "train_seconds": seconds, "eval_seconds": 0.1}
-             for e in (1, 2)] if state != "failed" else []
-  with open(os.path.join(path, "metrics.jsonl"), "w") as f:
-    f.writelines(f"{fileio.json.dumps(r)}\n" for r in records)
-  fileio.atomic_write_json(os.path.join(path, "summary.json"), {
-      "best": records[-1] if records else None, "best_val_epoch": 2 if records else None,
-      "mean_train_seconds_per_epoch": seconds if records else None, "num_params": 10})
-  fileio.atomic_write_json(os.path.join(path, "status.json"), {
-      "status": state, "message": "non-finite training loss at epoch 1, step 3" if
-      state == "failed" else ""})
-  usage = {"num_blocks": depth - 1, "l1": list(np.linspace(1, 0.1, depth - 1)),
-           "param_l1": [{"layer": str(i), "l1": 1.0} for i in range(depth)]}
-  if label == "GloNet":
-    share = np.full(depth - 1, 1.0 / (depth - 1))
-    usage.update(share=share.tolist(), cumulative_share=np.cumsum(share).tolist(),
-                 blocks_used=used, threshold=0.95,
-                 early_exit={"k": list(range(1, depth)), "accuracy": [acc] * (depth - 1)})
-  fileio.atomic_write_json(os.path.join(path, "usage.json"),
-                           {"init": copy.deepcopy(usage), "final": usage})
-  return path
-
-
 def test_sweep_report_on_fake_runs(tmp_path):
   root = str(tmp_path / "sweep")
   for depth, used in ((6, 3), (10, 4), (24, 4)):
     for seed, acc in ((0, 0.97), (1, 0.95)):
-      _fake_run(root, "GloNet", depth, seed, acc, seconds=depth / 10, used=used)
-  _fake_run(root, "MLP", 6, 0, 0.96)
-  _fake_run(root, "MLP", 24, 0, 0.1, state="failed")
-  _fake_run(root, "MLP", 10, 0, 0.5, state="running")
+      fake_run(root, "GloNet", depth, seed, acc, seconds=depth / 10, used=used)
+  fake_run(root, "MLP", 6, 0, 0.96)
+  fake_run(root, "MLP", 24, 0, 0.1, state="failed")
+  fake_run(root, "MLP", 10, 0, 0.5, state="running")
   out = report.render_sweep(root)
   for key in ("metric", "blocks", "curves", "report"):
     assert os.path.getsize(out[key]) > 5000, key
@@ -160,23 +131,94 @@ def test_sweep_report_on_fake_runs(tmp_path):
   g10 = groups[("GloNet", 10)]
   np.testing.assert_allclose(g10["test_best_val"], [0.96, 0.01], atol=1e-9)
   assert g10["blocks_used"][0] == 4 and g10["seconds_per_epoch"][0] == 1.0
-  assert groups[("MLP", 24)]["status"] == {"failed": 1}
+  # An old run directory: "failed" with the non-finite-loss message is a divergence.
+  assert groups[("MLP", 24)]["status"] == {"diverged": 1}
   assert groups[("MLP", 24)]["test_best_val"] == [None, None]
   assert ("MLP", 10) not in groups  # still running: listed, not aggregated
+  assert summary["status_counts"] == {"diverged": 1, "done": 7, "running": 1}
+
+
+def test_sweep_report_tells_diverged_interrupted_and_failed_runs_apart(tmp_path):
+  root = str(tmp_path / "sweep")
+  for depth in (6, 10, 24):
+    fake_run(root, "GloNet", depth, 0, 0.9)
+  fake_run(root, "GloNet", 24, 1, 0.9, state="diverged",
+           message="non-finite training loss at epoch 2, step 5 of 9")
+  fake_run(root, "GloNet", 10, 1, 0.9, state="interrupted", message="interrupted by SIGTERM")
+  fake_run(root, "MLP", 10, 0, 0.9, state="failed",
+           message="interrupted; rerun the same command with this --workdir to resume")
+  fake_run(root, "MLP", 24, 0, 0.9, state="failed", message="ValueError: boom")
+  out = report.render_sweep(root)
+  assert os.path.getsize(out["metric"]) > 5000
+  summary = fileio.read_json(out["summary"])
+  assert summary["status_counts"] == {"diverged": 1, "done": 3, "failed": 1, "interrupted": 2}
+  groups = {(g["label"], g["depth"]): g for g in summary["groups"]}
+  assert groups[("GloNet", 24)]["status"] == {"done": 1, "diverged": 1}
+  assert groups[("GloNet", 24)]["seeds"] == [0]  # only done runs are aggregated
+  assert groups[("GloNet", 10)]["status"] == {"done": 1, "interrupted": 1}
+  assert groups[("MLP", 10)]["status"] == {"interrupted": 1}  # an old Ctrl-C "failed"
+  assert groups[("MLP", 24)]["messages"] == [
+      {"seed": 0, "status": "failed", "message": "ValueError: boom"}]
+  markdown = open(out["markdown"]).read()
+  assert "| GloNet | 24 | 1 | diverged | non-finite training loss at epoch 2" in markdown
+  assert "| GloNet | 10 | 1 | interrupted | interrupted by SIGTERM |" in markdown
+  assert "| MLP | 24 | 0 | failed | ValueError: boom |" in markdown
+  assert "| GloNet | 24 | 1 diverged, 1 done |" in markdown
+
+
+def _legend_texts(fig) -> list[str]:
+  return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+
+
+def test_usage_plot_with_and_without_stages_and_blocks_needed(tmp_path):
+  """Old usage.json files (no stage_boundaries / blocks_needed) and new ones both render."""
+  old = fake_run(str(tmp_path / "old"), "GloNet", 28, 0, 0.9, used=5)
+  new = fake_run(str(tmp_path / "new"), "GloNet", 28, 0, 0.9, used=5, usage_extra={
+      "stage_boundaries": [0, 9, 18], "blocks_needed": 7, "blocks_needed_tolerance": 0.01})
+  one_stage = fake_run(str(tmp_path / "one"), "MLP", 28, 0, 0.9,
+                       usage_extra={"stage_boundaries": [0], "blocks_needed": None})
+  legends = {}
+  for name, path in (("old", old), ("new", new), ("one", one_stage)):
+    out = report.render_run(path)
+    assert os.path.getsize(out["usage"]) > 5000 and os.path.getsize(out["report"]) > 5000
+    legends[name] = _legend_texts(run_report.plot_layer_usage(Run.load(path)))
+  assert "blocks used (final): 5" in legends["old"]
+  assert not any("stage" in t or "needed" in t for t in legends["old"] + legends["one"])
+  assert legends["new"].count("stage boundary") == 3  # on the l1, share and exit panels
+  assert "blocks needed (final): 7 (early exit within 0.01 of full)" in legends["new"]
+  assert run_report.stage_starts(Run.load(new).usage) == [9, 18]
+  assert "need the first 7 blocks" in run_report.usage_sentence(Run.load(new))
+
+
+def test_sweep_blocks_needed_series_and_column(tmp_path):
+  root = str(tmp_path / "sweep")
+  rule = "early-exit accuracy >= full accuracy - 0.005"  # as common.usage records it
+  for depth, needed in ((6, 2), (10, 3)):
+    fake_run(root, "GloNet", depth, 0, 0.9, usage_extra={
+        "blocks_needed": needed, "blocks_needed_tolerance": 0.005, "blocks_needed_rule": rule})
+  fake_run(root, "GloNet", 24, 0, 0.9)  # an older run: no blocks_needed
+  out = report.render_sweep(root)
+  summary = fileio.read_json(out["summary"])
+  needed = {g["depth"]: g["blocks_needed"][0] for g in summary["groups"]}
+  assert needed == {6: 2, 10: 3, 24: None}
+  markdown = open(out["markdown"]).read()
+  assert "| blocks used | blocks needed |" in markdown and "| 3.0 of 9 |" in markdown
+  labels = _legend_texts(sweep_report.plot_blocks_used(summary))
+  assert f"GloNet needed ({rule})" in labels
 
 
 def test_sweep_report_joins_seeds_from_other_roots(tmp_path):
   """Seeds trained in separate sweep roots aggregate into one report, each run once."""
   main, other = str(tmp_path / "seed0"), str(tmp_path / "seeds12")
-  _fake_run(main, "GloNet", 10, 0, 0.90)
-  _fake_run(other, "GloNet", 10, 1, 0.94)
-  _fake_run(other, "GloNet", 10, 2, 0.98)
+  fake_run(main, "GloNet", 10, 0, 0.90)
+  fake_run(other, "GloNet", 10, 1, 0.94)
+  fake_run(other, "GloNet", 10, 2, 0.98)
   out = report.render_sweep(main, include=[other, os.path.join(other, "GloNet")])
   (group,) = fileio.read_json(out["summary"])["groups"]
   assert group["runs"] == 3 and group["seeds"] == [0, 1, 2]
   np.testing.assert_allclose(group["test_best_val"][0], 0.94, atol=1e-9)
   assert out["report"].startswith(main) and other in open(out["markdown"]).read()
-  with pytest.raises(FileNotFoundError, match="empty"):
+  with pytest.raises(FileNotFoundError, match="no run directories .* under .*empty"):
     report.render_sweep(main, include=[str(tmp_path / "empty")])
 
 

@@ -1,8 +1,9 @@
 """Datasets as in-memory arrays: containers, raw-file readers, fake data."""
 
 from common.data.arrays import Dataset, Split, holdout_split, pad_to_batches, standardize
-from common.data.fake import fake_classification, fake_regression
+from common.data.fake import fake_classification, fake_images, fake_regression
 from common.data.idx import read_idx_gz
 
-__all__ = ["Dataset", "Split", "fake_classification", "fake_regression", "holdout_split",
+__all__ = ["Dataset", "Split", "fake_classification", "fake_images", "fake_regression",
+           "holdout_split",
            "pad_to_batches", "read_idx_gz", "standardize"]

@@ -4,7 +4,7 @@ A block maps a hidden vector of width ``features`` to another of the same width,
 identical blocks can be scanned (``nn.scan``) with their parameters stacked on a leading
 axis. Each block returns its *output* ``y``; how that output is combined with the stream
 (replaced, added as a residual, summed into the GloNet sum) is decided by
-:class:`common.models.stack.BlockStack`, not by the block.
+:class:`common.models.glonet.BlockStack`, not by the block.
 """
 
 import flax.linen as nn
@@ -15,8 +15,8 @@ import jax.numpy as jnp
 # (``jax.nn.initializers.kaiming_normal``: variance 2/fan_in, truncated normal).
 HE_NORMAL = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
 
-# PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), the convention of the
-# ResNet-v2 baselines the paper compares against.
+# PyTorch's BatchNorm defaults (its momentum 0.1 is 0.9 here), the same constants as the
+# flax ImageNet example's ResNet.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
@@ -48,7 +48,7 @@ class FeatureMajorDense(nn.Module):
   differs. Why it exists: for narrow layers (SGEMM's width 16) ``x @ W`` is a matmul whose
   output rows are one vector register wide, and the XLA CPU backend runs it at a fraction
   of the speed of ``W.T @ x``, whose long side is the batch (measured in
-  ``common/models/mlp.py``, ``FEATURE_MAJOR_MAX_FEATURES``).
+  ``benchmarks/README.md``; chosen in ``common/models/mlp.py``).
 
   Attributes:
     features: output width.

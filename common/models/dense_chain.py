@@ -1,6 +1,6 @@
 """A chain of Dense+ReLU layers (plain or GloNet-summed) with a faster backward pass.
 
-``dense_relu_chain`` computes exactly what a :class:`common.models.stack.BlockStack` of
+``dense_relu_chain`` computes exactly what a :class:`common.models.glonet.BlockStack` of
 ``DenseBlock`` layers without batch norm computes::
 
     out_l = relu(in_l @ W_l + b_l),   in_0 = h,   in_{l+1} = out_l

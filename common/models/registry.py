@@ -1,26 +1,33 @@
-"""Model registry: names to constructors, with depth suffixes (``GloNet50``).
+"""Model registries: names to constructors, with depth suffixes (``GloNet50``).
 
 A name is a family (``GloNet``) optionally followed by a depth (``GloNet50``); the depth
-means the same as ``--num_layers`` (see :mod:`common.models.mlp` for the convention).
-Unknown names are rejected with the list of valid ones.
+means the same as ``--num_layers`` (the README's one depth convention). There is one
+registry per kind of input: ``dense`` (vectors: MNIST, SGEMM) and ``cifar`` (32x32
+images); both have a ``ResNet`` and a ``GloNet``, so every lookup names its registry
+(there is no default that could silently build the MLP when the CNN was meant). Unknown
+names are rejected with the list of valid ones.
 """
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 
 from common.errors import ConfigError
+from common.models import resnet_v2
 from common.models.mlp import StackedMLP
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """What a registry entry builds and its defaults.
+  """One family of a registry.
 
   Attributes:
-    build: ``build(num_layers=, features=, out_dim=, use_batch_norm=) -> nn.Module``.
+    build: ``build(depth, out_dim, use_batch_norm, options) -> nn.Module``; ``options``
+      maps family options (``features``, ``remat``, ``carry``...) to values; a missing
+      option takes the family's default.
     default_batch_norm: the family's batch-norm setting when the user gives none.
     description: one line for ``--help`` and error messages.
   """
@@ -31,10 +38,27 @@ class ModelSpec:
 
 
 def _mlp_family(residual: bool, glonet: bool) -> Callable[..., nn.Module]:
-  def build(num_layers: int, features: int, out_dim: int, use_batch_norm: bool) -> nn.Module:
-    model = StackedMLP(num_layers=num_layers, features=features, out_dim=out_dim,
-                       residual=residual, glonet=glonet, use_batch_norm=use_batch_norm)
-    model.setup_check()  # fail at build time, before any data is loaded
+  def build(depth: int, out_dim: int, use_batch_norm: bool, options: Mapping[str, Any]
+            ) -> nn.Module:
+    features = options.get("features", 256)
+    if features < 1:
+      raise ConfigError(f"features must be >= 1; got {features}.")
+    model = StackedMLP(num_layers=depth, features=features, out_dim=out_dim,
+                       residual=residual, glonet=glonet, use_batch_norm=use_batch_norm,
+                       remat=options.get("remat", False))
+    model.validate()  # fail at build time, before any data is loaded
+    return model
+  return build
+
+
+def _cifar_family(mode: str) -> Callable[..., nn.Module]:
+  def build(depth: int, out_dim: int, use_batch_norm: bool, options: Mapping[str, Any]
+            ) -> nn.Module:
+    model = resnet_v2.ResNetV2(
+        stage_sizes=resnet_v2.cifar_stage_sizes(depth), widths=resnet_v2.CIFAR_WIDTHS,
+        out_dim=out_dim, mode=mode, use_batch_norm=use_batch_norm,
+        carry=options.get("carry", "avgpool_conv"), remat=options.get("remat", False))
+    model.validate()
     return model
   return build
 
@@ -47,6 +71,31 @@ DENSE_MODELS: dict[str, ModelSpec] = {
     "ResNet": ModelSpec(_mlp_family(residual=True, glonet=False), True,
                         "pre-activation (v2) residual MLP, two Dense layers per block"),
 }
+
+CIFAR_MODELS: dict[str, ModelSpec] = {
+    "ResNet": ModelSpec(_cifar_family("residual"), True,
+                        "pre-activation ResNet-v2, 16/32/64 channels, depth 6n+2"),
+    "Plain": ModelSpec(_cifar_family("plain"), True,
+                       "the ResNet-v2 blocks without skip connections"),
+    "GloNet": ModelSpec(_cifar_family("glonet"), True,
+                        "no skips; the head reads the sum of the stem and every block "
+                        "output, carried across stages"),
+}
+
+REGISTRIES: dict[str, dict[str, ModelSpec]] = {"dense": DENSE_MODELS, "cifar": CIFAR_MODELS}
+
+
+def get_registry(name: str) -> dict[str, ModelSpec]:
+  """The registry called ``name`` (``dense`` or ``cifar``)."""
+  if name not in REGISTRIES:
+    raise ConfigError(f"unknown model registry {name!r}; valid: {', '.join(REGISTRIES)}.")
+  return REGISTRIES[name]
+
+
+def registry_name(registry: dict[str, ModelSpec]) -> str:
+  """The name under which ``registry`` is listed in ``REGISTRIES``."""
+  return next(k for k, v in REGISTRIES.items() if v is registry)
+
 
 _NAME = re.compile(r"^([A-Za-z_]+?)(\d+)?$")
 
@@ -91,21 +140,22 @@ def parse_model_name(
 def build_model(
     name: str,
     *,
+    registry: dict[str, ModelSpec],
     num_layers: int | None,
-    features: int,
     out_dim: int,
     use_batch_norm: bool | None = None,
-    registry: dict[str, ModelSpec] = DENSE_MODELS,
+    **options: Any,
 ) -> nn.Module:
   """Builds a model by name.
 
   Args:
     name: family name, optionally with a depth suffix (``ResNet24``).
+    registry: the family table (``DENSE_MODELS``, ``CIFAR_MODELS``).
     num_layers: depth, when the name carries none.
-    features: hidden width.
     out_dim: output width.
     use_batch_norm: None for the family's default.
-    registry: the family table (dense models by default).
+    **options: family options (``features``, ``remat``, ``carry``...); a missing one
+      takes the family's default.
 
   Returns:
     An unbound Flax module.
@@ -114,22 +164,19 @@ def build_model(
     ConfigError: for an unknown name or an impossible depth/width.
   """
   family, depth = parse_model_name(name, num_layers, registry)
-  if features < 1:
-    raise ConfigError(f"features must be >= 1; got {features}.")
   spec = registry[family]
   bn = spec.default_batch_norm if use_batch_norm is None else use_batch_norm
-  return spec.build(num_layers=depth, features=features, out_dim=out_dim, use_batch_norm=bn)
+  return spec.build(depth, out_dim, bn, options)
 
 
-def model_label(family: str, use_batch_norm: bool,
-                registry: dict[str, ModelSpec] = DENSE_MODELS) -> str:
+def model_label(family: str, use_batch_norm: bool, registry: dict[str, ModelSpec]) -> str:
   """Legend label of a family: its name, marked when batch norm differs from its default."""
   if use_batch_norm == registry[family].default_batch_norm:
     return family
   return f"{family} (BN)" if use_batch_norm else f"{family} (no BN)"
 
 
-def canonical_config(config, registry: dict[str, ModelSpec] = DENSE_MODELS):
+def canonical_config(config, registry: dict[str, ModelSpec]):
   """The same config with the model spelled one way: family, depth, batch norm explicit.
 
   ``--model=GloNet50`` and ``--model=GloNet --num_layers=50`` then record (and resume) as
@@ -148,24 +195,38 @@ def canonical_config(config, registry: dict[str, ModelSpec] = DENSE_MODELS):
   return dataclasses.replace(config, model=family, num_layers=depth, use_batch_norm=bn)
 
 
-def build_from_config(config, out_dim: int, registry: dict[str, ModelSpec] = DENSE_MODELS
+# Settings of a TrainConfig that are model options (absent ones take the family default).
+MODEL_OPTIONS = ("features", "remat", "carry")
+
+
+def model_options(config: Any) -> dict[str, Any]:
+  """The model options a config sets."""
+  return {k: getattr(config, k) for k in MODEL_OPTIONS if hasattr(config, k)}
+
+
+def build_from_config(config, out_dim: int, registry: dict[str, ModelSpec]
                       ) -> tuple[nn.Module, str, dict]:
-  """Builds the model a :class:`~common.config.TrainConfig` asks for.
+  """Builds the model a canonical :class:`~common.config.TrainConfig` asks for.
 
   Args:
-    config: the run configuration (``model``, ``num_layers``, ``features``,
-      ``use_batch_norm``).
+    config: the run configuration, as returned by :func:`canonical_config`.
     out_dim: output width.
     registry: the family table.
 
   Returns:
     ``(model, name, info)``: the module, its canonical name with depth (``GloNet24``) and
-    the facts recorded in ``config.json["model"]`` (family, depth, blocks, label...).
+    the facts recorded in ``config.json["model"]`` (registry, family, depth, blocks,
+    label, and the execution path at the training batch size).
   """
-  family, depth = parse_model_name(config.model, config.num_layers, registry)
-  model = build_model(config.model, num_layers=config.num_layers, features=config.features,
-                      out_dim=out_dim, use_batch_norm=config.use_batch_norm, registry=registry)
-  info = {"family": family, "num_layers": depth, "num_blocks": model.num_blocks,
-          "use_batch_norm": model.use_batch_norm, "features": config.features,
-          "label": model_label(family, model.use_batch_norm, registry)}
+  config = canonical_config(config, registry)
+  family, depth = config.model, config.num_layers
+  model = build_model(family, registry=registry, num_layers=depth, out_dim=out_dim,
+                      use_batch_norm=config.use_batch_norm, **model_options(config))
+  info = {"registry": registry_name(registry), "family": family, "num_layers": depth,
+          "num_blocks": model.num_blocks, "use_batch_norm": config.use_batch_norm,
+          "label": model_label(family, config.use_batch_norm, registry),
+          "stage_boundaries": model.stage_boundaries,
+          "execution": model.execution(config.batch_size)}
+  if registry is DENSE_MODELS:
+    info["features"] = config.features
   return model, f"{family}{depth}", info

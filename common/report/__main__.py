@@ -11,6 +11,7 @@ import sys
 from absl import app, flags, logging
 
 from common import report
+from common.train.rundir import CONFIG
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Root of a sweep: render its sweep report.")
 _INCLUDE = flags.DEFINE_list(
@@ -27,8 +28,8 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   failed = False
   for path in paths:
-    if not os.path.exists(os.path.join(path, "config.json")):
-      sys.stderr.write(f"error: {path} is not a run directory (no config.json)\n")
+    if not os.path.exists(os.path.join(path, CONFIG)):
+      sys.stderr.write(f"error: {path} is not a run directory (no {CONFIG})\n")
       failed = True
       continue
     out = report.render_run(path)

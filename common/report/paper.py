@@ -1,86 +1,75 @@
-"""Numbers published in the paper, shown beside ours in sweep reports.
+"""Paper comparisons in sweep reports: hooks that each experiment owns.
 
-Table 1 of Di Cecco et al. (arXiv 2311.15947): average epoch training time in seconds on
-the SGEMM regression task, GloNet vs its equivalent ResNet-v2 baseline. The paper does not
-state the hardware, framework or batch size of this measurement.
+The published numbers of an experiment (say, SGEMM's Table 1) and how to show them beside
+ours belong to that experiment, not to the shared report. An experiment that has some
+provides a module ``<experiment>/paper.py`` with any of these functions, all optional:
+
+* ``summary_extras(summary: dict) -> dict``: JSON-ready facts stored in
+  ``sweep_summary.json`` under ``summary["paper"][experiment]``;
+* ``markdown_sections(summary: dict) -> str``: Markdown appended to ``sweep_summary.md``;
+* ``report_sections(summary: dict, root: str) -> list``: reportlab flowables for
+  ``sweep_report.pdf`` (figures they need are written into ``root``).
+
+``summary`` is the aggregated sweep of :func:`common.report.sweep_report.summarize_sweep`.
+The hooks are found by the experiment names the runs recorded in ``config.json``.
 """
 
+import importlib
+import importlib.util
 import os
+from collections.abc import Iterable
+from types import ModuleType
 
-import matplotlib.pyplot as plt
-from reportlab.platypus import Spacer
+from absl import logging
 
-from common.report import pdf
-
-TABLE1_DEPTHS = (10, 24, 50, 100, 200, 600, 1000)
-TABLE1_RESNET_SECONDS = (42, 65, 96, 147, 231, 410, 675)
-TABLE1_GLONET_SECONDS = (27, 39, 55, 86, 121, 175, 289)
-TIMING_PNG = "sweep_seconds_per_epoch.png"
+HOOK_MODULE = "paper"
 
 
-def _seconds(summary, label):
-  return {g["depth"]: g["seconds_per_epoch"][0] for g in summary["groups"]
-          if g["label"] == label and g["seconds_per_epoch"][0] is not None}
+def _repository_root() -> str:
+  import common  # pylint: disable=g-import-not-at-top (the package of this very module)
+  return os.path.dirname(os.path.dirname(os.path.abspath(common.__file__)))
 
 
-def table1_rows(summary: dict, glonet: str = "GloNet", resnet: str = "ResNet") -> list[list]:
-  """Rows of the Table 1 analogue: ours (this machine) beside the paper's.
+def _is_experiment_package(name: str) -> bool:
+  """True for a top-level package that sits beside ``common`` (an experiment folder).
+
+  Experiment names come from ``config.json`` files, which are data: only packages of this
+  repository (or of the same installation) are imported for them, never an arbitrary
+  installed module that happens to have the recorded name.
+  """
+  if not name.isidentifier():
+    return False
+  try:
+    spec = importlib.util.find_spec(name)  # a top-level name: nothing is executed
+  except (ImportError, ValueError):
+    return False
+  locations = list(spec.submodule_search_locations or []) if spec else []
+  root = os.path.realpath(_repository_root())
+  return any(os.path.dirname(os.path.realpath(p)) == root for p in locations)
+
+
+def load_hooks(experiments: Iterable[str]) -> dict[str, ModuleType]:
+  """The ``<experiment>.paper`` modules of the given experiments that have one.
 
   Args:
-    summary: the aggregated sweep.
-    glonet: label of the GloNet runs.
-    resnet: label of the ResNet-v2 runs with batch norm.
+    experiments: experiment package names (``resnet_sgemm``...).
 
   Returns:
-    Rows, header first: depth, our seconds per epoch of each and their ratio, the paper's.
+    ``{experiment: module}`` in sorted order. An experiment without such a module (or
+    unknown here, e.g. runs made by another repository) is skipped silently; a hook module
+    that exists but fails to import is skipped with a warning, so that one broken
+    comparison never costs the whole sweep report.
   """
-  ours_g, ours_r = _seconds(summary, glonet), _seconds(summary, resnet)
-  paper = {d: (r, g) for d, r, g in zip(TABLE1_DEPTHS, TABLE1_RESNET_SECONDS,
-                                        TABLE1_GLONET_SECONDS, strict=True)}
-  rows = [["depth", f"{resnet} s/epoch", f"{glonet} s/epoch", "ratio (ours)",
-           "paper ResNetv2", "paper GloNet", "paper ratio"]]
-  for d in sorted(set(ours_g) | set(ours_r) | set(paper)):
-    g, r = ours_g.get(d), ours_r.get(d)
-    pr, pg = paper.get(d, (None, None))
-    rows.append([d, "" if r is None else f"{r:.2f}", "" if g is None else f"{g:.2f}",
-                 "" if g is None or r is None else f"{g / r:.2f}",
-                 "" if pr is None else pr, "" if pg is None else pg,
-                 "" if pr is None else f"{pg / pr:.2f}"])
-  return rows
-
-
-def plot_seconds(summary: dict) -> plt.Figure:
-  """Seconds per epoch vs depth for every model, with the paper's numbers dashed."""
-  fig, ax = plt.subplots(figsize=(6.5, 4.2))
-  labels = sorted({g["label"] for g in summary["groups"]})
-  for label in labels:
-    sec = _seconds(summary, label)
-    if sec:
-      ax.plot(sorted(sec), [sec[d] for d in sorted(sec)], "o-", label=f"{label} (ours)")
-  ax.plot(TABLE1_DEPTHS, TABLE1_RESNET_SECONDS, "k--", alpha=0.5, label="paper ResNetv2")
-  ax.plot(TABLE1_DEPTHS, TABLE1_GLONET_SECONDS, "k:", alpha=0.7, label="paper GloNet")
-  return pdf.finish_depth_axes(fig, ax, "seconds per epoch (training only)",
-                               "Time per epoch vs depth", log_y=True, legend_size=7)
-
-
-def table1_story(root: str, summary: dict) -> list:
-  """Flowables of the Table 1 section (and its figure, written into ``root``).
-
-  Args:
-    root: the sweep root, where ``sweep_seconds_per_epoch.png`` is written.
-    summary: the aggregated sweep (``sweep_report.aggregate``).
-
-  Returns:
-    The section's reportlab flowables.
-  """
-  png = pdf.save_figure(plot_seconds(summary), os.path.join(root, TIMING_PNG))
-  rows = table1_rows(summary)
-  ratios = [float(r[3]) for r in rows[1:] if r[3]]
-  note = (f"Ours: mean seconds per epoch over seeds, training steps only (no compile, no "
-          f"evaluation), on {summary.get('device', 'this machine')}. Ratio = GloNet / ResNet "
-          f"(with batch norm) at the same depth; ours range {min(ratios):.2f}-"
-          f"{max(ratios):.2f}." if ratios else "No finished GloNet/ResNet pair yet.")
-  return [Spacer(1, 6), pdf.heading("Paper Table 1 analogue: GloNet vs ResNet-v2 time"),
-          pdf.table(rows), pdf.para(note),
-          pdf.para("Paper: Di Cecco et al., Table 1 (hardware and framework not stated)."),
-          pdf.image(png, 400)]
+  hooks = {}
+  for experiment in sorted(set(experiments)):
+    if not _is_experiment_package(experiment):
+      continue
+    name = f"{experiment}.{HOOK_MODULE}"
+    try:
+      hooks[experiment] = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+      if e.name != name:  # the hook exists but imports something missing
+        logging.warning("Paper hook %s not loaded: %s", name, e)
+    except Exception as e:  # noqa: BLE001 - a broken hook must not cost the whole report
+      logging.warning("Paper hook %s not loaded: %s: %s", name, type(e).__name__, e)
+  return hooks

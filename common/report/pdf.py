@@ -1,10 +1,16 @@
-"""Shared reportlab and matplotlib helpers: tables, embedded figures, atomic writes."""
+"""Shared reportlab and matplotlib helpers: tables, embedded figures, atomic writes.
+
+Figures are ``matplotlib.figure.Figure`` objects, never pyplot ones: pyplot keeps global
+state and needs a backend, and choosing one at import (``matplotlib.use``) would switch the
+backend of a notebook that imports the report. ``Figure.savefig`` renders with Agg anyway.
+"""
 
 import io
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -18,25 +24,32 @@ _CELL = ParagraphStyle("cell", parent=STYLES["BodyText"], fontSize=8, leading=10
 PAGE_WIDTH = A4[0] - 3 * cm
 
 
-def save_figure(fig: plt.Figure, path: str) -> bytes:
+def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Axes]]:
+  """A pyplot-free figure of ``width`` x ``height`` inches with one row of ``ncols`` axes."""
+  fig = Figure(figsize=(width, height))
+  axes = fig.subplots(1, ncols, squeeze=False)
+  return fig, list(axes[0])
+
+
+def save_figure(fig: Figure, path: str) -> bytes:
   """Writes ``fig`` as PNG to ``path`` atomically and returns the PNG bytes."""
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight", metadata={"Software": None})
-  plt.close(fig)
   data = buffer.getvalue()
   fileio.atomic_write_bytes(path, data)
   return data
 
 
-def finish_depth_axes(fig: plt.Figure, ax: plt.Axes, ylabel: str, title: str,
-                      log_y: bool = False, legend_size: int = 8) -> plt.Figure:
+def finish_depth_axes(fig: Figure, ax: Axes, ylabel: str, title: str,
+                      log_y: bool = False, legend_size: int = 8) -> Figure:
   """Common finish of a "something vs depth" plot: log depth axis, labels, grid, legend."""
   ax.set_xscale("log")
   if log_y:
     ax.set_yscale("log")
   ax.set(xlabel="depth (num_layers)", ylabel=ylabel, title=title)
   ax.grid(alpha=0.3, which="both")
-  ax.legend(fontsize=legend_size)
+  if ax.get_legend_handles_labels()[0]:  # an empty legend only warns
+    ax.legend(fontsize=legend_size)
   fig.tight_layout()
   return fig
 

@@ -3,14 +3,22 @@
 import os
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from absl import logging
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from reportlab.platypus import PageBreak, Spacer
 
 from common.report import pdf
-from common.report.runs import METRIC_LABELS, Run, display_value, fmt, loss_label
+from common.report.runs import (
+    METRIC_LABELS,
+    STATUS_LABELS,
+    Run,
+    display_value,
+    fmt,
+    loss_label,
+)
 
 METRICS_PNG = "training_metrics.png"
 USAGE_PNG = "layer_usage.png"
@@ -19,8 +27,21 @@ _SPLIT_STYLE = {"train": ("tab:blue", "-"), "val": ("tab:orange", "--"), "test":
 _WHEN_STYLE = {"init": ("tab:gray", "--"), "final": ("tab:red", "-")}
 
 
+def needed_rule(entry: dict[str, Any]) -> str:
+  """The criterion of ``blocks_needed`` in a ``usage.json`` entry, as text.
+
+  ``blocks_needed_rule`` when recorded (it says whether the tolerance is absolute or
+  relative), else the tolerance as ``usage.json`` gives it.
+  """
+  if entry.get("blocks_needed_rule"):
+    return str(entry["blocks_needed_rule"])
+  tolerance = entry.get("blocks_needed_tolerance")
+  return ("early exit close to full" if tolerance is None
+          else f"early exit within {tolerance:g} of full")
+
+
 def usage_sentence(run: Run) -> str:
-  """One sentence on how many blocks the model uses (from ``usage.json``)."""
+  """One or two sentences on how many blocks the model uses (from ``usage.json``)."""
   final = run.usage.get("final") or {}
   init = run.usage.get("init") or {}
   blocks = final.get("num_blocks") or init.get("num_blocks")
@@ -31,7 +52,12 @@ def usage_sentence(run: Run) -> str:
             f"uses {k} of {blocks} blocks")
     if init.get("blocks_used") is not None:
       text += f" (at initialisation: {init['blocks_used']})"
-    return text + "."
+    text += "."
+    if final.get("blocks_needed") is not None:
+      text += (f" The predictions need the first {final['blocks_needed']} blocks: the "
+               f"smallest k whose early exit (the output from blocks 1..k only) meets "
+               f"\"{needed_rule(final)}\" on the test set.")
+    return text
   if final.get("l1"):
     return (f"The model has {blocks} blocks; their mean |output| is plotted in network order "
             f"(the share of the output per block is defined for GloNet only).")
@@ -40,20 +66,20 @@ def usage_sentence(run: Run) -> str:
   return "No layer usage was recorded for this run."
 
 
-def plot_training_metrics(run: Run) -> plt.Figure:
+def plot_training_metrics(run: Run) -> Figure:
   """Loss and the main metric per epoch for train / val / test."""
   names = [n for n in run.metric_names if n in ("loss", run.primary_metric)] or ["loss"]
-  fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.8), squeeze=False)
+  fig, axes = pdf.new_figure(5.2 * len(names), 3.8, len(names))
   epochs = [r["epoch"] for r in run.metrics]
   best = run.summary.get("best_val_epoch")
-  for ax, name in zip(axes[0], names, strict=True):
+  for ax, name in zip(axes, names, strict=True):
     for split, (color, style) in _SPLIT_STYLE.items():
       values = [display_value(name, r.get(f"{split}_{name}")) for r in run.metrics]
       ys = [np.nan if v is None else v for v in values]
       ax.plot(epochs, ys, style, color=color, marker="o", markersize=3, label=split)
     if best:
       ax.axvline(best, color="k", lw=0.8, alpha=0.5, label=f"best val (epoch {best})")
-    if name in ("loss", "mse", "mae") and any(
+    if run.lower_is_better(name) and any(
         (r.get(f"train_{name}") or 0) > 0 for r in run.metrics):
       ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -62,19 +88,43 @@ def plot_training_metrics(run: Run) -> plt.Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   if not epochs:
-    axes[0][0].text(0.5, 0.5, "no finished epoch", ha="center", transform=axes[0][0].transAxes)
+    axes[0].text(0.5, 0.5, "no finished epoch", ha="center", transform=axes[0].transAxes)
   fig.suptitle(f"{run.name}: training curves ({run.state})")
   fig.tight_layout()
   return fig
 
 
-def plot_layer_usage(run: Run) -> plt.Figure:
-  """Usage per block at init and at the end; shares and early exit for GloNet."""
+def stage_starts(usage: dict[str, Any]) -> list[int]:
+  """0-based indices of the blocks that start a stage after the first (none for old files)."""
+  for entry in usage.values():
+    if isinstance(entry, dict) and entry.get("stage_boundaries"):
+      return sorted(int(b) for b in entry["stage_boundaries"] if int(b) > 0)
+  return []
+
+
+def _mark_stages(ax: Axes, starts: list[int]) -> None:
+  """Thin dashed lines between the last block of a stage and the first of the next.
+
+  Block i (0-based) is plotted at x = i + 1, so a stage starting at block i is marked at
+  x = i + 0.5. The same holds on the early-exit axis, where k counts blocks summed.
+  """
+  for i, start in enumerate(starts):
+    ax.axvline(start + 0.5, color="k", lw=0.6, ls="--", alpha=0.5,
+               label="stage boundary" if i == 0 else None)
+
+
+def plot_layer_usage(run: Run) -> Figure:
+  """Usage per block at init and at the end; shares and early exit for GloNet.
+
+  Stage boundaries (``usage.json`` ``stage_boundaries``, CNN trunks) are drawn as thin
+  dashed lines; ``blocks_used`` and ``blocks_needed`` as vertical lines of their own style.
+  Files without these keys (MLPs, older runs) render as before.
+  """
   usage = {k: v for k, v in run.usage.items() if isinstance(v, dict)}
   glonet = any("share" in v for v in usage.values())
   panels = ["l1", "share", "exit", "params"] if glonet else ["l1", "params"]
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
-  axes = dict(zip(panels, axes[0], strict=True))
+  fig, axes_list = pdf.new_figure(4.6 * len(panels), 3.8, len(panels))
+  axes = dict(zip(panels, axes_list, strict=True))
   metric = run.primary_metric
   for when, u in usage.items():
     color, style = _WHEN_STYLE.get(when, ("tab:purple", "-."))
@@ -85,14 +135,24 @@ def plot_layer_usage(run: Run) -> plt.Figure:
       axes["share"].plot(blocks, u["cumulative_share"], style, color=color, alpha=0.45,
                          lw=2.5, label=f"cumulative ({when})")
       if u.get("blocks_used"):
-        axes["share"].axvline(u["blocks_used"], color=color, lw=0.8, alpha=0.6)
+        axes["share"].axvline(u["blocks_used"], color=color, lw=0.8, alpha=0.6,
+                              label=f"blocks used ({when}): {u['blocks_used']}")
       exit_curve = u.get("early_exit", {})
       values = [display_value(metric, v) for v in exit_curve.get(metric, [])]
       axes["exit"].plot(exit_curve.get("k", []), [np.nan if v is None else v for v in values],
                         style, color=color, label=when)
+    if u.get("blocks_needed"):
+      # Beside blocks used: "used" is about the head's output, "needed" about the metric.
+      axes["exit" if glonet else "l1"].axvline(
+          u["blocks_needed"], color=color, lw=1.2, ls=(0, (1, 1.5)), alpha=0.8,
+          label=f"blocks needed ({when}): {u['blocks_needed']} ({needed_rule(u)})")
     params = u.get("param_l1", [])
     axes["params"].plot(np.arange(1, len(params) + 1), [p["l1"] for p in params], style,
                         color=color, label=when)
+  starts = stage_starts(usage)
+  for name in ("l1", "share", "exit"):
+    if name in axes:
+      _mark_stages(axes[name], starts)
   axes["l1"].set(xlabel="block (network order)", ylabel="mean |block output|",
                  title="Output magnitude per block")
   axes["params"].set(xlabel="layer (network order, input layer = 1)",
@@ -106,7 +166,7 @@ def plot_layer_usage(run: Run) -> plt.Figure:
     axes["exit"].set(xlabel="k (blocks summed: head(x_1+...+x_k))",
                      ylabel=f"test {METRIC_LABELS.get(metric, metric)}",
                      title="Early exit")
-    if metric in ("mse", "mae", "loss"):
+    if run.lower_is_better(metric):
       axes["exit"].set_yscale("log")
   for ax in axes.values():
     ax.grid(alpha=0.3)
@@ -161,6 +221,26 @@ def _config_rows(run: Run) -> list[list[str]]:
   return rows
 
 
+def status_text(run: Run) -> str:
+  """The run's status with its message, saying so when an old ``failed`` was reinterpreted."""
+  recorded = run.status.get("status", "unknown")
+  text = STATUS_LABELS.get(run.state, run.state)
+  if recorded != run.state:
+    text += f" (recorded as {recorded!r} by an older version)"
+  message = run.status.get("message", "")
+  return f"{text}: {message}" if message else text
+
+
+def code_text(run: Run) -> str:
+  """The git commit the run was made with (``config.json`` ``environment.code``)."""
+  code = run.config.get("environment", {}).get("code") or {}
+  if not code:
+    return "not recorded (made before runs recorded their commit)"
+  if code.get("commit") in (None, "unknown"):
+    return "unknown (not run from a git checkout)"
+  return code["commit"] + (", with uncommitted changes" if code.get("dirty") else "")
+
+
 def render_run(path: str) -> dict[str, str]:
   """Renders a run directory's figures and PDF from its files alone.
 
@@ -175,10 +255,10 @@ def render_run(path: str) -> dict[str, str]:
          "report": os.path.join(path, REPORT_PDF)}
   metrics_png = pdf.save_figure(plot_training_metrics(run), out["metrics"])
   usage_png = pdf.save_figure(plot_layer_usage(run), out["usage"])
-  status = run.status.get("message", "")
   story: list[Any] = [
       pdf.para(f"<b>Run directory:</b> {run.path}"),
-      pdf.para(f"<b>Status:</b> {run.state}{': ' + status if status else ''}"),
+      pdf.para(f"<b>Status:</b> {status_text(run)}"),
+      pdf.para(f"<b>Code:</b> {code_text(run)}"),
       pdf.para(f"<b>Layer usage:</b> {usage_sentence(run)}"),
       Spacer(1, 6), pdf.heading("Results"),
       pdf.table(_results_rows(run)) if run.metrics else pdf.para("No epoch finished."),

@@ -1,21 +1,88 @@
-"""Reading run directories (the contract of ``common.train.rundir``) for reports."""
+"""Reading run directories (the contract of ``common.train.rundir``) for reports.
+
+Two facts are interpreted here once, for every report and for the sweep runner:
+
+* what a run's status means (:func:`effective_status`: run directories written before
+  ``diverged`` and ``interrupted`` existed recorded both as ``failed``);
+* which way a metric is better (:func:`lower_is_better`: from ``summary.json`` when the run
+  recorded its selection metric and mode, else from the metric's name).
+"""
 
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from common import fileio
+from common.train.rundir import CONFIG, METRICS, STATUS, SUMMARY
 from common.usage import USAGE_FILE
 
-# Plot labels and the direction of each metric.
+# Plot labels of the metrics.
 METRIC_LABELS = {
     "loss": "loss",
     "accuracy": "accuracy (%)",
     "mse": "MSE",
     "mae": "MAE",
 }
-HIGHER_IS_BETTER = {"accuracy": True, "loss": False, "mse": False, "mae": False}
+
+# What ``status.json`` can say, and what each outcome means for a report or a sweep.
+RUNNING, DONE, DIVERGED, INTERRUPTED, FAILED = (
+    "running", "done", "diverged", "interrupted", "failed")
+ENDED = (DONE, DIVERGED, INTERRUPTED, FAILED)  # the process is over (else: running/unknown)
+OUTCOMES = (DONE, DIVERGED)  # a result of the experiment: reported, and never rerun
+STATUS_LABELS = {
+    DIVERGED: "diverged (non-finite loss)",
+    INTERRUPTED: "interrupted (not a result)",
+    FAILED: "failed (error)",
+}
+# Message prefixes that older code wrote with status "failed" (common/train/loop.py before
+# the statuses were split): a NonFiniteLossError, and Ctrl-C.
+_OLD_DIVERGED_PREFIX = "non-finite training loss"
+_OLD_INTERRUPTED_PREFIX = "interrupted"
+
+# Metrics that are minimised, for runs whose summary.json does not record its selection mode.
+_LOWER_IS_BETTER_BY_NAME = ("loss", "mse", "mae")
+
+
+def effective_status(status: Mapping[str, Any]) -> str:
+  """What a run's ``status.json`` means: ``done``, ``diverged``, ``interrupted``, ``failed``...
+
+  The one place that reads a status, so that reports and the sweep runner agree.
+
+  Args:
+    status: the content of ``status.json`` (empty when the file is missing).
+
+  Returns:
+    The recorded status, except that an old ``failed`` whose message starts with
+    "non-finite training loss" is ``diverged`` and one that starts with "interrupted" is
+    ``interrupted`` (what the training loop wrote for those before they had statuses of
+    their own); ``unknown`` without a status.
+  """
+  state = str(status.get("status") or "unknown")
+  if state == FAILED:
+    message = str(status.get("message") or "")
+    if message.startswith(_OLD_DIVERGED_PREFIX):
+      return DIVERGED
+    if message.startswith(_OLD_INTERRUPTED_PREFIX):
+      return INTERRUPTED
+  return state
+
+
+def lower_is_better(metric: str, mode: str | None = None) -> bool:
+  """True when smaller values of ``metric`` are better (an error: loss, MSE...).
+
+  Args:
+    metric: a task metric name (``accuracy``, ``mse``, ``loss``...).
+    mode: ``"min"`` or ``"max"`` when known (a run's recorded ``selection_mode`` for this
+      metric); otherwise the direction is guessed from the name.
+
+  Returns:
+    Whether lower is better.
+  """
+  if mode in ("min", "max"):
+    return mode == "min"
+  return metric in _LOWER_IS_BETTER_BY_NAME
 
 
 def _read(path: str, default: Any) -> Any:
@@ -39,16 +106,16 @@ class Run:
   @classmethod
   def load(cls, path: str) -> "Run":
     """Reads a run directory; raises FileNotFoundError if it has no config.json."""
-    config_path = os.path.join(path, "config.json")
+    config_path = os.path.join(path, CONFIG)
     if not os.path.exists(config_path):
-      raise FileNotFoundError(f"{path} is not a run directory (no config.json)")
-    metrics_path = os.path.join(path, "metrics.jsonl")
+      raise FileNotFoundError(f"{path} is not a run directory (no {CONFIG})")
+    metrics_path = os.path.join(path, METRICS)
     return cls(
         path=os.path.abspath(path),
         config=fileio.read_json(config_path),
         metrics=fileio.read_jsonl(metrics_path) if os.path.exists(metrics_path) else [],
-        summary=_read(os.path.join(path, "summary.json"), {}),
-        status=_read(os.path.join(path, "status.json"), {}),
+        summary=_read(os.path.join(path, SUMMARY), {}),
+        status=_read(os.path.join(path, STATUS), {}),
         usage=_read(os.path.join(path, USAGE_FILE), {}),
     )
 
@@ -59,6 +126,11 @@ class Run:
   @property
   def model_info(self) -> dict[str, Any]:
     return self.config.get("model", {})
+
+  @property
+  def experiment(self) -> str | None:
+    """The experiment package that made the run (``resnet_sgemm``...), if recorded."""
+    return self.settings.get("experiment") or self.config.get("experiment")
 
   @property
   def name(self) -> str:
@@ -79,7 +151,8 @@ class Run:
 
   @property
   def state(self) -> str:
-    return self.status.get("status", "unknown")
+    """The run's status as :func:`effective_status` reads it."""
+    return effective_status(self.status)
 
   @property
   def metric_names(self) -> list[str]:
@@ -90,11 +163,25 @@ class Run:
 
   @property
   def primary_metric(self) -> str:
+    """The metric that selects the best epoch: recorded in summary.json, else guessed."""
+    recorded = self.summary.get("selection_metric")
+    if recorded:
+      return str(recorded)
     names = self.metric_names
     for candidate in ("accuracy", "mse"):
       if candidate in names:
         return candidate
     return "loss"
+
+  def metric_mode(self, metric: str) -> str | None:
+    """``"min"``/``"max"`` for the recorded selection metric; None when not recorded."""
+    if metric == self.summary.get("selection_metric"):
+      return self.summary.get("selection_mode")
+    return None
+
+  def lower_is_better(self, metric: str) -> bool:
+    """:func:`lower_is_better` with this run's recorded selection mode."""
+    return lower_is_better(metric, self.metric_mode(metric))
 
   def best_record(self) -> dict[str, Any] | None:
     return self.summary.get("best")
@@ -127,7 +214,7 @@ def find_runs(root: str) -> list[Run]:
   """Every run directory under ``root`` (any depth), sorted by path."""
   runs = []
   for dirpath, dirnames, filenames in os.walk(root):
-    if "config.json" in filenames:
+    if CONFIG in filenames:
       try:
         runs.append(Run.load(dirpath))
       except (OSError, ValueError):

@@ -3,29 +3,50 @@
 Works for any experiment that follows the run-directory contract. Writes, in the root:
 
 * ``sweep_metric_vs_depth.png``: test metric (at the best-validation epoch) vs depth per
-  model, mean and standard deviation over seeds;
-* ``sweep_blocks_used.png``: GloNet's blocks used vs depth (init and final);
+  model, mean and standard deviation over seeds, with runs that gave no result marked;
+* ``sweep_blocks_used.png``: GloNet's blocks used (init and final) and, when recorded,
+  blocks needed vs depth;
 * ``sweep_usage_curves.png``: usage per block for every depth, one panel per model;
-* ``sweep_summary.json``: the aggregated numbers;
+* ``sweep_summary.json`` / ``.md``: the aggregated numbers;
 * ``sweep_report.pdf``: tables (results, seconds per epoch) and the figures.
 
-Runs still ``running`` are listed but not aggregated; ``failed`` runs (e.g. diverged) are
-counted and shown as failed, never silently dropped.
+Runs still ``running`` (or without a status) are listed but not aggregated. Every run that
+ended is counted under its status (:func:`common.report.runs.effective_status`): only
+``done`` runs enter the means; ``diverged``, ``interrupted`` and ``failed`` runs are counted
+apart, marked apart in the depth plot and listed with their messages, never dropped, so an
+interrupted or crashed depth cannot pass for a divergence.
+
+Comparisons with published numbers come from the experiments' own hook modules
+(``<experiment>/paper.py``, see :mod:`common.report.paper`).
 """
 
 import collections
 import os
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 from absl import logging
+from matplotlib.figure import Figure
 from reportlab.platypus import PageBreak, Spacer
 
 from common import fileio
 from common.report import paper, pdf
-from common.report.runs import METRIC_LABELS, Run, find_runs
+from common.report.run_report import needed_rule
+from common.report.runs import (
+    DIVERGED,
+    DONE,
+    ENDED,
+    FAILED,
+    INTERRUPTED,
+    METRIC_LABELS,
+    STATUS_LABELS,
+    Run,
+    find_runs,
+    lower_is_better,
+)
 
 METRIC_PNG = "sweep_metric_vs_depth.png"
 BLOCKS_PNG = "sweep_blocks_used.png"
@@ -33,6 +54,12 @@ CURVES_PNG = "sweep_usage_curves.png"
 SUMMARY_JSON = "sweep_summary.json"
 SUMMARY_MD = "sweep_summary.md"
 REPORT_PDF = "sweep_report.pdf"
+# How runs without a result are drawn on the bottom edge of the depth plot.
+_NO_RESULT_MARKERS = {
+    DIVERGED: {"marker": "x", "mew": 2},
+    INTERRUPTED: {"marker": "s", "mfc": "none", "mew": 1.5},
+    FAILED: {"marker": "D", "mfc": "none", "mew": 1.5},
+}
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -42,40 +69,57 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
   return float(np.mean(values)), float(np.std(values))
 
 
+def _final_usage(run: Run, key: str) -> Any:
+  return (run.usage.get("final") or {}).get(key)
+
+
 def aggregate(runs: list[Run]) -> dict[str, Any]:
   """Groups runs by (model label, depth) and summarises each group.
 
+  Args:
+    runs: runs that ended (any status of ``runs.ENDED``).
+
   Returns:
-    ``{"metric": name, "groups": [...]}`` where each group has the label, depth, run
-    counts by status, and mean/std over finished seeds of the test metric at the
-    best-validation epoch, the final test metric, blocks used and seconds per epoch.
+    ``{"metric": name, "metric_mode": "min" | "max", "groups": [...]}`` where each group
+    has the label, depth, run counts by status, mean/std over ``done`` seeds of the test
+    metric at the best-validation epoch, the final test metric, blocks used (and needed,
+    when recorded) and seconds per epoch, and the status and message of every run that
+    is not ``done``.
   """
-  metric = next((r.primary_metric for r in runs if r.metrics), "loss")
+  # The metric comes from a run that knows it: done runs first (sorted() is stable).
+  reference = next((r for r in sorted(runs, key=lambda r: r.state != DONE)
+                    if r.metrics or r.summary.get("selection_metric")), None)
+  metric = reference.primary_metric if reference else "loss"
+  mode = next((r.metric_mode(metric) for r in runs if r.metric_mode(metric)), None)
   groups: dict[tuple[str, int], list[Run]] = collections.defaultdict(list)
   for run in runs:
     groups[(run.label, run.depth or 0)].append(run)
   rows = []
   for (label, depth), members in sorted(groups.items()):
-    done = [r for r in members if r.state == "done" and r.metrics]
-    counts = collections.Counter(r.state for r in members)
+    done = [r for r in members if r.state == DONE and r.metrics]
     best = [(r.best_record() or {}).get(f"test_{metric}") for r in done]
     final = [(r.final_record() or {}).get(f"test_{metric}") for r in done]
-    used = [(r.usage.get("final") or {}).get("blocks_used") for r in done]
     used_init = [(r.usage.get("init") or {}).get("blocks_used") for r in members]
-    seconds = [r.summary.get("mean_train_seconds_per_epoch") for r in done]
     blocks = next(((r.usage.get("init") or {}).get("num_blocks") for r in members
                    if r.usage.get("init")), None)
     rows.append({
-        "label": label, "depth": depth, "runs": len(members), "status": dict(counts),
+        "label": label, "depth": depth, "runs": len(members),
+        "status": dict(collections.Counter(r.state for r in members)),
         "seeds": sorted(r.seed for r in done), "num_blocks": blocks,
         "epochs": sorted({len(r.metrics) for r in done}),
         "test_best_val": _mean_std(best), "test_final": _mean_std(final),
-        "blocks_used": _mean_std([u for u in used if u is not None]),
+        "blocks_used": _mean_std([_final_usage(r, "blocks_used") for r in done]),
         "blocks_used_init": _mean_std([u for u in used_init if u is not None]),
-        "seconds_per_epoch": _mean_std(seconds),
-        "failed_messages": [r.status.get("message", "") for r in members if r.state == "failed"],
+        "blocks_needed": _mean_std([_final_usage(r, "blocks_needed") for r in done]),
+        "blocks_needed_rule": next((needed_rule(r.usage["final"]) for r in done
+                                    if _final_usage(r, "blocks_needed") is not None), None),
+        "seconds_per_epoch": _mean_std([r.summary.get("mean_train_seconds_per_epoch")
+                                        for r in done]),
+        "messages": [{"seed": r.seed, "status": r.state, "message": r.status.get("message", "")}
+                     for r in sorted(members, key=lambda r: r.seed) if r.state != DONE],
     })
-  return {"metric": metric, "groups": rows}
+  return {"metric": metric, "metric_mode": "min" if lower_is_better(metric, mode) else "max",
+          "groups": rows}
 
 
 def _device(run: Run) -> str:
@@ -92,24 +136,26 @@ def _by_label(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
   return out
 
 
-def plot_metric_vs_depth(summary: dict[str, Any]) -> plt.Figure:
+def plot_metric_vs_depth(summary: dict[str, Any]) -> Figure:
   """Test metric at the best-validation epoch vs depth, one line per model (mean ± std).
 
-  Failed runs are drawn as crosses on the bottom edge; for error metrics, values far off
-  the scale (a diverged model's MSE of 1e21) as triangles on the top edge, so one diverged
-  point cannot squash every other line.
+  Runs without a result are drawn on the bottom edge, one marker per status (diverged:
+  non-finite loss; interrupted: not a result; failed: an error), so that a depth that was
+  cut short is never read as a divergence. For error metrics, values far off the scale (a
+  finished model's MSE of 1e21) are triangles on the top edge, so one such point cannot
+  squash every other line.
   """
   metric = summary["metric"]
-  error_metric = metric in ("mse", "mae", "loss")
-  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  error_metric = lower_is_better(metric, summary.get("metric_mode"))
+  fig, (ax,) = pdf.new_figure(6.5, 4.2)
   means = [g["test_best_val"][0] for g in summary["groups"] if g["test_best_val"][0] is not None]
   cap = None
   if error_metric and means:
     cap = 100 * float(np.median([m for m in means if m > 0] or [1.0]))
-  off_chart, failed = [], []
+  off_chart = []
+  no_result: dict[str, list[tuple[int, Any]]] = collections.defaultdict(list)
   for label, groups in _by_label(summary).items():
     pts = [(g["depth"], *g["test_best_val"]) for g in groups if g["test_best_val"][0] is not None]
-    color = None
     if pts:
       d, m, s = map(np.array, zip(*pts, strict=True))
       m, s = m.astype(float), s.astype(float)
@@ -118,32 +164,48 @@ def plot_metric_vs_depth(summary: dict[str, Any]) -> plt.Figure:
       line = ax.errorbar(d, scale * shown, yerr=scale * s, marker="o", capsize=3, label=label)
       color = line[0].get_color()
       off_chart += [(dd, color) for dd, mm in zip(d, m, strict=True) if cap and mm > cap]
-    failed += [(g["depth"], color or "k") for g in groups if g["status"].get("failed")]
+    else:  # no result at any depth: still give the model its colour and legend entry
+      color = ax.plot([], [], "o", label=label)[0].get_color()
+    for status in _NO_RESULT_MARKERS:
+      no_result[status] += [(g["depth"], color) for g in groups if g["status"].get(status)]
   ax.set_xscale("log")
   if error_metric:
     ax.set_yscale("log")
   bottom, top = ax.get_ylim()
   for depth, color in off_chart:
     ax.plot([depth], [top], "^", color=color, ms=9, clip_on=False)
-  for depth, color in failed:
-    ax.plot([depth], [bottom], "x", color=color, ms=9, mew=2, clip_on=False)
+  for status, points in no_result.items():
+    for depth, color in points:
+      ax.plot([depth], [bottom], ls="none", color=color, ms=9, clip_on=False,
+              **_NO_RESULT_MARKERS[status])
   ax.set_ylim(bottom, top)
   if off_chart:
-    ax.plot([], [], "^", color="grey", label=f"off the chart (> {cap:.3g}: diverged)")
-  if failed:
-    ax.plot([], [], "x", color="grey", mew=2, label="failed (non-finite loss)")
+    ax.plot([], [], "^", color="grey", label=f"off the chart (> {cap:.3g})")
+  for status, points in no_result.items():
+    if points:
+      ax.plot([], [], ls="none", color="grey", label=STATUS_LABELS[status],
+              **_NO_RESULT_MARKERS[status])
   return pdf.finish_depth_axes(fig, ax, f"test {METRIC_LABELS.get(metric, metric)}",
                                "Test metric at the best-validation epoch vs depth")
 
 
-def plot_blocks_used(summary: dict[str, Any]) -> plt.Figure:
-  """GloNet's blocks used vs depth, after training and at initialisation."""
-  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+def _needed_rule(groups: list[dict[str, Any]]) -> str:
+  rule = next((g["blocks_needed_rule"] for g in groups if g.get("blocks_needed_rule")), None)
+  return "" if rule is None else f" ({rule})"
+
+
+def plot_blocks_used(summary: dict[str, Any]) -> Figure:
+  """GloNet's blocks used vs depth (after training, at init) and blocks needed if recorded."""
+  fig, (ax,) = pdf.new_figure(6.5, 4.2)
+  needed = False
   for label, groups in _by_label(summary).items():
-    for key, style, suffix in (("blocks_used", "o-", "after training"),
-                               ("blocks_used_init", "s--", "at init")):
-      pts = [(g["depth"], g[key][0], g[key][1]) for g in groups if g[key][0] is not None]
+    for key, style, suffix in (("blocks_used", "o-", "used, after training"),
+                               ("blocks_used_init", "s--", "used, at init"),
+                               ("blocks_needed", "^-.", "needed" + _needed_rule(groups))):
+      pts = [(g["depth"], *g[key]) for g in groups
+             if (g.get(key) or (None, None))[0] is not None]
       if pts:
+        needed |= key == "blocks_needed"
         d, m, s = map(np.array, zip(*pts, strict=True))
         ax.errorbar(d, m, yerr=s, fmt=style, capsize=3, label=f"{label} {suffix}")
   with_usage = {g["depth"]: g["num_blocks"] for g in summary["groups"]
@@ -151,20 +213,21 @@ def plot_blocks_used(summary: dict[str, Any]) -> plt.Figure:
   if with_usage:
     depths = sorted(with_usage)
     ax.plot(depths, [with_usage[d] for d in depths], ":", color="grey", label="all blocks")
-  return pdf.finish_depth_axes(fig, ax, "blocks carrying 95% of the output",
-                               "Blocks used vs depth (GloNet)")
+  # "Used" counts the blocks carrying 95% of the head's output; "needed" the blocks the
+  # predictions need (its rule is in the legend).
+  ylabel = "blocks" if needed else "blocks carrying 95% of the output"
+  return pdf.finish_depth_axes(fig, ax, ylabel, "Blocks used vs depth (GloNet)")
 
 
-def plot_usage_curves(runs: list[Run]) -> plt.Figure:
+def plot_usage_curves(runs: list[Run]) -> Figure:
   """Usage per block of every depth on one axis, one panel per model."""
   labels = sorted({r.label for r in runs if (r.usage.get("final") or {}).get("l1")})
-  fig, axes = plt.subplots(1, max(1, len(labels)), figsize=(5 * max(1, len(labels)), 3.8),
-                           squeeze=False)
-  for ax, label in zip(axes[0], labels, strict=False):
+  fig, axes = pdf.new_figure(5 * max(1, len(labels)), 3.8, max(1, len(labels)))
+  for ax, label in zip(axes, labels, strict=False):
     members = sorted((r for r in runs if r.label == label and (r.usage.get("final") or {})),
                      key=lambda r: (r.depth or 0, r.seed))
     depths = sorted({r.depth for r in members})
-    cmap = plt.get_cmap("viridis", max(2, len(depths)))
+    cmap = matplotlib.colormaps["viridis"].resampled(max(2, len(depths)))
     seen = set()
     for run in members:
       u = run.usage["final"]
@@ -182,8 +245,8 @@ def plot_usage_curves(runs: list[Run]) -> plt.Figure:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
   if not labels:
-    axes[0][0].text(0.5, 0.5, "no finished run with layer usage", ha="center",
-                    transform=axes[0][0].transAxes)
+    axes[0].text(0.5, 0.5, "no finished run with layer usage", ha="center",
+                 transform=axes[0].transAxes)
   fig.tight_layout()
   return fig
 
@@ -197,17 +260,21 @@ def _pm(metric: str, pair) -> str:
   return f"{m:.4g} ± {s:.2g}"
 
 
+def _blocks(pair, num_blocks) -> str:
+  m = (pair or (None, None))[0]
+  return "n/a" if m is None else f"{m:.1f} of {num_blocks}"
+
+
 def results_table(summary: dict[str, Any]) -> list[list[str]]:
-  """Rows (header first): model, depth, statuses, test metric, blocks used, s/epoch."""
+  """Rows (header first): model, depth, statuses, test metric, blocks used/needed, s/epoch."""
   metric = summary["metric"]
   rows = [["model", "depth", "runs (status)", f"test {metric} @ best val", f"final test {metric}",
-           "blocks used", "s / epoch"]]
+           "blocks used", "blocks needed", "s / epoch"]]
   for g in summary["groups"]:
     status = ", ".join(f"{n} {k}" for k, n in sorted(g["status"].items()))
-    used = g["blocks_used"]
     rows.append([g["label"], g["depth"], status, _pm(metric, g["test_best_val"]),
-                 _pm(metric, g["test_final"]),
-                 "n/a" if used[0] is None else f"{used[0]:.1f} of {g['num_blocks']}",
+                 _pm(metric, g["test_final"]), _blocks(g["blocks_used"], g["num_blocks"]),
+                 _blocks(g.get("blocks_needed"), g["num_blocks"]),
                  "n/a" if g["seconds_per_epoch"][0] is None else
                  f"{g['seconds_per_epoch'][0]:.2f}"])
   return rows
@@ -224,6 +291,14 @@ def seconds_table(summary: dict[str, Any]) -> list[list[str]]:
   return rows
 
 
+def messages_table(summary: dict[str, Any]) -> list[list[Any]]:
+  """Rows (header first) of every ended run without a result: model, depth, seed, status."""
+  rows: list[list[Any]] = [["model", "depth", "seed", "status", "message"]]
+  rows += [[g["label"], g["depth"], m["seed"], m["status"], m["message"]]
+           for g in summary["groups"] for m in g["messages"]]
+  return rows
+
+
 def markdown_table(rows: list[list[Any]]) -> str:
   """A list of rows (header first) as a Markdown table."""
   lines = ["| " + " | ".join(str(c) for c in rows[0]) + " |",
@@ -232,19 +307,8 @@ def markdown_table(rows: list[list[Any]]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
-  """Renders the sweep figures, summary and PDF for every run under ``root``.
-
-  For SGEMM sweeps (experiment ``resnet_sgemm``) the report also holds the paper's Table 1
-  beside ours (:mod:`common.report.paper`).
-
-  Args:
-    root: folder holding run directories at any depth; the report is written there.
-    include: more folders whose runs join the report, e.g. seeds trained in another sweep
-      root or on another machine. A run reached twice (one root inside another) counts once.
-
-  Returns:
-    Paths of the written files.
+def gather_runs(root: str, include: Sequence[str] = ()) -> list[Run]:
+  """The runs under ``root`` and every folder of ``include``, each run once.
 
   Raises:
     FileNotFoundError: no run directory under ``root`` or a folder of ``include``.
@@ -258,48 +322,100 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
       if os.path.realpath(run.path) not in seen:
         seen.add(os.path.realpath(run.path))
         runs.append(run)
-  finished = [r for r in runs if r.state in ("done", "failed")]
-  summary = aggregate(finished)
-  summary["running"] = [r.path for r in runs if r.state not in ("done", "failed")]
+  return runs
+
+
+def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
+  """The content of ``sweep_summary.json`` (before the paper hooks add theirs).
+
+  Returns:
+    :func:`aggregate` of the runs that ended, plus ``status_counts`` (every run, by
+    effective status), ``running`` (paths of runs that have not ended), ``device`` and
+    ``experiments``.
+  """
+  summary = aggregate([r for r in runs if r.state in ENDED])
+  summary["status_counts"] = dict(sorted(collections.Counter(r.state for r in runs).items()))
+  summary["running"] = [r.path for r in runs if r.state not in ENDED]
   summary["device"] = "; ".join(sorted({_device(r) for r in runs}))
+  summary["experiments"] = sorted({r.experiment or "?" for r in runs})
+  return summary
+
+
+def _markdown(summary: dict[str, Any], roots: Sequence[str],
+              hooks: dict[str, ModuleType]) -> str:
+  text = (f"Sweep {', '.join(os.path.abspath(f) for f in roots)} ({summary['device']})\n\n"
+          + markdown_table(results_table(summary)) + "\nSeconds per epoch (training only)\n\n"
+          + markdown_table(seconds_table(summary)))
+  messages = messages_table(summary)
+  if len(messages) > 1:
+    text += "\nRuns without a result\n\n" + markdown_table(messages)
+  for hook in hooks.values():
+    if hasattr(hook, "markdown_sections"):
+      text += hook.markdown_sections(summary)
+  return text
+
+
+def _counts_text(summary: dict[str, Any]) -> str:
+  counts = summary["status_counts"]
+  return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
+  """Renders the sweep figures, summary and PDF for every run under ``root``.
+
+  Experiments with a paper hook (``<experiment>/paper.py``, e.g. SGEMM's Table 1) add
+  their sections (:mod:`common.report.paper`).
+
+  Args:
+    root: folder holding run directories at any depth; the report is written there.
+    include: more folders whose runs join the report, e.g. seeds trained in another sweep
+      root or on another machine. A run reached twice (one root inside another) counts once.
+
+  Returns:
+    Paths of the written files.
+
+  Raises:
+    FileNotFoundError: no run directory under ``root`` or a folder of ``include``.
+  """
+  runs = gather_runs(root, include)
+  summary = summarize_sweep(runs)
+  hooks = paper.load_hooks(summary["experiments"])
+  for experiment, hook in hooks.items():
+    if hasattr(hook, "summary_extras"):
+      summary.setdefault("paper", {})[experiment] = hook.summary_extras(summary)
   out = {name: os.path.join(root, f) for name, f in (
       ("metric", METRIC_PNG), ("blocks", BLOCKS_PNG), ("curves", CURVES_PNG),
       ("summary", SUMMARY_JSON), ("markdown", SUMMARY_MD), ("report", REPORT_PDF))}
-  experiments = sorted({r.settings.get("experiment", "?") for r in runs})
-  table1 = "resnet_sgemm" in experiments
   fileio.atomic_write_json(out["summary"], summary)
-  fileio.atomic_write_text(out["markdown"], (
-      f"Sweep {', '.join(os.path.abspath(f) for f in (root, *include))} "
-      f"({summary['device']})\n\n"
-      + markdown_table(results_table(summary)) + "\nSeconds per epoch (training only)\n\n"
-      + markdown_table(seconds_table(summary))
-      + ("\nPaper Table 1 analogue\n\n" + markdown_table(paper.table1_rows(summary))
-         if table1 else "")))
+  fileio.atomic_write_text(out["markdown"], _markdown(summary, (root, *include), hooks))
   metric_png = pdf.save_figure(plot_metric_vs_depth(summary), out["metric"])
   blocks_png = pdf.save_figure(plot_blocks_used(summary), out["blocks"])
-  curves_png = pdf.save_figure(plot_usage_curves(finished), out["curves"])
+  curves_png = pdf.save_figure(plot_usage_curves([r for r in runs if r.state == DONE]),
+                               out["curves"])
   story = [
       pdf.para(f"<b>Root:</b> {os.path.abspath(root)}"
                + "".join(f"<br/><b>Also:</b> {os.path.abspath(f)}" for f in include)),
-      pdf.para(f"<b>Experiment:</b> {', '.join(experiments)}; {len(runs)} runs "
-               f"({len(finished)} finished, {len(summary['running'])} still running)."),
+      pdf.para(f"<b>Experiment:</b> {', '.join(summary['experiments'])}; {len(runs)} runs "
+               f"({_counts_text(summary)})."),
       Spacer(1, 6), pdf.heading("Results by model and depth"), pdf.table(results_table(summary)),
-      pdf.para("Mean ± standard deviation over seeds of finished runs. Accuracy in %. "
-               "Blocks used: the smallest k whose first k blocks carry 95% of the GloNet "
-               "head's output (the sum over blocks of mean |W x_i|, the logit contributions)."),
+      pdf.para("Mean ± standard deviation over the seeds of done runs; diverged, interrupted "
+               "and failed runs are counted, not averaged. Accuracy in %. Blocks used: the "
+               "smallest k whose first k blocks carry 95% of the GloNet head's output (the "
+               "sum over blocks of mean |W x_i|, the logit contributions). Blocks needed: the "
+               "smallest k whose early exit (the output from blocks 1..k only) is within the "
+               "recorded tolerance of the full model's test metric."),
       Spacer(1, 6), pdf.heading("Seconds per epoch (training only: no compile, no evaluation)"),
       pdf.table(seconds_table(summary)),
   ]
-  if table1:
-    story += paper.table1_story(root, summary)
+  for hook in hooks.values():
+    if hasattr(hook, "report_sections"):
+      story += hook.report_sections(summary, root)
   story += [PageBreak(), pdf.heading("Test metric vs depth"), pdf.image(metric_png, 400),
             pdf.heading("Blocks used vs depth"), pdf.image(blocks_png, 400),
             PageBreak(), pdf.heading("Usage per block, every depth"), pdf.image(curves_png)]
-  failed = [(g["label"], g["depth"], m) for g in summary["groups"] for m in g["failed_messages"]]
-  if failed:
-    story += [pdf.heading("Failed runs"),
-              pdf.table([["model", "depth", "message"], *[[a, b, c] for a, b, c in failed]],
-                        [80, 40, 390])]
+  messages = messages_table(summary)
+  if len(messages) > 1:
+    story += [pdf.heading("Runs without a result"), pdf.table(messages, [70, 35, 30, 60, 315])]
   pdf.build(out["report"], "Sweep report", story)
   logging.info("Sweep report written: %s", out["report"])
   return out

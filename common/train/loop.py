@@ -1,74 +1,35 @@
-"""The epoch loop: compile once, train from device-resident data, evaluate, checkpoint.
+"""The epoch loop: train, evaluate, checkpoint, with hooks for everything else.
 
 :func:`run_experiment` is what every experiment's ``train.py`` calls after building its
-config, model, dataset and task. It opens (or resumes) the run directory, trains with
-:func:`fit`, and leaves the directory consistent whatever happens: ``status.json`` says
-``done`` or ``failed`` with a message, ``metrics.jsonl`` holds every finished epoch, and
-rerunning the same command on the same ``--workdir`` continues from the last checkpoint
-and ends with the same metrics as an uninterrupted run.
+config, model, dataset and task. It opens (or resumes) the run directory, builds a
+:class:`~common.train.trainer.Trainer`, trains with :func:`fit`, and leaves the directory
+consistent whatever happens: ``status.json`` says ``done``, ``diverged`` (non-finite
+loss), ``interrupted`` (Ctrl-C) or ``failed`` (anything else) with a message,
+``metrics.jsonl`` holds every finished epoch, and rerunning the same command on the same
+``--workdir`` continues from the last checkpoint and ends with the same metrics as an
+uninterrupted run. Layer usage and the report are hooks (:mod:`common.train.hooks`).
 """
 
-import dataclasses
 import math
-import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
-from common import fileio, usage
-from common.config import TrainConfig
-from common.data.arrays import Dataset, Split, pad_to_batches
-from common.errors import ConfigError, RunDirError
-from common.train import parallel, rundir, steps
+from common import fileio
+from common.config import SCHEMA_VERSION, TrainConfig
+from common.data.arrays import Dataset
+from common.errors import NonFiniteLossError, RunDirError
+from common.train import hooks as hooks_lib
+from common.train import rundir, steps
 from common.train.checkpoint import Checkpointer
 from common.train.environment import describe_environment
 from common.train.metrics_log import TIMING_KEYS, MetricsLog
-from common.train.optimizers import make_optimizer, make_schedule
-from common.train.state import count_params, create_train_state
 from common.train.tasks import Task
-
-# Aim for about this many device calls per epoch: enough for a live progress bar, few
-# enough that dispatch overhead (~0.1 ms a call) is negligible.
-_CALLS_PER_EPOCH = 20
-
-
-class NonFiniteLossError(RuntimeError):
-  """Training produced a NaN/inf loss; the run stops as ``failed``."""
-
-
-@dataclasses.dataclass
-class _EvalSplit:
-  """A split padded to whole batches and resident on device."""
-
-  x: jax.Array
-  y: jax.Array
-  mask: jax.Array
-  size: int
-
-
-def _pad_batches(split: Split, batch_size: int, sharding) -> _EvalSplit:
-  """Pads ``split`` to whole batches (see ``pad_to_batches``) and puts it on device."""
-  x, y, mask = pad_to_batches(split, batch_size)
-  put = lambda a: jax.device_put(a, sharding)  # noqa: E731
-  return _EvalSplit(put(x), put(y), put(mask), len(split))
-
-
-def _means(sums: dict[str, Any], prefix: str, names: tuple[str, ...]) -> dict[str, float]:
-  count = float(sums["count"])
-  return {f"{prefix}_{k}": float(sums[k]) / count for k in names}
-
-
-def _chunks(steps_per_epoch: int) -> list[int]:
-  """Splits an epoch into at most ``_CALLS_PER_EPOCH`` near-equal chunk lengths."""
-  size = max(1, math.ceil(steps_per_epoch / _CALLS_PER_EPOCH))
-  full, rest = divmod(steps_per_epoch, size)
-  return [size] * full + ([rest] if rest else [])
+from common.train.trainer import Trainer, check_inputs
 
 
 def _best_epoch(history: list[dict[str, Any]], task: Task) -> dict[str, Any] | None:
@@ -85,8 +46,8 @@ def summarize(history: list[dict[str, Any]], task: Task, extra: dict[str, Any]) 
 
   Args:
     history: the per-epoch records.
-    task: gives the model-selection metric.
-    extra: fields to include as they are (parameter count, compile seconds, status...).
+    task: gives the model-selection metric (recorded, so reports need not guess it).
+    extra: fields to include as they are (parameter count, compile seconds...).
 
   Returns:
     The summary dict.
@@ -98,45 +59,38 @@ def summarize(history: list[dict[str, Any]], task: Task, extra: dict[str, Any]) 
       "epochs_completed": len(history),
       "mean_train_seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
       "selection": f"best val_{task.selection_metric} ({task.selection_mode})",
+      "selection_metric": task.selection_metric,
+      "selection_mode": task.selection_mode,
       "best_val_epoch": best["epoch"] if best else None,
       "best": best,
       "final": history[-1] if history else None,
   }
 
 
-def supports_usage(model: nn.Module) -> bool:
-  """True for models that expose per-block terms (``capture=True``) and a layer order."""
-  return hasattr(model, "num_blocks") and hasattr(model, "param_order")
+def nonfinite_message(step: int, epoch: int, steps_per_epoch: int) -> str:
+  """What to say when global step ``step`` (0-based) of ``epoch`` had a NaN/inf loss."""
+  in_epoch = step - (epoch - 1) * steps_per_epoch + 1
+  where = (f"non-finite training loss at epoch {epoch}, step {in_epoch} of "
+           f"{steps_per_epoch} (global step {step + 1})")
+  if step == 0:
+    hint = ("the initial model's loss is already non-finite (its activations overflow at "
+            "this depth), so a lower --learning_rate will not help")
+  else:
+    hint = (f"the last good checkpoint is epoch {epoch - 1}" if epoch > 1 else
+            "no epoch finished") + "; try a lower --learning_rate"
+  return f"{where}: {hint}."
 
 
-def _record_usage(run: rundir.RunDir, key: str, model, state, dataset, task, config) -> float:
-  """Computes layer usage on the test set into ``usage.json[key]``; returns seconds."""
-  t0 = time.perf_counter()
-  path = run.file(usage.USAGE_FILE)
-  record = fileio.read_json(path) if os.path.exists(path) else {}
-  record[key] = usage.compute_usage(
-      state, dataset.test, task, glonet=bool(getattr(model, "glonet", False)),
-      param_order=model.param_order, batch_size=min(config.eval_batch_size, 500))
-  record[key]["epoch"] = int(state.step) // max(1, len(dataset.train) // config.batch_size)
-  fileio.atomic_write_json(path, record)
-  return time.perf_counter() - t0
-
-
-def fit(
-    config: TrainConfig,
-    model: nn.Module,
-    dataset: Dataset,
-    task: Task,
-    run: rundir.RunDir,
-) -> dict[str, Any]:
-  """Trains ``model`` on ``dataset`` into ``run``, resuming from its last checkpoint.
+def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
+        hooks: Sequence[hooks_lib.Hook] = ()) -> dict[str, Any]:
+  """Trains ``trainer``'s model into ``run``, resuming from its last checkpoint.
 
   Args:
     config: the run configuration.
-    model: an unbound Flax module, ``model(x, train=...)``.
-    dataset: train/val/test arrays (host memory; moved to device here).
-    task: loss and metrics.
+    trainer: the built trainer (state, compiled steps, device data).
     run: an opened, locked run directory whose config.json is written.
+    hooks: called at the start (``on_start``) and the end (``on_end``) of training;
+      what they return is added to the summary.
 
   Returns:
     The summary (also written to ``summary.json``).
@@ -144,174 +98,68 @@ def fit(
   Raises:
     NonFiniteLossError: a NaN/inf training loss (the epoch and step are in the message).
   """
-  check_inputs(config, dataset)
-  n_train = len(dataset.train)
-  steps_per_epoch = n_train // config.batch_size
-  mesh = parallel.data_mesh(config.batch_size)
-  replicated, batch_sharding = parallel.shardings(mesh)
-
-  # Data on device, once. Evaluation splits are padded to whole batches and masked.
-  x_train = jax.device_put(dataset.train.x, replicated)
-  y_train = jax.device_put(dataset.train.y, replicated)
-  eval_splits = {name: _pad_batches(getattr(dataset, name), config.eval_batch_size, replicated)
-                 for name in ("val", "test")}
-
-  key = jax.random.key(config.seed)
-  init_key, data_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-  schedule = make_schedule(config.learning_rate, config.lr_schedule,
-                           config.epochs * steps_per_epoch)
-  tx = make_optimizer(config.optimizer, schedule, config.momentum)
-
-  t0 = time.perf_counter()
-  state = jax.jit(lambda k: create_train_state(model, tx, x_train[:1], k),
-                  out_shardings=replicated)(init_key)
-  jax.block_until_ready(state)
-  init_seconds = time.perf_counter() - t0
-  num_params = count_params(state.params)
-
-  # Compile ahead of time, so compile cost is measured exactly and never lands in an epoch.
-  run_steps = jax.jit(
-      steps.make_step_runner(steps.make_train_step(task, config.l2_reg_alpha),
-                             config.batch_size, steps_per_epoch, batch_sharding),
-      donate_argnums=(0, 1))
-  chunk_sizes = _chunks(steps_per_epoch)
-  chunk_args = {n: jnp.int32(n) for n in set(chunk_sizes)}
-  permute = jax.jit(lambda k: jax.random.permutation(k, n_train).astype(jnp.int32))
-  evaluate = jax.jit(steps.make_evaluator(task))
-  t0 = time.perf_counter()
-  perm0 = permute(data_key)
-  train_exe = run_steps.lower(state, steps.init_accumulator(task), x_train, y_train, perm0,
-                              chunk_args[chunk_sizes[0]]).compile()
-  train_compile = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  eval_exes = {}
-  for split in eval_splits.values():
-    shape = split.x.shape
-    if shape not in eval_exes:
-      eval_exes[shape] = evaluate.lower(state, split.x, split.y, split.mask).compile()
-  eval_compile = time.perf_counter() - t0
-  logging.info("%s: %d parameters; compile %.2fs (train) + %.2fs (eval)",
-               run.path, num_params, train_compile, eval_compile)
-
-  def run_eval(state, name):
-    split = eval_splits[name]
-    sums = eval_exes[split.x.shape](state, split.x, split.y, split.mask)
-    return _means(jax.device_get(sums), name, task.metric_names)
-
-  extra = {
-      "num_params": num_params,
-      "steps_per_epoch": steps_per_epoch,
-      "init_seconds": init_seconds,
-      "compile_seconds": train_compile + eval_compile,
-      "compile_seconds_train": train_compile,
-      "compile_seconds_eval": eval_compile,
-  }
+  task = trainer.task
+  extra = {"num_params": trainer.num_params, "steps_per_epoch": trainer.steps_per_epoch,
+           **trainer.timings,
+           "compile_seconds": (trainer.timings["compile_seconds_train"]
+                               + trainer.timings["compile_seconds_eval"])}
+  logging.info("%s: %d parameters; compile %.2fs (train) + %.2fs (eval)", run.path,
+               trainer.num_params, trainer.timings["compile_seconds_train"],
+               trainer.timings["compile_seconds_eval"])
+  for hook in hooks:
+    extra.update(hook.on_start(trainer, trainer.state, run) or {})
   log = MetricsLog(run, config.tensorboard)
-  history: list[dict[str, Any]] = []
-  track_usage = supports_usage(model)
-  usage_path = run.file(usage.USAGE_FILE)
-  if track_usage and "init" not in (
-      fileio.read_json(usage_path) if os.path.exists(usage_path) else {}):
-    # The initial state is a pure function of the seed, so this is also right on resume.
-    extra["usage_seconds_init"] = _record_usage(run, "init", model, state, dataset, task, config)
   with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
-    start = ckpt.latest_epoch() or 0
+    state, history, start = trainer.state, [], ckpt.latest_epoch() or 0
     if start:
       state, meta = ckpt.restore(start, state)
       history = list(meta["history"])
       logging.info("Resuming %s after epoch %d.", run.path, start)
     log.write(history)  # metrics.jsonl always matches the latest checkpoint
-
     try:
       for epoch in range(start + 1, config.epochs + 1):
-        perm = permute(jax.random.fold_in(data_key, epoch))
-        acc = steps.init_accumulator(task)
-        lr = float(schedule((epoch - 1) * steps_per_epoch))
-        jax.block_until_ready((perm, acc, state))
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}",
-                   disable=None if config.progress is None else not config.progress,
-                   leave=False)
-        t0 = time.perf_counter()
-        pending = None
-        for n in chunk_sizes:
-          state, acc = train_exe(state, acc, x_train, y_train, perm, chunk_args[n])
-          if not bar.disable:
-            # Wait for the *previous* chunk only, so the device always has work queued.
-            done = acc["steps"] + 0
-            if pending is not None:
-              jax.block_until_ready(pending[0])
-              bar.update(pending[1])
-            pending = (done, n)
-        jax.block_until_ready((state, acc))
-        train_seconds = time.perf_counter() - t0
-        if pending is not None:
-          bar.update(pending[1])
-        bar.close()
-
-        sums = jax.device_get(acc)
+        state, sums, train_seconds = trainer.train_epoch(state, epoch, config.progress)
         if sums["first_nonfinite_step"] >= 0:
-          step = int(sums["first_nonfinite_step"])
-          in_epoch = step - (epoch - 1) * steps_per_epoch + 1
-          where = (f"non-finite training loss at epoch {epoch}, step {in_epoch} of "
-                   f"{steps_per_epoch} (global step {step + 1})")
-          if step == 0:
-            hint = ("the initial model's loss is already non-finite (its activations "
-                    "overflow at this depth), so a lower --learning_rate will not help")
-          else:
-            hint = (f"the last good checkpoint is epoch {epoch - 1}" if epoch > 1 else
-                    "no epoch finished") + "; try a lower --learning_rate"
-          raise NonFiniteLossError(f"{where}: {hint}.")
-        t0 = time.perf_counter()
-        record = {"epoch": epoch, **_means(sums, "train", task.metric_names)}
-        record["train_objective"] = float(sums["objective"]) / float(sums["steps"])
-        record.update(run_eval(state, "val"))
-        record.update(run_eval(state, "test"))
-        eval_seconds = time.perf_counter() - t0
-        record.update({
-            "learning_rate": lr,
-            "train_seconds": train_seconds,
-            "eval_seconds": eval_seconds,
-            "steps_per_second": steps_per_epoch / train_seconds,
-            "examples_per_second": steps_per_epoch * config.batch_size / train_seconds,
-        })
+          raise NonFiniteLossError(nonfinite_message(
+              int(sums["first_nonfinite_step"]), epoch, trainer.steps_per_epoch))
+        record = _epoch_record(trainer, state, epoch, sums, train_seconds)
         history.append(record)
         ckpt.save(epoch, state, {"epoch": epoch, "history": fileio.to_jsonable(history)})
         log.write(history)
         logging.info(
             "epoch %d/%d  %s  train %.2fs  eval %.2fs", epoch, config.epochs,
             "  ".join(f"{k} {v:.4g}" for k, v in record.items()
-                      if k != "epoch" and k not in TIMING_KEYS and k != "learning_rate"),
-            train_seconds, eval_seconds)
+                      if k not in ("epoch", "learning_rate", *TIMING_KEYS)),
+            train_seconds, record["eval_seconds"])
     finally:
       log.close()
-      summary = summarize(history, task, extra)
-      fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
-    if track_usage:
-      try:
-        extra["usage_seconds_final"] = _record_usage(
-            run, "final", model, state, dataset, task, config)
-      except Exception as e:  # noqa: BLE001 - a finished training stays finished
-        logging.warning("Final layer usage failed (%s: %s); the run is still done.",
-                        type(e).__name__, e)
-      summary = summarize(history, task, extra)
-      fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
+      fileio.atomic_write_json(run.file(rundir.SUMMARY), summarize(history, task, extra))
+  for hook in hooks:
+    extra.update(hook.on_end(trainer, state, run) or {})
+  summary = summarize(history, task, extra)
+  fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
   return summary
 
 
-def check_inputs(config: TrainConfig, dataset: Dataset) -> None:
-  """Rejects settings that cannot work with this data on these devices.
-
-  Raises:
-    ConfigError: an empty split, a batch larger than the training split, or a batch that
-      does not split over the devices.
-  """
-  for name, size in dataset.sizes().items():
-    if size == 0:
-      raise ConfigError(f"the {name} split is empty; check the data and the split settings.")
-  if len(dataset.train) < config.batch_size:
-    raise ConfigError(f"batch_size {config.batch_size} is larger than the training split "
-                      f"({len(dataset.train)} examples); lower --batch_size.")
-  parallel.data_mesh(config.batch_size)  # raises if the batch does not split over devices
+def _epoch_record(trainer: Trainer, state, epoch: int, sums: dict[str, Any],
+                  train_seconds: float) -> dict[str, Any]:
+  """One line of ``metrics.jsonl``: train means, val/test metrics, timings."""
+  count = float(sums["count"])
+  record = {"epoch": epoch,
+            **{f"train_{k}": float(sums[k]) / count for k in trainer.task.metric_names}}
+  record["train_objective"] = float(sums["objective"]) / float(sums["steps"])
+  t0 = time.perf_counter()
+  record.update(trainer.evaluate(state, "val"))
+  record.update(trainer.evaluate(state, "test"))
+  steps_per_epoch, batch = trainer.steps_per_epoch, trainer.config.batch_size
+  record.update({
+      "learning_rate": trainer.learning_rate(epoch),  # at the epoch's first step
+      "train_seconds": train_seconds,
+      "eval_seconds": time.perf_counter() - t0,
+      "steps_per_second": steps_per_epoch / train_seconds,
+      "examples_per_second": steps_per_epoch * batch / train_seconds,
+  })
+  return record
 
 
 def run_experiment(
@@ -320,8 +168,11 @@ def run_experiment(
     model_name: str,
     dataset: Dataset,
     task: Task,
+    *,
+    preprocess: steps.Preprocess | None = None,
     extra_config: dict[str, Any] | None = None,
     extra_files: dict[str, Any] | None = None,
+    hooks: Sequence[hooks_lib.Hook] | None = None,
 ) -> tuple[str, dict[str, Any]]:
   """Opens or resumes the run directory, trains, and records the outcome.
 
@@ -332,18 +183,23 @@ def run_experiment(
       ``result_dir`` and the label in reports.
     dataset: the data (already validated by the experiment's loader).
     task: loss and metrics.
-    extra_config: more facts for ``config.json`` (model details, data scaler...).
+    preprocess: stored inputs to model inputs inside the jitted steps (augmentation).
+    extra_config: more facts for ``config.json`` (``model``: the registry's model
+      record; anything else is stored at the top level).
     extra_files: ``{file name: JSON-ready object}`` written into a new run directory
       (e.g. the SGEMM input scaler).
+    hooks: training hooks; None: layer usage (for models that support it) and the report.
 
   Returns:
     ``(run_path, summary)``.
 
   Raises:
     RunDirError: the directory is locked or was made with other settings.
-    NonFiniteLossError: training diverged (status ``failed`` is written first).
+    NonFiniteLossError: training diverged (status ``diverged`` is written first).
   """
   check_inputs(config, dataset)  # before anything is written
+  if hooks is None:
+    hooks = hooks_lib.default_hooks(config, model, dataset, task, preprocess)
   run = rundir.open_run_dir(config.workdir, config.result_dir, model_name)
   try:
     settings = config.to_dict()
@@ -357,12 +213,14 @@ def run_experiment(
                           f"--epochs={config.epochs}; pass --epochs={trained} or more.")
       run.record_resume(config.epochs)
     else:
+      extra = dict(extra_config or {})
       run.write_config({
+          "schema_version": SCHEMA_VERSION,
           "config": settings,
           "model_name": model_name,
-          "model": extra_config.get("model", {}) if extra_config else {},
+          "model": extra.pop("model", {}),
           "data": data_record,
-          **{k: v for k, v in (extra_config or {}).items() if k not in ("model",)},
+          **extra,
           "environment": describe_environment(),
       })
       for name, content in (extra_files or {}).items():
@@ -370,29 +228,34 @@ def run_experiment(
     logging.info("Run directory: %s", run.path)
     run.write_status("running", f"training {model_name} for {config.epochs} epochs")
     try:
-      summary = fit(config, model, dataset, task, run)
+      trainer = Trainer.build(config, model, dataset, task, preprocess=preprocess)
+      summary = fit(config, trainer, run, hooks)
     except BaseException as e:  # record every way out, including Ctrl-C, then re-raise
-      if isinstance(e, NonFiniteLossError):
-        message = str(e)
-      elif isinstance(e, KeyboardInterrupt):
-        message = "interrupted; rerun the same command with this --workdir to resume"
-      else:
-        message = f"{type(e).__name__}: {e}"
-      run.write_status("failed", message)
-      _render_report(run.path)
+      status, message = _outcome(e)
+      run.write_status(status, message)
+      _finish(hooks, run.path)
       raise
     run.write_status("done", f"trained {summary['epochs_completed']} epochs")
-    _render_report(run.path)
+    _finish(hooks, run.path)
     return run.path, summary
   finally:
     run.release()
 
 
-def _render_report(path: str) -> None:
-  """Renders the run's figures and PDF; a plotting problem never fails the run."""
-  try:
-    from common import report  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
-    report.render_run(path)
-  except Exception as e:  # noqa: BLE001 - the training result must survive a report bug
-    logging.warning("Could not render the report of %s: %s: %s (rerun `python -m "
-                    "common.report %s`)", path, type(e).__name__, e, path)
+def _outcome(error: BaseException) -> tuple[str, str]:
+  """``(status, message)`` for a run that ended with ``error``."""
+  if isinstance(error, NonFiniteLossError):
+    return "diverged", str(error)
+  if isinstance(error, KeyboardInterrupt):
+    return "interrupted", "interrupted; rerun the same command with this --workdir to resume"
+  return "failed", f"{type(error).__name__}: {error}"
+
+
+def _finish(hooks: Sequence[hooks_lib.Hook], path: str) -> None:
+  """Runs every hook's ``on_exit`` (the report); a hook problem never fails the run."""
+  for hook in hooks:
+    try:
+      hook.on_exit(path)
+    except Exception as e:  # noqa: BLE001 - the training result must survive a report bug
+      logging.warning("%s failed at the end of %s: %s: %s", type(hook).__name__, path,
+                      type(e).__name__, e)

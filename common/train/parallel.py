@@ -13,6 +13,14 @@ from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 from common.errors import ConfigError
 
 
+def check_batch(batch_size: int) -> None:
+  """Raises ConfigError when the batch does not split evenly over the devices."""
+  n = jax.device_count()
+  if batch_size % n:
+    raise ConfigError(f"batch_size {batch_size} does not split over {n} devices; use a "
+                      f"multiple of {n}.")
+
+
 def data_mesh(batch_size: int) -> jax.sharding.Mesh | None:
   """A 1-D ``data`` mesh over all devices, or None on a single device.
 
@@ -22,9 +30,7 @@ def data_mesh(batch_size: int) -> jax.sharding.Mesh | None:
   n = jax.device_count()
   if n == 1:
     return None
-  if batch_size % n:
-    raise ConfigError(f"batch_size {batch_size} does not split over {n} devices; use a "
-                      f"multiple of {n}.")
+  check_batch(batch_size)
   logging.info("Data parallel over %d devices.", n)
   return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 

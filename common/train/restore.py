@@ -11,7 +11,7 @@ from common.config import TrainConfig
 from common.errors import RunDirError
 from common.train import rundir
 from common.train.checkpoint import Checkpointer
-from common.train.optimizers import make_optimizer, make_schedule
+from common.train.optimizers import optimizer_from_config
 from common.train.state import TrainState, create_train_state
 
 
@@ -26,11 +26,14 @@ def load_config(run_path: str) -> TrainConfig:
 
   Raises:
     RunDirError: not a run directory.
+    ConfigError: a config written by a newer version (settings this one does not know).
   """
   path = os.path.join(run_path, rundir.CONFIG)
   if not os.path.exists(path):
     raise RunDirError(f"{run_path} is not a run directory (no {rundir.CONFIG}).")
-  return TrainConfig(**fileio.read_json(path)["config"])
+  # from_dict, not TrainConfig(**...): a config saved before a setting existed reads as
+  # that setting's default, the behaviour it was trained with.
+  return TrainConfig.from_dict(fileio.read_json(path)["config"])
 
 
 def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],
@@ -50,9 +53,8 @@ def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],
     RunDirError: no checkpoint to restore.
   """
   config = load_config(run_path)
-  steps = 1  # the schedule's length does not change the optimizer state's structure
-  tx = make_optimizer(config.optimizer, make_schedule(config.learning_rate, config.lr_schedule,
-                                                      steps), config.momentum)
+  # The schedule's length does not change the optimizer state's structure: any will do.
+  tx, _ = optimizer_from_config(config, steps_per_epoch=1)
   like = jax.eval_shape(lambda: create_train_state(
       model, tx, jnp.zeros((1, *input_shape)), jax.random.key(0)))
   like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if hasattr(s, "shape") else s, like)

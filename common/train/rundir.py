@@ -5,7 +5,8 @@ Contract (other tools read these names)::
   config.json     every setting, seed, data provenance, package versions, devices
   metrics.jsonl   one JSON object per finished epoch
   summary.json    parameter count, compile seconds, mean epoch seconds, final/best metrics
-  status.json     {"status": "running" | "done" | "failed", "message": ...}
+  status.json     {"status": "running" | "done" | "diverged" | "interrupted" | "failed",
+                   "message": ...}
   checkpoints/    orbax checkpoints, one per epoch (the latest two kept)
   tensorboard/    TensorBoard event files (optional)
 """
@@ -18,7 +19,7 @@ import uuid
 from typing import Any
 
 from common import fileio
-from common.config import incompatible_settings
+from common.config import SCHEMA_VERSION, incompatible_settings
 from common.errors import RunDirError
 
 CONFIG = "config.json"
@@ -115,9 +116,18 @@ class RunDir:
       data: the new run's data record (hashes, split seed, split sizes).
 
     Raises:
-      RunDirError: naming every differing setting or data fact.
+      RunDirError: naming every differing setting or data fact, or a run directory
+        written by a newer version of this code.
     """
     saved = fileio.read_json(self.file(CONFIG))
+    # Runs from before the version was recorded are version 1: their settings read as the
+    # defaults of the settings added since. A newer format may mean anything: refuse it.
+    version = saved.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+      raise RunDirError(
+          f"run directory {self.path} was written by a newer version of this code (format "
+          f"{version!r}; this one reads up to {SCHEMA_VERSION}). Resume it with that version, "
+          f"or choose a new --workdir.")
     diffs = incompatible_settings(saved.get("config", {}), settings)
     saved_data = saved.get("data", {})
     diffs += [f"data {k}: {saved_data.get(k)!r} -> {data.get(k)!r}"
@@ -140,7 +150,8 @@ class RunDir:
     fileio.atomic_write_json(self.file(CONFIG), {"created": _utc_now(), **record})
 
   def write_status(self, status: str, message: str = "", **extra: Any) -> None:
-    """Writes ``status.json``: ``running``, ``done`` or ``failed`` with a message."""
+    """Writes ``status.json``: ``running``, ``done``, ``diverged``, ``interrupted`` or
+    ``failed``, with a message."""
     fileio.atomic_write_json(self.file(STATUS), {
         "status": status, "message": message, "updated": _utc_now(), **extra})
 

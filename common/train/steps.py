@@ -1,7 +1,9 @@
 """Pure, jittable train and eval steps, and the device-side loops around them.
 
-* :func:`make_train_step` builds ``train_step(state, batch) -> (state, metrics)``: one
-  optimizer step; ``metrics`` are per-batch *sums* of the task's per-example values.
+* :func:`make_train_step` builds ``train_step(state, batch, key) -> (state, metrics)``:
+  one optimizer step; ``metrics`` are per-batch *sums* of the task's per-example values.
+  ``key`` feeds the ``preprocess`` hook, which turns stored inputs (e.g. uint8 images
+  kept on the device) into model inputs, augmented when training.
 * :func:`make_step_runner` wraps it into ``run_steps(state, acc, x, y, perm, n)``: ``n``
   steps in one device call (a ``fori_loop`` with a dynamic trip count, so one executable
   serves every chunk length). Batches are gathered on device from the resident training
@@ -24,6 +26,15 @@ from common.train.tasks import Task
 
 Batch = tuple[jax.Array, jax.Array]
 Metrics = dict[str, jax.Array]
+# ``preprocess(key, x, train) -> x``: stored inputs to model inputs, inside the jitted step
+# (``key`` is None in evaluation, where nothing is random).
+Preprocess = Callable[[jax.Array | None, jax.Array, bool], jax.Array]
+
+
+def identity_preprocess(key: jax.Array | None, x: jax.Array, train: bool) -> jax.Array:
+  """The default ``preprocess``: inputs are used as stored."""
+  del key, train
+  return x
 
 
 def l2_penalty(params: Any) -> jax.Array:
@@ -32,22 +43,29 @@ def l2_penalty(params: Any) -> jax.Array:
 
 
 def make_train_step(
-    task: Task, l2_reg_alpha: float = 0.0
-) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    task: Task, l2_reg_alpha: float = 0.0, preprocess: Preprocess | None = None
+) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
   """Returns a pure train step for ``task``.
 
   Args:
     task: defines the per-example loss and metrics.
-    l2_reg_alpha: weight of the L2 penalty added to the *training objective only*; the
-      reported ``loss`` stays the pure data loss.
+    l2_reg_alpha: weight of the L2 penalty ``sum(p**2)`` over every parameter (the
+      original SGEMM recipe) added to the *training objective only*; the reported
+      ``loss`` stays the pure data loss. Decoupled, kernel-only weight decay is an
+      optimizer setting instead (``common.train.optimizers``).
+    preprocess: stored inputs to model inputs (train mode, with the step's key).
 
   Returns:
-    ``train_step(state, (x, y)) -> (new_state, metrics)`` where ``metrics`` holds the
-    batch sums of the task's per-example values and ``objective`` (mean loss + penalty).
+    ``train_step(state, (x, y), key) -> (new_state, metrics)`` where ``metrics`` holds
+    the batch sums of the task's per-example values and ``objective`` (mean loss +
+    penalty).
   """
+  preprocess = preprocess or identity_preprocess
 
-  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+  def train_step(state: TrainState, batch: Batch, key: jax.Array
+                 ) -> tuple[TrainState, Metrics]:
     x, y = batch
+    x = preprocess(key, x, True)
     has_bn = bool(state.batch_stats)
 
     def objective_fn(params):
@@ -91,7 +109,7 @@ def init_accumulator(task: Task) -> Metrics:
 
 
 def make_step_runner(
-    train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]],
+    train_step: Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]],
     batch_size: int,
     steps_per_epoch: int,
     batch_sharding: jax.sharding.Sharding | None = None,
@@ -99,7 +117,7 @@ def make_step_runner(
   """Wraps ``train_step`` into a device loop over a chunk of an epoch.
 
   Args:
-    train_step: from :func:`make_train_step`.
+    train_step: from :func:`make_train_step`; its key is ``fold_in(aug_key, step)``.
     batch_size: examples per step.
     steps_per_epoch: steps in one epoch (``len(train) // batch_size``; the remainder of
       each epoch's permutation is skipped, a different remainder every epoch).
@@ -107,11 +125,12 @@ def make_step_runner(
       default single-device placement.
 
   Returns:
-    ``run_steps(state, acc, x, y, perm, num_steps) -> (state, acc)``, not yet jitted (the
-    caller jits it with ``donate_argnums=(0, 1)`` and compiles it ahead of time).
+    ``run_steps(state, acc, x, y, perm, aug_key, num_steps) -> (state, acc)``, not yet
+    jitted (the caller jits it with ``donate_argnums=(0, 1)`` and compiles it ahead of
+    time).
   """
 
-  def run_steps(state, acc, x, y, perm, num_steps):
+  def run_steps(state, acc, x, y, perm, aug_key, num_steps):
     def body(_, carry):
       state, acc = carry
       start = (state.step % steps_per_epoch) * batch_size
@@ -120,7 +139,7 @@ def make_step_runner(
       if batch_sharding is not None:
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
       step = state.step
-      state, m = train_step(state, batch)
+      state, m = train_step(state, batch, jax.random.fold_in(aug_key, step))
       new_acc = {k: acc[k] + m[k] for k in m}
       new_acc["count"] = acc["count"] + batch_size
       new_acc["steps"] = acc["steps"] + 1
@@ -134,11 +153,13 @@ def make_step_runner(
   return run_steps
 
 
-def make_evaluator(task: Task) -> Callable[..., Metrics]:
+def make_evaluator(task: Task, preprocess: Preprocess | None = None
+                   ) -> Callable[..., Metrics]:
   """Returns ``evaluate(state, x, y, mask) -> sums`` over a padded, batched split.
 
   Args:
     task: defines the per-example metrics.
+    preprocess: stored inputs to model inputs (evaluation mode: no augmentation).
 
   Returns:
     A function taking ``x`` of shape ``(num_batches, batch, ...)``, ``y`` likewise and a
@@ -146,12 +167,14 @@ def make_evaluator(task: Task) -> Callable[..., Metrics]:
     per-example metric and ``count`` (the number of real examples).
   """
 
+  preprocess = preprocess or identity_preprocess
+
   def evaluate(state: TrainState, x, y, mask) -> Metrics:
     variables = model_variables(state)
 
     def body(acc, inputs):
       xb, yb, mb = inputs
-      outputs = state.apply_fn(variables, xb, train=False)
+      outputs = state.apply_fn(variables, preprocess(None, xb, False), train=False)
       per_example = task.per_example(outputs, yb)
       # `where`, not a product: a padded row may produce inf/NaN, and 0 * inf is NaN.
       return {k: acc[k] + jnp.sum(jnp.where(mb > 0, per_example[k], 0.0)) for k in acc}, None

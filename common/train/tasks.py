@@ -21,6 +21,10 @@ class Classification:
   metric_names: tuple[str, ...] = ("loss", "accuracy")
   selection_metric: str = "accuracy"  # best-validation epoch = highest val accuracy
   selection_mode: str = "max"
+  # `blocks_needed` (common.usage): the first k whose early-exit accuracy is within half a
+  # percentage point of the full model's.
+  exit_tolerance: float = 0.005
+  exit_tolerance_rule: str = "early-exit accuracy >= full accuracy - 0.005"
 
   @property
   def out_dim(self) -> int:
@@ -41,6 +45,10 @@ class Regression:
   metric_names: tuple[str, ...] = ("loss", "mse", "mae")
   selection_metric: str = "mse"  # best-validation epoch = lowest val MSE
   selection_mode: str = "min"
+  # `blocks_needed` (common.usage): the first k whose early-exit MSE is within 5% of the
+  # full model's.
+  exit_tolerance: float = 0.05
+  exit_tolerance_rule: str = "early-exit mse <= 1.05 x full mse"
 
   def per_example(self, outputs: jax.Array, targets: jax.Array) -> dict[str, jax.Array]:
     """Returns per-example squared and absolute errors, averaged over output dims."""

@@ -1,0 +1,273 @@
+"""Convolutional families on the one trunk: pre-activation ResNet-v2, Plain, GloNet.
+
+A trunk is a stem, then stages (:class:`common.models.glonet.Stage`): stage 1 keeps the
+stem's shape, every later stage opens with a stride-2 block that doubles the channels,
+then scans identical blocks. The three families are modes of the same trunk:
+
+==========  ===================================================================
+ResNet      pre-activation basic blocks [BN]-ReLU-conv3x3-[BN]-ReLU-conv3x3 with
+            identity skips (a 1x1 projection on the pre-activated input where the
+            shape changes), final [BN]-ReLU, global average pool, Dense head
+Plain       the same blocks without any skip, final [BN]-ReLU, pool, head
+GloNet      the same blocks without any skip; the head reads the global average of
+            the GloNet sum of the stem output and *every* block output, carried
+            across each transition by a learnable, bias-free linear map (no
+            BN-ReLU before the head, as in the authors' notebook)
+==========  ===================================================================
+
+Depth convention (the repository's one convention, extended to convolutions): every conv
+on the input-to-output path plus the head; shortcuts and carry maps are not counted (nor
+is batch norm). A CIFAR network with ``n`` blocks per stage has ``6n + 2`` layers
+(ResNet20: n = 3, 0.27M parameters). Layer usage has one entry per block, and for Plain
+and GloNet the stem output is block 1 (as the MLP families count their first layer).
+"""
+
+import functools
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from common.errors import ConfigError
+from common.models import blocks
+from common.models.glonet import CARRIES, Stage, Taps, concat_taps, pooled_tap, single_tap
+
+FAMILIES = {"ResNet": "residual", "Plain": "plain", "GloNet": "glonet"}
+
+
+def _conv(features: int, kernel: int, strides: int, name: str) -> nn.Conv:
+  # Bias-free, as in the reference CIFAR ResNets (a bias before batch norm is redundant).
+  return nn.Conv(features, (kernel, kernel), strides=(strides, strides), padding="SAME",
+                 use_bias=False, kernel_init=blocks.HE_NORMAL, name=name)
+
+
+def _pre_activation(h, train: bool, use_batch_norm: bool, name: str):
+  if use_batch_norm:
+    h = blocks.batch_norm(train, name=name)(h)
+  return nn.relu(h)
+
+
+class PreActBranch(nn.Module):
+  """``[BN]-ReLU-conv3x3(strides)-[BN]-ReLU-conv3x3``: the residual branch, or a Plain or
+  GloNet block by itself.
+
+  Attributes:
+    features: output channels.
+    strides: stride of the first conv.
+    use_batch_norm: normalise before each ReLU.
+  """
+
+  features: int
+  strides: int = 1
+  use_batch_norm: bool = True
+
+  @nn.compact
+  def __call__(self, h: jax.Array, train: bool) -> jax.Array:
+    y = _pre_activation(h, train, self.use_batch_norm, "bn0")
+    y = _conv(self.features, 3, self.strides, "conv0")(y)
+    y = _pre_activation(y, train, self.use_batch_norm, "bn1")
+    return _conv(self.features, 3, 1, "conv1")(y)
+
+
+class PreActFirstBlock(nn.Module):
+  """The shape-changing first block of a stage; returns ``(h_new, branch)``.
+
+  With ``skip`` the new stream is ``branch + shortcut``, the shortcut a 1x1 projection of
+  the pre-activated input (as in pre-activation ResNets); without it, the branch alone.
+
+  Attributes:
+    features: output channels.
+    strides: stride of the first conv (and of the projection).
+    use_batch_norm: normalise before each ReLU.
+    skip: add the projection shortcut (ResNet).
+  """
+
+  features: int
+  strides: int
+  use_batch_norm: bool
+  skip: bool
+
+  @nn.compact
+  def __call__(self, h: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
+    pre = _pre_activation(h, train, self.use_batch_norm, "bn0")
+    y = _conv(self.features, 3, self.strides, "conv0")(pre)
+    y = _pre_activation(y, train, self.use_batch_norm, "bn1")
+    y = _conv(self.features, 3, 1, "conv1")(y)
+    if not self.skip:
+      return y, y
+    return _conv(self.features, 1, self.strides, "projection")(pre) + y, y
+
+
+class ResNetV2(nn.Module):
+  """A stem and stages of pre-activation basic blocks in one of three modes.
+
+  Attributes:
+    stage_sizes: blocks per stage (the first block of every stage after the first one
+      halves the resolution and changes the channels).
+    widths: channels per stage.
+    out_dim: classes.
+    mode: ``residual`` (ResNet), ``plain`` or ``glonet``.
+    use_batch_norm: batch norm before every ReLU.
+    carry: GloNet carry map at transitions: ``avgpool_conv`` (2x2 average pool then a
+      1x1 conv, the default) or ``strided_conv`` (a stride-2 1x1 conv, the paper's
+      projection).
+    stem: ``cifar`` (conv3x3, stride 1).
+    remat: rematerialise the scanned blocks in the backward pass.
+  """
+
+  stage_sizes: Sequence[int]
+  widths: Sequence[int]
+  out_dim: int
+  mode: str = "residual"
+  use_batch_norm: bool = True
+  carry: str = "avgpool_conv"
+  stem: str = "cifar"
+  remat: bool = False
+
+  def validate(self) -> None:
+    """Raises ConfigError for impossible settings."""
+    if len(self.stage_sizes) != len(self.widths) or not self.stage_sizes:
+      raise ConfigError("stage_sizes and widths must be non-empty and of equal length.")
+    if min(self.stage_sizes) < 1:
+      raise ConfigError(f"every stage needs at least one block; got {self.stage_sizes}.")
+    if self.mode not in FAMILIES.values():
+      raise ConfigError(f"mode must be one of {sorted(FAMILIES.values())}; got {self.mode}.")
+    if self.carry not in CARRIES:
+      raise ConfigError(f"unknown carry map {self.carry!r}; valid: {', '.join(CARRIES)}.")
+    if self.stem != "cifar":
+      raise ConfigError(f"unknown stem {self.stem!r}; valid: cifar.")
+
+  # --- the usage contract (see common.usage) ---------------------------------------------
+
+  @property
+  def usage_mode(self) -> str:
+    """What the per-block terms are: ``glonet`` sums, ``residual`` branches or ``plain``."""
+    return self.mode
+
+  @property
+  def _stem_counts(self) -> bool:
+    return self.mode != "residual"  # the stem output is a used term of Plain and GloNet
+
+  @property
+  def group_sizes(self) -> list[int]:
+    """Usage entries per stage (the stem counts in stage 1 where it is a used term)."""
+    sizes = list(self.stage_sizes)
+    sizes[0] += int(self._stem_counts)
+    return sizes
+
+  @property
+  def num_blocks(self) -> int:
+    """Number of per-block layer-usage entries."""
+    return sum(self.group_sizes)
+
+  @property
+  def stage_boundaries(self) -> list[int]:
+    """First usage index of each stage, in network order."""
+    starts, total = [], 0
+    for size in self.group_sizes:
+      starts.append(total)
+      total += size
+    return starts
+
+  @property
+  def param_paths(self) -> tuple[tuple[str, ...], ...]:
+    """Parameter paths in network order (a ``stack`` path holds one row per block)."""
+    paths: list[tuple[str, ...]] = [("stem",)]
+    for i in range(len(self.stage_sizes)):
+      name = f"stage{i + 1}"
+      paths += [(name, "carry"), (name, "first"), (name, "stack")]
+    return (*paths, ("final_bn",), ("head",))
+
+  def execution(self, rows: int) -> dict:
+    """The execution path (recorded in config.json)."""
+    del rows
+    return {"backend": jax.default_backend(), "remat": self.remat}
+
+  def readout(self, params) -> tuple[list[jax.Array], jax.Array]:
+    """GloNet: the linear map from each stage's pooled block output to the logits.
+
+    The head reads ``GAP(S_last)`` and every carry map is linear and commutes with global
+    pooling, so a block of stage ``g`` contributes ``feat @ K_g ... K_{last-1} W`` where
+    ``feat`` is its (strided, for ``strided_conv``) spatial mean (see ``_tap_for``).
+
+    Args:
+      params: the model parameters.
+
+    Returns:
+      ``([R_1, ..., R_S], bias)`` with ``R_g`` of shape ``(widths[g], out_dim)``.
+    """
+    r = params["head"]["kernel"]
+    maps = [r]
+    for g in range(len(self.stage_sizes) - 1, 0, -1):
+      k = params[f"stage{g + 1}"]["carry"]["conv"]["kernel"]
+      r = k.reshape(k.shape[-2], k.shape[-1]) @ r
+      maps.append(r)
+    return maps[::-1], params["head"]["bias"]
+
+  def _tap_for(self, stage: int):
+    transitions = len(self.stage_sizes) - 1 - stage
+    stride = CARRIES[self.carry].tap_stride() ** transitions
+    return functools.partial(pooled_tap, stride=stride)
+
+  def with_taps(self, x: jax.Array) -> tuple[jax.Array, list[Taps]]:
+    """Evaluation-mode output and the per-block taps, one entry per stage."""
+    return self.forward(x, train=False, want_taps=True)
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """Maps images ``(batch, height, width, channels)`` (floats) to logits."""
+    return self.forward(x, train=train, want_taps=False)[0]
+
+  @nn.compact
+  def forward(self, x: jax.Array, train: bool, want_taps: bool):
+    """The model, optionally with per-stage taps."""
+    self.validate()
+    glonet = self.mode == "glonet"
+    h = _conv(self.widths[0], 3, 1, "stem")(x)
+    s = h if glonet else None
+    taps: list[Taps] = []
+    for g, (size, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
+      tap = self._tap_for(g) if want_taps else None
+      block = functools.partial(PreActBranch, width, 1, self.use_batch_norm)
+      first = carry = None
+      length = size
+      if g > 0:
+        first = functools.partial(PreActFirstBlock, width, 2, self.use_batch_norm,
+                                  self.mode == "residual")
+        carry = functools.partial(CARRIES[self.carry], width) if glonet else None
+        length = size - 1
+      stem_taps = single_tap(tap, h) if (want_taps and g == 0 and self._stem_counts) else None
+      h, s, stage_taps = Stage(block, length, self.mode, first=first, carry=carry,
+                               remat=self.remat, name=f"stage{g + 1}")(h, s, train=train,
+                                                                        tap=tap)
+      if want_taps:
+        taps.append(concat_taps([stem_taps, stage_taps]))
+    if glonet:
+      h = s
+    else:
+      h = _pre_activation(h, train, self.use_batch_norm, "final_bn")
+    h = jnp.mean(h, axis=(1, 2))
+    return nn.Dense(self.out_dim, name="head")(h), (taps if want_taps else None)
+
+
+CIFAR_WIDTHS = (16, 32, 64)
+
+
+def cifar_stage_sizes(depth: int) -> tuple[int, int, int]:
+  """Blocks per stage of a CIFAR network of ``depth = 6n + 2`` layers.
+
+  Raises:
+    ConfigError: the depth is not of the form 6n + 2 with n >= 1.
+  """
+  if depth < 8 or (depth - 2) % 6:
+    near = max(8, 6 * round((depth - 2) / 6) + 2)
+    raise ConfigError(
+        f"a CIFAR ResNet-v2/Plain/GloNet has a stem conv, 3 stages of n blocks of two "
+        f"convs and a head, so its depth must be 6n+2 (20, 32, 44, 56, 110...); got "
+        f"{depth}, try {near}.")
+  n = (depth - 2) // 6
+  return (n, n, n)
+
+
+# A two-stage network with tiny widths, for tests only (flax examples keep such a variant).
+ResNetTiny = functools.partial(ResNetV2, stage_sizes=(1, 2), widths=(4, 8))

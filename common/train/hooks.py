@@ -1,0 +1,122 @@
+"""Training hooks: what happens around the loop without living inside it.
+
+A hook has three methods, each optional in effect (the base class does nothing):
+``on_start(trainer, state, run)`` before the first epoch (also on resume),
+``on_end(trainer, state, run)`` after the last one (their return values, dicts, are added
+to ``summary.json``), and ``on_exit(run_path)`` when the run ends in any way (status
+already written). :func:`default_hooks` gives every run layer usage (when the model keeps
+the usage contract) and the report.
+"""
+
+import os
+import time
+from typing import Any
+
+import flax.linen as nn
+from absl import logging
+
+from common import fileio, usage
+from common.config import TrainConfig
+from common.data.arrays import Dataset
+from common.train import rundir, steps
+from common.train.tasks import Task
+
+
+class Hook:
+  """Base class: every method does nothing."""
+
+  def on_start(self, trainer, state, run: rundir.RunDir) -> dict[str, Any] | None:
+    """Called before the first epoch (also when resuming)."""
+    del trainer, state, run
+
+  def on_end(self, trainer, state, run: rundir.RunDir) -> dict[str, Any] | None:
+    """Called after the last epoch."""
+    del trainer, state, run
+
+  def on_exit(self, run_path: str) -> None:
+    """Called when the run ends, however it ends."""
+    del run_path
+
+
+def supports_usage(model: nn.Module) -> bool:
+  """True for models that keep the usage contract of :mod:`common.usage`."""
+  return all(hasattr(model, a) for a in ("with_taps", "usage_mode", "param_paths"))
+
+
+class UsageHook(Hook):
+  """Layer usage on the test set at initialisation and after training (``usage.json``).
+
+  For a batch-norm model the usage at initialisation is measured with running statistics
+  estimated from training batches (``usage.warm_batch_stats``), never with the initial
+  mean 0 / variance 1, which describe a network that never existed; ``usage.json`` says
+  so in ``batch_stats``.
+  """
+
+  def __init__(self, model: nn.Module, dataset: Dataset, task: Task, batch_size: int,
+               preprocess: steps.Preprocess | None = None):
+    self.model, self.dataset, self.task = model, dataset, task
+    self.batch_size = batch_size
+    self.preprocess = preprocess
+
+  def record(self, run_path: str, key: str, state, epoch: int, *,
+             train_inputs=None, train_batch: int = 256) -> float:
+    """Computes usage into ``usage.json[key]``; returns the seconds it took."""
+    t0 = time.perf_counter()
+    note = "none (no batch norm)"
+    if state.batch_stats:
+      if key == "init":
+        state = usage.warm_batch_stats(state, train_inputs, batch_size=train_batch,
+                                       preprocess=self.preprocess)
+        note = (f"running statistics estimated from {usage.BN_WARMUP_BATCHES} training "
+                f"batches of {train_batch} in train mode (no parameter update)")
+      else:
+        note = "the trained running statistics"
+    path = os.path.join(run_path, usage.USAGE_FILE)
+    recorded = fileio.read_json(path) if os.path.exists(path) else {}
+    recorded[key] = usage.compute_usage(state, self.dataset.test, self.task, self.model,
+                                        batch_size=self.batch_size,
+                                        preprocess=self.preprocess)
+    recorded[key].update({"epoch": epoch, "batch_stats": note})
+    fileio.atomic_write_json(path, recorded)
+    return time.perf_counter() - t0
+
+  def on_start(self, trainer, state, run):
+    path = run.file(usage.USAGE_FILE)
+    if "init" in (fileio.read_json(path) if os.path.exists(path) else {}):
+      return None
+    # The initial state is a pure function of the seed, so this is also right on resume.
+    return {"usage_seconds_init": self.record(
+        run.path, "init", state, 0, train_inputs=trainer.train_inputs,
+        train_batch=trainer.config.batch_size)}
+
+  def on_end(self, trainer, state, run):
+    try:
+      return {"usage_seconds_final": self.record(
+          run.path, "final", state, int(state.step) // max(1, trainer.steps_per_epoch))}
+    except Exception as e:  # noqa: BLE001 - a finished training stays finished
+      logging.warning("Final layer usage failed (%s: %s); the run is still done.",
+                      type(e).__name__, e)
+      return None
+
+
+class ReportHook(Hook):
+  """Renders the run's figures and PDF when the run ends (also when it fails)."""
+
+  def on_exit(self, run_path: str) -> None:
+    from common import report  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
+    try:
+      report.render_run(run_path)
+    except Exception as e:  # noqa: BLE001 - the training result must survive a report bug
+      logging.warning("Could not render the report of %s: %s: %s (rerun `python -m "
+                      "common.report %s`)", run_path, type(e).__name__, e, run_path)
+
+
+def default_hooks(config: TrainConfig, model: nn.Module, dataset: Dataset, task: Task,
+                  preprocess: steps.Preprocess | None = None) -> list[Hook]:
+  """Layer usage (for models that support it), then the report."""
+  hooks: list[Hook] = []
+  if supports_usage(model):
+    hooks.append(UsageHook(model, dataset, task, min(config.eval_batch_size, 500),
+                           preprocess))
+  hooks.append(ReportHook())
+  return hooks

@@ -1,0 +1,225 @@
+"""The Trainer: what a run builds and compiles once, shared by training and benchmarks.
+
+:meth:`Trainer.build` puts the data on the devices, makes the optimizer, initialises the
+state and compiles (ahead of time, so compile cost is measured exactly and never lands in
+an epoch) the train-chunk runner and the evaluator. :meth:`Trainer.train_epoch` runs one
+epoch in a few device calls and :meth:`Trainer.evaluate` one split, so a benchmark times
+exactly what training runs.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from tqdm import tqdm
+
+from common.config import TrainConfig
+from common.data.arrays import Dataset, Split, pad_to_batches
+from common.errors import ConfigError
+from common.train import parallel, steps
+from common.train.optimizers import optimizer_from_config
+from common.train.state import TrainState, count_params, create_train_state
+from common.train.tasks import Task
+
+# Aim for about this many device calls per epoch: enough for a live progress bar, few
+# enough that dispatch overhead (~0.1 ms a call) is negligible.
+CALLS_PER_EPOCH = 20
+
+
+@dataclasses.dataclass
+class EvalSplit:
+  """A split padded to whole batches and resident on device."""
+
+  x: jax.Array
+  y: jax.Array
+  mask: jax.Array
+  size: int
+
+
+def pad_split(split: Split, batch_size: int, sharding) -> EvalSplit:
+  """Pads ``split`` to whole batches (see ``pad_to_batches``) and puts it on device."""
+  x, y, mask = pad_to_batches(split, batch_size)
+  put = lambda a: jax.device_put(a, sharding)
+  return EvalSplit(put(x), put(y), put(mask), len(split))
+
+
+def chunk_sizes(steps_per_epoch: int) -> list[int]:
+  """Splits an epoch into at most ``CALLS_PER_EPOCH`` near-equal chunk lengths."""
+  size = max(1, math.ceil(steps_per_epoch / CALLS_PER_EPOCH))
+  full, rest = divmod(steps_per_epoch, size)
+  return [size] * full + ([rest] if rest else [])
+
+
+def check_inputs(config: TrainConfig, dataset: Dataset) -> None:
+  """Rejects settings that cannot work with this data on these devices.
+
+  Raises:
+    ConfigError: an empty split, a batch larger than the training split, or a batch that
+      does not split over the devices.
+  """
+  for name, size in dataset.sizes().items():
+    if size == 0:
+      raise ConfigError(f"the {name} split is empty; check the data and the split settings.")
+  if len(dataset.train) < config.batch_size:
+    raise ConfigError(f"batch_size {config.batch_size} is larger than the training split "
+                      f"({len(dataset.train)} examples); lower --batch_size.")
+  parallel.check_batch(config.batch_size)
+
+
+@dataclasses.dataclass
+class Trainer:
+  """A built run: device data, initial state, compiled train and eval executables.
+
+  Build it with :meth:`build`. Attributes are read-only by convention.
+  """
+
+  config: TrainConfig
+  model: nn.Module
+  task: Task
+  preprocess: steps.Preprocess
+  state: TrainState  # the initial state (a pure function of the seed)
+  schedule: optax.Schedule
+  steps_per_epoch: int
+  num_params: int
+  timings: dict[str, float]
+  _x: jax.Array
+  _y: jax.Array
+  _eval: dict[str, EvalSplit]
+  _data_key: jax.Array
+  _aug_key: jax.Array
+  _train_exe: Any
+  _eval_exes: dict[tuple, Any]
+  _permute: Any
+  _chunks: list[int]
+  _chunk_args: dict[int, jax.Array]
+
+  @classmethod
+  def build(cls, config: TrainConfig, model: nn.Module, dataset: Dataset, task: Task, *,
+            preprocess: steps.Preprocess | None = None,
+            eval_splits: tuple[str, ...] = ("val", "test")) -> "Trainer":
+    """Places the data, initialises the state and compiles the steps.
+
+    Args:
+      config: the run configuration.
+      model: an unbound Flax module, ``model(x, train=...)``.
+      dataset: train/val/test arrays (host memory; moved to device here).
+      task: loss and metrics.
+      preprocess: stored inputs to model inputs, inside the jitted steps (default: as
+        stored).
+      eval_splits: the splits to pad, place and compile an evaluator for.
+
+    Returns:
+      The trainer; ``timings`` holds ``init_seconds``, ``compile_seconds_train`` and
+      ``compile_seconds_eval``.
+    """
+    check_inputs(config, dataset)
+    preprocess = preprocess or steps.identity_preprocess
+    n_train = len(dataset.train)
+    steps_per_epoch = n_train // config.batch_size
+    mesh = parallel.data_mesh(config.batch_size)
+    replicated, batch_sharding = parallel.shardings(mesh)
+
+    # Data on device, once. Evaluation splits are padded to whole batches and masked.
+    x_train = jax.device_put(dataset.train.x, replicated)
+    y_train = jax.device_put(dataset.train.y, replicated)
+    evals = {name: pad_split(getattr(dataset, name), config.eval_batch_size, replicated)
+             for name in eval_splits}
+
+    # One seed; every stream of randomness is a fixed function of it.
+    key = jax.random.key(config.seed)
+    init_key, data_key, aug_key = (jax.random.fold_in(key, i) for i in range(3))
+    tx, schedule = optimizer_from_config(config, steps_per_epoch)
+
+    t0 = time.perf_counter()
+    state = jax.jit(
+        lambda k: create_train_state(model, tx, preprocess(None, x_train[:1], False), k),
+        out_shardings=replicated)(init_key)
+    jax.block_until_ready(state)
+    timings = {"init_seconds": time.perf_counter() - t0}
+
+    run_steps = jax.jit(
+        steps.make_step_runner(
+            steps.make_train_step(task, config.l2_reg_alpha, preprocess),
+            config.batch_size, steps_per_epoch, batch_sharding),
+        donate_argnums=(0, 1))
+    chunks = chunk_sizes(steps_per_epoch)
+    chunk_args = {n: jnp.int32(n) for n in set(chunks)}
+    permute = jax.jit(lambda k: jax.random.permutation(k, n_train).astype(jnp.int32))
+    evaluate = jax.jit(steps.make_evaluator(task, preprocess))
+    t0 = time.perf_counter()
+    train_exe = run_steps.lower(state, steps.init_accumulator(task), x_train, y_train,
+                                permute(data_key), aug_key, chunk_args[chunks[0]]).compile()
+    timings["compile_seconds_train"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    eval_exes = {}
+    for split in evals.values():
+      if split.x.shape not in eval_exes:
+        eval_exes[split.x.shape] = evaluate.lower(state, split.x, split.y,
+                                                  split.mask).compile()
+    timings["compile_seconds_eval"] = time.perf_counter() - t0
+    return cls(config=config, model=model, task=task, preprocess=preprocess, state=state,
+               schedule=schedule, steps_per_epoch=steps_per_epoch,
+               num_params=count_params(state.params), timings=timings, _x=x_train,
+               _y=y_train, _eval=evals, _data_key=data_key, _aug_key=aug_key,
+               _train_exe=train_exe, _eval_exes=eval_exes, _permute=permute,
+               _chunks=chunks, _chunk_args=chunk_args)
+
+  @property
+  def train_inputs(self) -> jax.Array:
+    """The training inputs on device (as stored)."""
+    return self._x
+
+  def learning_rate(self, epoch: int) -> float:
+    """The learning rate at the first step of ``epoch`` (1-based)."""
+    return float(self.schedule((epoch - 1) * self.steps_per_epoch))
+
+  def train_epoch(self, state: TrainState, epoch: int, progress: bool | None = None
+                  ) -> tuple[TrainState, dict[str, Any], float]:
+    """Runs epoch ``epoch`` (1-based) from ``state``, which it donates.
+
+    Args:
+      state: the state after epoch ``epoch - 1``.
+      epoch: the epoch number; it fixes the data order (``fold_in(data_key, epoch)``).
+      progress: show a progress bar (None: only on a terminal).
+
+    Returns:
+      ``(state, sums, seconds)``: the new state, the epoch's metric sums on the host
+      (see ``steps.init_accumulator``) and the training seconds (no compile, no eval).
+    """
+    perm = self._permute(jax.random.fold_in(self._data_key, epoch))
+    acc = steps.init_accumulator(self.task)
+    jax.block_until_ready((perm, acc, state))
+    bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
+               disable=None if progress is None else not progress, leave=False)
+    t0 = time.perf_counter()
+    pending = None
+    for n in self._chunks:
+      state, acc = self._train_exe(state, acc, self._x, self._y, perm, self._aug_key,
+                                   self._chunk_args[n])
+      if not bar.disable:
+        # Wait for the *previous* chunk only, so the device always has work queued. The
+        # step count is copied because `acc` is donated to the next call.
+        done = acc["steps"] + 0
+        if pending is not None:
+          jax.block_until_ready(pending[0])
+          bar.update(pending[1])
+        pending = (done, n)
+    jax.block_until_ready((state, acc))
+    seconds = time.perf_counter() - t0
+    if pending is not None:
+      bar.update(pending[1])
+    bar.close()
+    return state, jax.device_get(acc), seconds
+
+  def evaluate(self, state: TrainState, name: str) -> dict[str, float]:
+    """Mean metrics of split ``name``, keyed ``<name>_<metric>``."""
+    split = self._eval[name]
+    sums = jax.device_get(self._eval_exes[split.x.shape](state, split.x, split.y,
+                                                         split.mask))
+    count = float(sums["count"])
+    return {f"{name}_{k}": float(sums[k]) / count for k in self.task.metric_names}

@@ -1,0 +1,102 @@
+"""The paper's SGEMM numbers beside ours: the sweep-report hook of this experiment.
+
+Table 1 of Di Cecco et al. (arXiv 2311.15947): average epoch training time in seconds on
+the SGEMM regression task, GloNet vs its equivalent ResNet-v2 baseline. The paper does not
+state the hardware, framework or batch size of this measurement.
+
+``python -m common.report --sweep ROOT`` finds this module through the experiment name the
+runs recorded (``resnet_sgemm``); see :mod:`common.report.paper` for the hook functions.
+"""
+
+import os
+from typing import Any
+
+from matplotlib.figure import Figure
+from reportlab.platypus import Spacer
+
+from common.report import pdf
+from common.report.sweep_report import markdown_table
+
+TABLE1_DEPTHS = (10, 24, 50, 100, 200, 600, 1000)
+TABLE1_RESNET_SECONDS = (42, 65, 96, 147, 231, 410, 675)
+TABLE1_GLONET_SECONDS = (27, 39, 55, 86, 121, 175, 289)
+TIMING_PNG = "sweep_seconds_per_epoch.png"
+_TITLE = "Paper Table 1 analogue"
+
+
+def _seconds(summary: dict[str, Any], label: str) -> dict[int, float]:
+  return {g["depth"]: g["seconds_per_epoch"][0] for g in summary["groups"]
+          if g["label"] == label and g["seconds_per_epoch"][0] is not None}
+
+
+def table1_rows(summary: dict, glonet: str = "GloNet", resnet: str = "ResNet") -> list[list]:
+  """Rows of the Table 1 analogue: ours (this machine) beside the paper's.
+
+  Args:
+    summary: the aggregated sweep.
+    glonet: label of the GloNet runs.
+    resnet: label of the ResNet-v2 runs with batch norm.
+
+  Returns:
+    Rows, header first: depth, our seconds per epoch of each and their ratio, the paper's.
+  """
+  ours_g, ours_r = _seconds(summary, glonet), _seconds(summary, resnet)
+  paper = {d: (r, g) for d, r, g in zip(TABLE1_DEPTHS, TABLE1_RESNET_SECONDS,
+                                        TABLE1_GLONET_SECONDS, strict=True)}
+  rows = [["depth", f"{resnet} s/epoch", f"{glonet} s/epoch", "ratio (ours)",
+           "paper ResNetv2", "paper GloNet", "paper ratio"]]
+  for d in sorted(set(ours_g) | set(ours_r) | set(paper)):
+    g, r = ours_g.get(d), ours_r.get(d)
+    pr, pg = paper.get(d, (None, None))
+    rows.append([d, "" if r is None else f"{r:.2f}", "" if g is None else f"{g:.2f}",
+                 "" if g is None or r is None else f"{g / r:.2f}",
+                 "" if pr is None else pr, "" if pg is None else pg,
+                 "" if pr is None else f"{pg / pr:.2f}"])
+  return rows
+
+
+def plot_seconds(summary: dict) -> Figure:
+  """Seconds per epoch vs depth for every model, with the paper's numbers dashed."""
+  fig, (ax,) = pdf.new_figure(6.5, 4.2)
+  labels = sorted({g["label"] for g in summary["groups"]})
+  for label in labels:
+    sec = _seconds(summary, label)
+    if sec:
+      ax.plot(sorted(sec), [sec[d] for d in sorted(sec)], "o-", label=f"{label} (ours)")
+  ax.plot(TABLE1_DEPTHS, TABLE1_RESNET_SECONDS, "k--", alpha=0.5, label="paper ResNetv2")
+  ax.plot(TABLE1_DEPTHS, TABLE1_GLONET_SECONDS, "k:", alpha=0.7, label="paper GloNet")
+  return pdf.finish_depth_axes(fig, ax, "seconds per epoch (training only)",
+                               "Time per epoch vs depth", log_y=True, legend_size=7)
+
+
+def summary_extras(summary: dict) -> dict:
+  """``sweep_summary.json["paper"]["resnet_sgemm"]``: the Table 1 rows, header first."""
+  return {"table1": table1_rows(summary)}
+
+
+def markdown_sections(summary: dict) -> str:
+  """The Table 1 analogue for ``sweep_summary.md``."""
+  return f"\n{_TITLE}\n\n" + markdown_table(table1_rows(summary))
+
+
+def report_sections(summary: dict, root: str) -> list:
+  """Flowables of the Table 1 section (and its figure, written into ``root``).
+
+  Args:
+    summary: the aggregated sweep (``sweep_report.summarize_sweep``).
+    root: the sweep root, where ``sweep_seconds_per_epoch.png`` is written.
+
+  Returns:
+    The section's reportlab flowables.
+  """
+  png = pdf.save_figure(plot_seconds(summary), os.path.join(root, TIMING_PNG))
+  rows = table1_rows(summary)
+  ratios = [float(r[3]) for r in rows[1:] if r[3]]
+  note = (f"Ours: mean seconds per epoch over seeds, training steps only (no compile, no "
+          f"evaluation), on {summary.get('device', 'this machine')}. Ratio = GloNet / ResNet "
+          f"(with batch norm) at the same depth; ours range {min(ratios):.2f}-"
+          f"{max(ratios):.2f}." if ratios else "No finished GloNet/ResNet pair yet.")
+  return [Spacer(1, 6), pdf.heading(f"{_TITLE}: GloNet vs ResNet-v2 time"),
+          pdf.table(rows), pdf.para(note),
+          pdf.para("Paper: Di Cecco et al., Table 1 (hardware and framework not stated)."),
+          pdf.image(png, 400)]

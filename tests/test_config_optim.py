@@ -1,0 +1,323 @@
+"""The evolvable config (old run directories keep resuming) and the optimizer recipes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from common.config import RESUMABLE_KEYS, SCHEMA_VERSION, TrainConfig, incompatible_settings
+from common.errors import ConfigError, RunDirError
+from common.train import optimizers, rundir
+from common.train.optimizers import decay_mask, optimizer_from_config, schedule_from_config
+from tests.conftest import REPO, hermetic_env
+
+LEGACY_CONFIG = os.path.join(REPO, "tests", "fixtures", "legacy_runs", "mnist_glonet",
+                             "config.json")
+NEW_KEYS = ("weight_decay", "nesterov", "lr_boundaries", "lr_decay_factor", "warmup_epochs",
+            "remat")
+LR = 0.1
+
+
+def _config(**overrides) -> TrainConfig:
+  base = dict(
+      experiment="test", model="GloNet", num_layers=4, features=8, use_batch_norm=None,
+      epochs=10, batch_size=32, eval_batch_size=50, learning_rate=LR,
+      lr_schedule="constant", optimizer="ADAM", momentum=0.9, l2_reg_alpha=0.0, seed=0,
+      validation_size=None, split_seed=0, data_dir=None, workdir=None, result_dir="r",
+      tensorboard=False, progress=False)
+  base.update(overrides)
+  return TrainConfig(**base)
+
+
+def _old_dict() -> dict:
+  """The settings as the version before the new keys wrote them (config.json)."""
+  d = _config().to_dict()
+  for key in NEW_KEYS:
+    del d[key]
+  return d
+
+
+def _values(schedule, steps) -> np.ndarray:
+  return np.array([float(schedule(s)) for s in steps])
+
+
+# --- from_dict and resume compatibility ------------------------------------------------
+
+
+def test_old_config_loads_with_defaults_and_is_compatible():
+  saved = _old_dict()
+  config = TrainConfig.from_dict(saved)
+  assert config == _config()
+  assert (config.weight_decay, config.nesterov, config.lr_boundaries, config.warmup_epochs,
+          config.remat) == (0.0, False, (), 0.0, False)
+  assert incompatible_settings(saved, _config().to_dict()) == []
+
+
+def test_legacy_fixture_config_loads():
+  with open(LEGACY_CONFIG, encoding="utf-8") as f:
+    saved = json.load(f)["config"]
+  assert not set(NEW_KEYS) & set(saved)  # really written before the new settings
+  config = TrainConfig.from_dict(saved)
+  assert config.model == "GloNet" and config.weight_decay == 0.0
+  assert incompatible_settings(saved, config.to_dict()) == []
+
+
+def test_new_setting_against_old_run_is_a_difference():
+  diffs = incompatible_settings(_old_dict(), _config(weight_decay=1e-4).to_dict())
+  assert diffs == ["weight_decay: 0.0 -> 0.0001"]
+
+
+def test_unknown_key_is_refused():
+  with pytest.raises(ConfigError, match=r"\(fancy_option\): it was written by a newer version"):
+    TrainConfig.from_dict({**_config().to_dict(), "fancy_option": 1})
+
+
+def test_missing_required_key_is_refused():
+  d = _config().to_dict()
+  del d["model"]
+  with pytest.raises(ConfigError, match="lacks the required setting"):
+    TrainConfig.from_dict(d)
+
+
+def test_json_round_trip_turns_lists_back_into_tuples():
+  config = _config(lr_schedule="step", lr_boundaries=(3, 6))
+  saved = json.loads(json.dumps(config.to_dict()))
+  assert saved["lr_boundaries"] == [3, 6]
+  assert TrainConfig.from_dict(saved) == config
+  assert isinstance(TrainConfig.from_dict(saved).lr_boundaries, tuple)
+  assert incompatible_settings(saved, config.to_dict()) == []
+  hash(TrainConfig.from_dict(saved))  # still hashable (a list would not be)
+
+
+def test_resumable_keys():
+  assert "eval_batch_size" in RESUMABLE_KEYS
+  saved = _config().to_dict()
+  assert incompatible_settings(saved, _config(eval_batch_size=7, epochs=20).to_dict()) == []
+  cosine = _config(lr_schedule="cosine").to_dict()
+  assert incompatible_settings(cosine, _config(lr_schedule="cosine", epochs=20).to_dict()) == [
+      "epochs: 10 -> 20"]
+
+
+def test_check_compatible_on_a_legacy_config(tmp_path):
+  shutil.copy(LEGACY_CONFIG, tmp_path / rundir.CONFIG)
+  with open(LEGACY_CONFIG, encoding="utf-8") as f:
+    record = json.load(f)
+  run = rundir.RunDir(str(tmp_path))
+  settings = TrainConfig.from_dict(record["config"]).to_dict()
+  run.check_compatible(settings, record["data"])  # no error
+  with pytest.raises(RunDirError, match=r"remat: False -> True"):
+    run.check_compatible({**settings, "remat": True}, record["data"])
+  record["schema_version"] = SCHEMA_VERSION + 1
+  (tmp_path / rundir.CONFIG).write_text(json.dumps(record))
+  with pytest.raises(RunDirError, match="written by a newer version"):
+    run.check_compatible(settings, record["data"])
+
+
+# --- schedules ---------------------------------------------------------------------------
+
+SPE = 5  # steps per epoch
+TOTAL = 10 * SPE
+
+
+def test_constant_and_cosine_are_as_before():
+  constant = schedule_from_config(_config(), SPE)
+  np.testing.assert_array_equal(_values(constant, [0, 17, TOTAL]), [LR] * 3)
+  cosine = schedule_from_config(_config(lr_schedule="cosine"), SPE)
+  before = optax.cosine_decay_schedule(LR, TOTAL)
+  steps = [0, 1, 13, 25, 49, TOTAL]
+  np.testing.assert_array_equal(_values(cosine, steps), _values(before, steps))
+  np.testing.assert_array_equal(_values(optimizers.make_schedule(LR, "cosine", TOTAL), steps),
+                                _values(before, steps))
+
+
+def test_step_schedule_multiplies_at_each_boundary():
+  sched = schedule_from_config(
+      _config(lr_schedule="step", lr_boundaries=(3, 6), lr_decay_factor=0.1), SPE)
+  # Epoch 3 ends at step 15: the factor applies from the first step of epoch 4.
+  got = _values(sched, [0, 14, 15, 29, 30, TOTAL - 1])
+  np.testing.assert_allclose(got, [LR, LR, LR * 0.1, LR * 0.1, LR * 0.01, LR * 0.01],
+                             rtol=1e-6)
+
+
+def test_warmup_rises_linearly_from_zero_then_follows_the_schedule():
+  sched = schedule_from_config(_config(warmup_epochs=2), SPE)  # 10 warmup steps
+  np.testing.assert_allclose(_values(sched, [0, 1, 5, 10, 11, TOTAL]),
+                             [0, LR / 10, LR / 2, LR, LR, LR], rtol=1e-6, atol=1e-9)
+  cosine = schedule_from_config(_config(lr_schedule="cosine", warmup_epochs=2), SPE)
+  np.testing.assert_allclose(_values(cosine, [0, 5, 10, TOTAL]), [0, LR / 2, LR, 0],
+                             rtol=1e-6, atol=1e-9)
+  assert float(cosine(30)) == pytest.approx(LR / 2, rel=1e-5)  # half way through the decay
+
+
+def test_step_boundaries_stay_at_their_epochs_with_warmup():
+  sched = schedule_from_config(
+      _config(lr_schedule="step", lr_boundaries=(3,), warmup_epochs=1), SPE)
+  np.testing.assert_allclose(_values(sched, [0, 5, 14, 15]), [0, LR, LR, LR * 0.1],
+                             rtol=1e-6)
+
+
+def test_linear_schedule_reaches_zero_at_the_end():
+  sched = schedule_from_config(_config(lr_schedule="linear"), SPE)
+  np.testing.assert_allclose(_values(sched, [0, TOTAL // 2, TOTAL]), [LR, LR / 2, 0],
+                             rtol=1e-6, atol=1e-9)
+
+
+def test_onecycle_peaks_at_the_learning_rate():
+  sched = schedule_from_config(_config(lr_schedule="onecycle"), SPE)
+  values = _values(sched, range(TOTAL + 1))
+  assert values.max() == pytest.approx(LR, rel=1e-6)
+  assert values.argmax() == int(0.3 * TOTAL)
+  assert values[0] == pytest.approx(LR / 25, rel=1e-6) and values[-1] < LR * 1e-4
+
+
+# --- optimizers --------------------------------------------------------------------------
+
+
+def _params():
+  """Dense kernels (2-D; 3-D when stacked by a scan), biases (1-D; 2-D stacked), BN."""
+  return {
+      "stem": {"kernel": jnp.full((3, 4), 2.0), "bias": jnp.full((4,), 2.0)},
+      "stack": {"scan": {"dense": {"kernel": jnp.full((2, 4, 4), 3.0),
+                                   "bias": jnp.full((2, 4), 3.0)},
+                         "bn": {"scale": jnp.full((2, 4), 1.5), "bias": jnp.full((2, 4), 0.5)}}},
+      "final_bn": {"scale": jnp.ones((4,)), "bias": jnp.full((4,), 0.25)},
+  }
+
+
+def _step(tx, params, grads, n=1):
+  state = tx.init(params)
+  for _ in range(n):
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+def test_decay_mask_selects_kernels_by_name_not_rank():
+  mask = decay_mask(_params())
+  flat = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(mask)[0]}
+  assert {k for k, v in flat.items() if v} == {"['stem']['kernel']",
+                                               "['stack']['scan']['dense']['kernel']"}
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "ADAM"])
+def test_weight_decay_shrinks_kernels_only(optimizer):
+  wd = 0.01
+  tx, _ = optimizer_from_config(
+      _config(optimizer=optimizer, weight_decay=wd, learning_rate=LR), SPE)
+  params = _params()
+  new = _step(tx, params, jax.tree.map(jnp.zeros_like, params))
+  mask = decay_mask(params)
+  for decayed, old, after in zip(jax.tree.leaves(mask), jax.tree.leaves(params),
+                                 jax.tree.leaves(new), strict=True):
+    if not decayed:
+      np.testing.assert_array_equal(after, old)
+    elif optimizer == "SGD":  # the first momentum step is the gradient: w - lr * wd * w
+      np.testing.assert_allclose(after, old - LR * wd * old, rtol=1e-6)
+    else:  # Adam normalises the gradient wd * w: the kernel shrinks, by about lr
+      assert np.all(after < old)
+
+
+def test_default_optimizer_state_has_the_old_structure():
+  params = _params()
+  for optimizer, before in (("ADAM", optax.adam(optax.constant_schedule(LR))),
+                            ("SGD", optax.sgd(optax.constant_schedule(LR), momentum=0.9))):
+    tx, _ = optimizer_from_config(_config(optimizer=optimizer), SPE)
+    assert (jax.tree.structure(tx.init(params)) == jax.tree.structure(before.init(params)))
+  tx, _ = optimizer_from_config(_config(weight_decay=1e-4), SPE)  # one more chain link
+  assert jax.tree.structure(tx.init(params)) != jax.tree.structure(
+      optax.adam(optax.constant_schedule(LR)).init(params))
+
+
+def test_nesterov_differs_from_plain_momentum():
+  params = _params()
+  grads = jax.tree.map(jnp.ones_like, params)
+  plain, _ = optimizer_from_config(_config(optimizer="SGD"), SPE)
+  nesterov, _ = optimizer_from_config(_config(optimizer="SGD", nesterov=True), SPE)
+  a = _step(plain, params, grads, n=2)["stem"]["kernel"]
+  b = _step(nesterov, params, grads, n=2)["stem"]["kernel"]
+  # Plain: 1 + 1.9 gradients in 2 steps; Nesterov: 1.9 + 2.71 (g + m * trace each step).
+  np.testing.assert_allclose(2.0 - a, LR * 2.9, rtol=1e-6)
+  np.testing.assert_allclose(2.0 - b, LR * 4.61, rtol=1e-6)
+
+
+def test_make_optimizer_keeps_its_old_signature():
+  tx = optimizers.make_optimizer("sgd", optimizers.make_schedule(LR, "constant", 1), 0.0)
+  new = _step(tx, _params(), jax.tree.map(jnp.ones_like, _params()))
+  np.testing.assert_allclose(new["stem"]["bias"], 2.0 - LR)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"lr_schedule": "step"}, "needs --lr_boundaries"),
+    ({"lr_schedule": "step", "lr_boundaries": (6, 3)}, "strictly increasing"),
+    ({"lr_schedule": "step", "lr_boundaries": (3, 3)}, "strictly increasing"),
+    ({"lr_schedule": "step", "lr_boundaries": (0, 3)}, r"within 1\.\.epochs=10"),
+    ({"lr_schedule": "step", "lr_boundaries": (3, 11)}, r"within 1\.\.epochs=10"),
+    ({"lr_schedule": "step", "lr_boundaries": (1,), "warmup_epochs": 1}, "after the warmup"),
+    ({"lr_schedule": "cosine", "lr_boundaries": (3,)}, "apply to --lr_schedule=step only"),
+    ({"lr_decay_factor": 0.0}, r"in \(0, 1\]"),
+    ({"lr_decay_factor": 1.5}, r"in \(0, 1\]"),
+    ({"warmup_epochs": -1.0}, "warmup_epochs must be >= 0 and < epochs"),
+    ({"warmup_epochs": 10}, "warmup_epochs must be >= 0 and < epochs"),
+    ({"lr_schedule": "onecycle", "warmup_epochs": 1}, "own warmup"),
+    ({"weight_decay": -1e-4}, "weight_decay must be"),
+    ({"nesterov": True}, "SGD only"),
+    ({"nesterov": True, "optimizer": "SGD", "momentum": 0.0}, "nesterov needs momentum"),
+    ({"lr_schedule": "exponential"}, "unknown learning-rate schedule 'exponential'"),
+    ({"optimizer": "RMSPROP"}, "unknown optimizer 'RMSPROP'"),
+    ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+])
+def test_bad_values_are_config_errors(overrides, match):
+  with pytest.raises(ConfigError, match=match):
+    _config(**overrides)
+
+
+# --- flags -------------------------------------------------------------------------------
+
+_FLAGS_SCRIPT = """
+import json, sys
+from absl import flags
+from common import flags as common_flags
+from common.errors import ConfigError
+common_flags.define_train_flags(model="GloNet", num_layers=4, features=8, epochs=10,
+                                batch_size=32, learning_rate=0.1, weight_decay=5e-4)
+flags.FLAGS(sys.argv)
+try:
+  print(json.dumps(common_flags.config_from_flags("test").to_dict()))
+except ConfigError as e:
+  print("ConfigError:", e)
+"""
+
+
+def _parse(*argv: str) -> str:
+  proc = subprocess.run([sys.executable, "-c", _FLAGS_SCRIPT, *argv], cwd=REPO,
+                        env=hermetic_env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout.strip()
+
+
+def test_flags_fill_the_new_settings():
+  d = json.loads(_parse("--optimizer=sgd", "--nesterov", "--lr_schedule=step",
+                        "--lr_boundaries=3,6", "--lr_decay_factor=0.2", "--warmup_epochs=0.5",
+                        "--remat"))
+  assert (d["optimizer"], d["nesterov"], d["lr_schedule"], d["lr_boundaries"],
+          d["lr_decay_factor"], d["warmup_epochs"], d["remat"], d["momentum"]) == (
+              "SGD", True, "step", [3, 6], 0.2, 0.5, True, 0.9)
+  assert d["weight_decay"] == 5e-4  # the experiment's default
+  defaults = json.loads(_parse())
+  assert (defaults["lr_boundaries"], defaults["nesterov"], defaults["warmup_epochs"]) == (
+      [], False, 0.0)
+
+
+def test_bad_boundaries_flag_is_a_config_error():
+  assert _parse("--lr_schedule=step", "--lr_boundaries=3,x").startswith(
+      "ConfigError: --lr_boundaries must be comma-separated whole epochs")

@@ -1,0 +1,149 @@
+"""Run directories written by an older version (commit 5af4400) still work with this one.
+
+``tests/fixtures/legacy_runs/`` holds two tiny finished runs made by the code before the
+config/model refactor (see ``make_legacy_runs.py`` there). On a copy of each, today's code
+must re-render the report, resume the run for one more epoch (so the old config.json is
+accepted and the old checkpoint restores into today's train state), and, for SGEMM, score
+new kernels with ``resnet_sgemm.predict``.
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_module
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "legacy_runs")
+REPORT_FILES = ("training_metrics.png", "layer_usage.png", "training_report.pdf")
+
+
+def _load_generator():
+  # The generator is a script beside the fixtures, not a package: it must also run against
+  # the old code, so it imports nothing from this repository.
+  spec = importlib.util.spec_from_file_location(
+      "make_legacy_runs", os.path.join(FIXTURES, "make_legacy_runs.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+gen = _load_generator()
+
+# name -> (train module, the flags the fixture was trained with)
+RUNS = {
+    gen.MNIST_RUN: ("linear_mnist.train", gen.MNIST_FLAGS),
+    gen.SGEMM_RUN: ("resnet_sgemm.train", gen.SGEMM_FLAGS),
+}
+
+
+def _read_json(path: str) -> dict:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _read_jsonl(path: str) -> list[dict]:
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _sha256(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> str:
+  """Regenerated fake data of both runs, checked against the hashes their runs recorded."""
+  root = str(tmp_path_factory.mktemp("legacy_data"))
+  mnist_folder = os.path.join(root, "mnist")
+  gen.write_fake_mnist(mnist_folder)
+  recorded = _read_json(os.path.join(FIXTURES, gen.MNIST_RUN, "config.json"))["data"]["sha256"]
+  assert {f: _sha256(os.path.join(mnist_folder, f)) for f in recorded} == recorded, (
+      "the regenerated fake MNIST differs from the fixture run's: the run would refuse to "
+      "resume")
+  csv_path = gen.write_fake_sgemm_csv(root)
+  recorded = _read_json(os.path.join(FIXTURES, gen.SGEMM_RUN, "config.json"))["data"]["sha256"]
+  assert _sha256(csv_path) == recorded, "the regenerated fake SGEMM CSV differs from the run's"
+  return root
+
+
+def _copy_run(name: str, tmp_path) -> str:
+  """A writable copy of a fixture run (tests must never modify the fixture itself)."""
+  path = str(tmp_path / name)
+  shutil.copytree(os.path.join(FIXTURES, name), path)
+  return path
+
+
+def test_fixture_is_pruned_and_small():
+  for name in RUNS:
+    names = os.listdir(os.path.join(FIXTURES, name))
+    assert not [n for n in names if n.endswith((".png", ".pdf", ".lock"))], names
+    assert "tensorboard" not in names and "checkpoints" in names
+  total = sum(os.path.getsize(os.path.join(d, f))
+              for d, _, files in os.walk(FIXTURES) for f in files)
+  assert total < 2_000_000, total
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_report_rerenders(name, tmp_path):
+  run = _copy_run(name, tmp_path)
+  proc = run_module("common.report", run)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  for fname in REPORT_FILES:
+    path = os.path.join(run, fname)
+    assert os.path.exists(path) and os.path.getsize(path) > 0, fname
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_resume_trains_one_more_epoch(name, data_root, tmp_path):
+  run = _copy_run(name, tmp_path)
+  module, train_flags = RUNS[name]
+  old_metrics = _read_jsonl(os.path.join(run, "metrics.jsonl"))
+  assert [r["epoch"] for r in old_metrics] == [1, 2]
+  args = [f for f in train_flags if not f.startswith("--epochs=")]
+  proc = run_module(module, *args, "--epochs=3", f"--data_dir={data_root}",
+                    f"--workdir={run}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert _read_json(os.path.join(run, "status.json"))["status"] == "done"
+  metrics = _read_jsonl(os.path.join(run, "metrics.jsonl"))
+  assert [r["epoch"] for r in metrics] == [1, 2, 3]
+  assert metrics[:2] == old_metrics  # the old epochs are kept, not retrained
+  assert np.isfinite(metrics[2]["train_loss"]) and np.isfinite(metrics[2]["test_loss"])
+
+
+def test_sgemm_predict(tmp_path):
+  run = _copy_run(gen.SGEMM_RUN, tmp_path)
+  kernels = tmp_path / "kernels.csv"
+  kernels.write_text(gen.fake_sgemm_csv_text(rows=5, seed=9))
+  out = tmp_path / "pred.csv"
+  proc = run_module("resnet_sgemm.predict", f"--workdir={run}", f"--input={kernels}",
+                    f"--output={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  header, *lines = out.read_text().strip().split("\n")
+  assert header.endswith("predicted_log_ms,predicted_ms") and len(lines) == 5
+  for line in lines:
+    log_ms, ms = map(float, line.split(",")[-2:])
+    assert np.isfinite(log_ms) and np.isfinite(ms) and ms > 0
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_usage_is_recomputed_from_the_checkpoint(name, data_root, tmp_path):
+  """The old run's usage, recomputed by today's code, equals what it wrote, plus the new
+  fields (blocks_needed, stage boundaries); the initial state is rebuilt from the seed."""
+  run = _copy_run(name, tmp_path)
+  old = _read_json(os.path.join(run, "usage.json"))
+  proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  new = _read_json(os.path.join(run, "usage.json"))
+  for when in ("init", "final"):
+    np.testing.assert_allclose(new[when]["l1"], old[when]["l1"], rtol=1e-5, err_msg=when)
+    np.testing.assert_allclose(new[when]["share"], old[when]["share"], rtol=1e-4, atol=1e-7)
+    assert new[when]["blocks_used"] == old[when]["blocks_used"]
+    assert new[when]["stage_boundaries"] == [0]
+    assert 1 <= new[when]["blocks_needed"] <= new[when]["num_blocks"]
+  assert os.path.getsize(os.path.join(run, "layer_usage.png")) > 0
