@@ -21,6 +21,7 @@ SCHEMA_VERSION = 2
 
 OPTIMIZERS = ("ADAM", "SGD")
 SCHEDULES = ("constant", "cosine", "step", "linear", "onecycle")
+CARRIES = ("avgpool_conv", "strided_conv")  # common.models.glonet.CARRIES
 
 # Settings that may change when a run directory is resumed: they do not change the math
 # (evaluation is padded and masked, so its batch size only changes the summation order).
@@ -29,7 +30,7 @@ SCHEDULES = ("constant", "cosine", "step", "linear", "onecycle")
 # is stretched over the whole run, so its length changes every step's learning rate.
 RESUMABLE_KEYS = frozenset(
     {"epochs", "data_dir", "workdir", "result_dir", "tensorboard", "progress",
-     "eval_batch_size"})
+     "eval_batch_size", "cache_dir"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,16 @@ class TrainConfig:
       (fractions allowed), then the schedule over the remaining steps.
     remat: recompute the activations of the scanned blocks in the backward pass instead
       of storing them (less memory, more compute).
+    label_smoothing: classification: the training loss uses targets smoothed by this
+      much (the reported loss stays the plain cross-entropy).
+    augment: image experiments: augment training batches inside the step.
+    carry: CNN GloNet: the map that carries the sum across a stage transition,
+      ``avgpool_conv`` or ``strided_conv`` (the paper's projection).
+    glonet_sum: CNN GloNet: sum every ``block`` output or only each ``stage``'s last
+      (the authors' notebook).
+    cache_dir: where decoded datasets are cached (None: the user cache folder).
+    train_size: train on the first this many training examples only (None: all); for
+      smoke runs and learning curves.
   """
 
   experiment: str
@@ -106,6 +117,12 @@ class TrainConfig:
   lr_decay_factor: float = 0.1
   warmup_epochs: float = 0.0
   remat: bool = False
+  label_smoothing: float = 0.0
+  augment: bool = False
+  carry: str = "avgpool_conv"
+  glonet_sum: str = "block"
+  cache_dir: str | None = None
+  train_size: int | None = None
 
   def __post_init__(self):
     for name in ("epochs", "batch_size", "eval_batch_size", "features"):
@@ -123,6 +140,12 @@ class TrainConfig:
     if self.lr_schedule not in SCHEDULES:
       raise ConfigError(f"unknown learning-rate schedule {self.lr_schedule!r}; valid: "
                         f"{', '.join(SCHEDULES)}.")
+    if not 0 <= self.label_smoothing < 1:
+      raise ConfigError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")
+    if self.carry not in CARRIES:
+      raise ConfigError(f"unknown carry map {self.carry!r}; valid: {', '.join(CARRIES)}.")
+    if self.glonet_sum not in ("block", "stage"):
+      raise ConfigError(f"glonet_sum must be block or stage; got {self.glonet_sum!r}.")
     if self.momentum < 0:
       raise ConfigError(f"momentum must be >= 0; got {self.momentum}.")
     if self.weight_decay < 0 or not math.isfinite(self.weight_decay):

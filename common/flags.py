@@ -102,6 +102,8 @@ def define_train_flags(
                       "Root of automatically named run directories.")
   flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard event files.")
   flags.DEFINE_boolean("progress", None, "Progress bar per epoch (default: on a terminal).")
+  flags.DEFINE_integer("train_size", None, "Train on the first N training examples only "
+                       "(smoke runs, learning curves; default: all).", lower_bound=1)
   flags.DEFINE_boolean("remat", remat,
                        "Recompute the scanned blocks' activations in the backward pass "
                        "instead of storing them: less memory, more compute.")
@@ -115,11 +117,12 @@ def _parse_boundaries(values: list[str]) -> tuple[int, ...]:
                       f"got {','.join(values)}.") from None
 
 
-def config_from_flags(experiment: str) -> TrainConfig:
+def config_from_flags(experiment: str, **extra: Any) -> TrainConfig:
   """Builds the frozen config from the parsed flags.
 
   Args:
     experiment: the experiment package name, recorded in the config.
+    **extra: settings of flags that only this experiment defines (``augment``...).
 
   Returns:
     The :class:`TrainConfig`; ``data_dir`` falls back to ``$GLONETS_DATA_DIR``.
@@ -144,7 +147,7 @@ def config_from_flags(experiment: str) -> TrainConfig:
       workdir=f.workdir, result_dir=f.result_dir, tensorboard=f.tensorboard,
       progress=f.progress, weight_decay=f.weight_decay, nesterov=f.nesterov,
       lr_boundaries=_parse_boundaries(f.lr_boundaries), lr_decay_factor=f.lr_decay_factor,
-      warmup_epochs=f.warmup_epochs, remat=f.remat)
+      warmup_epochs=f.warmup_epochs, remat=f.remat, train_size=f.train_size, **extra)
 
 
 def run_main(main: Callable[[list[str]], Any], positional: bool = False) -> None:

@@ -3,12 +3,13 @@ r"""Recomputes layer usage of finished runs from their checkpoints, without retr
   python -m common.recompute_usage RUN_DIR [RUN_DIR ...] [--data_dir=ROOT]
 
 For each run directory it rebuilds the model from ``config.json``, reloads the data the
-run used (its experiment's ``data.load_for_config``; the data's SHA-256 must match the
-one recorded), restores the latest checkpoint and rewrites ``usage.json``: ``final``
-from the checkpoint and ``init`` from the seed (the initial state is a pure function of
-it), with today's fields (``blocks_needed``, ``stage_boundaries``...). Then it re-renders
-the report. Older run directories are read as they were written: a setting their config
-lacks takes its default.
+run used (its experiment's ``data.load_for_config``, and ``data.preprocess_for`` where
+the step preprocesses inputs; the data's SHA-256 must match the one recorded), restores
+the latest checkpoint and rewrites ``usage.json``: ``final`` from the checkpoint and
+``init`` from the seed (the initial state is a pure function of it), with today's fields
+(``blocks_needed``, ``stage_boundaries``...). Then it re-renders the report. Older run
+directories are read as they were written: a setting their config lacks takes its
+default.
 """
 
 import dataclasses
@@ -26,7 +27,7 @@ from common import fileio  # noqa: E402
 from common.errors import DataError, RunDirError  # noqa: E402
 from common.flags import DATA_DIR_ENV, run_main  # noqa: E402
 from common.models import build_from_config, get_registry  # noqa: E402
-from common.train import hooks, rundir  # noqa: E402
+from common.train import hooks, rundir, steps  # noqa: E402
 from common.train.optimizers import optimizer_from_config  # noqa: E402
 from common.train.restore import load_config, load_trained_state  # noqa: E402
 from common.train.state import create_train_state  # noqa: E402
@@ -55,20 +56,25 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
   record = fileio.read_json(os.path.join(run_path, rundir.CONFIG))
   data = importlib.import_module(f"{config.experiment}.data")
   dataset, task = data.load_for_config(config)
+  dataset = dataset.with_train_size(config.train_size)  # as run_experiment
   saved_sha = record.get("data", {}).get("sha256")
   if saved_sha is not None and dataset.info.get("sha256") != saved_sha:
     raise DataError(f"the data under {config.data_dir} is not what {run_path} was trained "
                     f"on (sha256 differs); point --data_dir at the original copy.")
   registry = get_registry(record.get("model", {}).get("registry", "dense"))
   model, _, _ = build_from_config(config, task.out_dim, registry)
+  # Image experiments keep uint8 inputs and turn them into model inputs in the step.
+  preprocess = (data.preprocess_for(config) if hasattr(data, "preprocess_for")
+                else steps.identity_preprocess)
+  sample = preprocess(None, jax.numpy.asarray(dataset.train.x[:1]), False)
   run = rundir.RunDir(run_path)
   run.acquire()  # never rewrite the usage of a run that is still training
   try:
-    hook = hooks.UsageHook(model, dataset, task, min(config.eval_batch_size, 500))
-    state, epoch = load_trained_state(run_path, model, dataset.test.x.shape[1:])
+    hook = hooks.UsageHook(model, dataset, task, min(config.eval_batch_size, 500), preprocess)
+    state, epoch = load_trained_state(run_path, model, sample.shape[1:])
     tx, _ = optimizer_from_config(config, 1)
     init_key = jax.random.fold_in(jax.random.key(config.seed), 0)  # as Trainer.build
-    init = create_train_state(model, tx, jax.numpy.asarray(dataset.train.x[:1]), init_key)
+    init = create_train_state(model, tx, sample, init_key)
     hook.record(run.path, "init", init, 0, train_inputs=jax.numpy.asarray(dataset.train.x),
                 train_batch=config.batch_size)
     hook.record(run.path, "final", state, epoch)

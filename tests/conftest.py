@@ -121,3 +121,34 @@ def fake_run(root: str, label: str, depth: int, seed: int, acc: float, state: st
   fileio.atomic_write_json(os.path.join(path, "usage.json"),
                            {"init": copy.deepcopy(usage), "final": usage})
   return path
+
+
+def write_fake_cifar10_binary(root: str) -> str:
+  """Writes ``<root>/cifar10/cifar-10-binary.tar.gz`` at the official sizes (50,000 /
+  10,000, 5,000 / 1,000 per class) with learnable images: the class sets one channel of
+  the top or bottom half. Returns the data root."""
+  import io  # pylint: disable=g-import-not-at-top
+  import tarfile  # pylint: disable=g-import-not-at-top
+
+  folder = os.path.join(root, "cifar10")
+  os.makedirs(folder, exist_ok=True)
+  members = {}
+  for name, n, seed in [*((f"data_batch_{i}.bin", 10000, i) for i in range(1, 6)),
+                        ("test_batch.bin", 10000, 0)]:
+    rng = np.random.default_rng(seed)
+    y = np.tile(np.arange(10, dtype=np.uint8), n // 10)
+    x = rng.integers(0, 96, (n, 3, 32, 32), dtype=np.uint8)  # CHW, as the official files
+    for k in range(10):
+      rows = slice(0, 16) if k < 5 else slice(16, 32)
+      x[y == k, k % 3, rows, :] = 255
+    members[f"cifar-10-batches-bin/{name}"] = np.concatenate(
+        [y[:, None], x.reshape(n, -1)], axis=1).tobytes()
+  members["cifar-10-batches-bin/batches.meta.txt"] = (
+      "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n").encode()
+  with tarfile.open(os.path.join(folder, "cifar-10-binary.tar.gz"), "w:gz",
+                    compresslevel=1) as tar:
+    for name, data in members.items():
+      info = tarfile.TarInfo(name)
+      info.size = len(data)
+      tar.addfile(info, io.BytesIO(data))
+  return root

@@ -62,7 +62,8 @@ def test_the_run_records_its_code_version_execution_path_and_usage(tmp_path):
   config = fileio.read_json(tmp_path / "run" / "config.json")
   assert config["schema_version"] == 2
   assert config["model"]["registry"] == "cifar" and config["model"]["family"] == "ResNet"
-  assert config["model"]["execution"] == {"backend": "cpu", "remat": False}
+  assert config["model"]["execution"] == {"backend": "cpu", "remat": False,
+                                          "unrolled_scan": True, "loop_free_steps": True}
   code = config["environment"]["code"]
   assert len(code["commit"]) == 40 or code["commit"] == "unknown"
   summary = fileio.read_json(tmp_path / "run" / "summary.json")

@@ -3,6 +3,7 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -190,3 +191,24 @@ def test_bad_batch_size_is_refused_before_anything_is_written(tmp_path):
   with pytest.raises(ConfigError, match="larger than the training split"):
     _run(_config(tmp_path, batch_size=10_000))
   assert not os.path.exists(tmp_path / "run")
+
+
+def test_an_epoch_is_the_same_in_one_call_or_in_chunks(tmp_path):
+  """Without a progress bar the epoch is one device call, with one it is ~20 chunks: the
+  same steps in the same order either way, exactly ``steps_per_epoch`` of them."""
+  from common.train.trainer import Trainer  # pylint: disable=g-import-not-at-top
+
+  config = canonical_config(_config(tmp_path, batch_size=16), DENSE_MODELS)
+  model, _, _ = build_from_config(config, 4, DENSE_MODELS)
+  dataset = fake_classification(n_train=330, n_val=10, n_test=10, seed=0)
+  trainer = Trainer.build(config, model, dataset, Classification(4), eval_splits=())
+  assert trainer.steps_per_epoch == 20 and len(trainer._chunks) == 20  # pylint: disable=protected-access
+  results = []
+  for progress in (False, True):
+    fresh = jax.tree.map(lambda a: a.copy(), trainer.state)  # train_epoch donates its input
+    state, sums, _ = trainer.train_epoch(fresh, 1, progress=progress)
+    results.append((state, sums))
+    assert int(sums["steps"]) == 20 and float(sums["count"]) == 320 and int(state.step) == 20
+  (a, sa), (b, sb) = results
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  assert float(sa["loss"]) == float(sb["loss"])

@@ -100,6 +100,41 @@ def test_glonet_logits_are_the_bias_plus_every_block_contribution(carry, bn):
 
 
 @pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
+def test_stage_granularity_sums_the_stem_and_each_stage_output(carry):
+  """The authors' variant: one summed term per stage, and the readout stays exact."""
+  model = ResNetTiny(out_dim=3, mode="glonet", carry=carry, glonet_sum="stage")
+  x = jax.random.normal(jax.random.key(1), (5, 8, 8, 3))
+  variables = _trained_like(model, x)
+  logits, taps = model.apply(variables, x, method="with_taps")
+  assert [t["feat"].shape for t in taps] == [(2, 5, 4), (1, 5, 8)]  # stem + stage 1 | stage 2
+  assert model.num_blocks == 3 and model.stage_boundaries == [0, 2]
+  maps, bias = model.readout(variables["params"])
+  contrib = jnp.concatenate([jnp.einsum("lbc,co->lbo", t["feat"], r)
+                             for t, r in zip(taps, maps, strict=True)])
+  np.testing.assert_allclose(bias + contrib.sum(0), logits, rtol=1e-4, atol=1e-4)
+  # Same parameters as the block-granularity GloNet: only what is summed differs.
+  block = ResNetTiny(out_dim=3, mode="glonet", carry=carry)
+  assert (jax.tree.map(jnp.shape, block.init(jax.random.key(0), x))
+          == jax.tree.map(jnp.shape, variables))
+  assert not np.allclose(block.apply(variables, x), logits)
+  with pytest.raises(ConfigError, match="GloNet models only"):
+    ResNetTiny(out_dim=3, mode="plain", glonet_sum="stage").init(jax.random.key(0), x)
+
+
+def test_label_smoothing_changes_the_training_loss_not_the_reported_one():
+  logits = jax.random.normal(jax.random.key(0), (6, 4))
+  y = jnp.array([0, 1, 2, 3, 0, 1])
+  plain, smooth = Classification(4), Classification(4, label_smoothing=0.1)
+  np.testing.assert_array_equal(plain.per_example(logits, y)["loss"],
+                                smooth.per_example(logits, y)["loss"])
+  np.testing.assert_allclose(plain.training_loss(logits, y), plain.per_example(logits, y)["loss"],
+                             rtol=1e-6)
+  targets = 0.9 * jax.nn.one_hot(y, 4) + 0.1 / 4
+  want = -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+  np.testing.assert_allclose(smooth.training_loss(logits, y), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
 def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry):
   model = ResNetTiny(out_dim=4, mode="glonet", carry=carry)
   ds = fake_images(n_train=64, n_val=8, n_test=37, size=8)
@@ -158,20 +193,34 @@ def test_batch_norm_statistics_are_estimated_for_usage_at_init():
   assert state.batch_stats is not warm.batch_stats  # the training state is untouched
 
 
-def test_remat_changes_neither_parameters_nor_gradients():
-  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
-  plain, remat = (ResNetTiny(out_dim=3, mode="glonet", remat=r) for r in (False, True))
-  variables = plain.init(jax.random.key(0), x)
-  jax.tree.map(np.testing.assert_array_equal, variables, remat.init(jax.random.key(0), x))
+def _assert_same_model(a, b, x):
+  """Same parameters at init, same gradients (train mode, batch norm included)."""
+  variables = a.init(jax.random.key(0), x)
+  jax.tree.map(np.testing.assert_array_equal, variables, b.init(jax.random.key(0), x))
 
   def loss(params, model):
     out, _ = model.apply({**variables, "params": params}, x, train=True,
                          mutable=["batch_stats"])
     return jnp.sum(out ** 2)
 
-  g1 = jax.grad(loss)(variables["params"], plain)
-  g2 = jax.grad(loss)(variables["params"], remat)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g2)
+  g1, g2 = (jax.grad(loss)(variables["params"], m) for m in (a, b))
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), g1, g2)
+
+
+def test_remat_changes_neither_parameters_nor_gradients():
+  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+  _assert_same_model(*(ResNetTiny(out_dim=3, mode="glonet", remat=r) for r in (False, True)),
+                     x)
+
+
+def test_unrolled_scan_is_the_same_model_and_chosen_on_the_cpu_only(monkeypatch):
+  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+  _assert_same_model(*(ResNetTiny(out_dim=3, mode="glonet", stage_sizes=(3, 2),
+                                  unroll_scan=u) for u in (False, True)), x)
+  default = ResNetTiny(out_dim=3)
+  assert default.unrolls and default.execution(8)["unrolled_scan"]
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert not default.unrolls and ResNetTiny(out_dim=3, unroll_scan=True).unrolls
 
 
 def test_augmentation_is_a_function_of_the_key():

@@ -48,6 +48,22 @@ class Dataset:
     """Number of examples per split."""
     return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
+  def with_train_size(self, size: int | None) -> "Dataset":
+    """The same dataset training on the first ``size`` training examples (None: all).
+
+    For smoke runs and learning curves; validation and test stay whole.
+
+    Raises:
+      ConfigError: ``size`` is below 1 or above the training split's size.
+    """
+    if size is None:
+      return self
+    if not 1 <= size <= len(self.train):
+      raise ConfigError(f"train_size {size} must be between 1 and the training split's "
+                        f"{len(self.train)} examples.")
+    train = Split(self.train.x[:size], self.train.y[:size])
+    return dataclasses.replace(self, train=train, info={**self.info, "train_size": size})
+
 
 def holdout_split(split: Split, size: int, seed: int) -> tuple[Split, Split]:
   """Holds ``size`` random examples out of ``split``.

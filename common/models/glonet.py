@@ -102,6 +102,10 @@ class BlockStack(nn.Module):
       when neither initialising nor tapping (the family guarantees equality; the MLP's
       custom-VJP chain). Parameters are always created by the scan, so they and the
       checkpoints are the same either way.
+    unroll: unroll the scan into straight-line code (the parameters stay stacked, so
+      checkpoints are the same). XLA's CPU backend runs a convolution's gradient inside a
+      loop body some 30x slower than outside one (see ``common.models.resnet_v2``), so the
+      convolutional families unroll on the CPU, at the price of a longer compile.
   """
 
   block: ModuleFactory
@@ -109,6 +113,7 @@ class BlockStack(nn.Module):
   mode: str = "plain"
   remat: bool = False
   fast_apply: FastApply | None = None
+  unroll: bool = False
 
   @nn.compact
   def __call__(self, h: jax.Array, s: jax.Array | None = None, *, train: bool,
@@ -139,7 +144,8 @@ class BlockStack(nn.Module):
       return h, (s_out if glonet else None), None
     step = nn.remat(_ScanStep) if self.remat else _ScanStep
     scan = nn.scan(step, variable_axes={"params": 0, "batch_stats": 0},
-                   split_rngs={"params": True}, length=self.length)
+                   split_rngs={"params": True}, length=self.length,
+                   unroll=self.length if self.unroll else 1)
     carry = (h, s if glonet else jnp.zeros((), h.dtype))
     (h, s_out), taps = scan(block=self.block, mode=self.mode, tap=tap, train=train,
                             name="scan")(carry, None)
@@ -234,6 +240,10 @@ class Stage(nn.Module):
     carry: factory of the carry map applied to the running GloNet sum before the first
       block's output is added (``glonet`` mode with ``first`` only).
     remat: rematerialise the scanned blocks.
+    unroll: unroll the stack's scan (see :class:`BlockStack`).
+    sum_every: ``block`` (every block output joins the GloNet sum) or ``stage`` (only the
+      stage's last output does: the authors' CIFAR notebook). With ``stage`` the blocks
+      run as a plain stack and the stage has a single usage entry.
   """
 
   block: ModuleFactory
@@ -242,30 +252,48 @@ class Stage(nn.Module):
   first: ModuleFactory | None = None
   carry: ModuleFactory | None = None
   remat: bool = False
+  unroll: bool = False
+  sum_every: str = "block"
 
   @nn.compact
   def __call__(self, h: jax.Array, s: jax.Array | None, *, train: bool,
                tap: TapFn | None = None) -> tuple[jax.Array, jax.Array | None, Taps | None]:
     """Runs the stage; arguments and results as :meth:`BlockStack.__call__`."""
     _mode_check(self.mode)
+    if self.sum_every not in ("block", "stage"):
+      raise ValueError(f"sum_every must be block or stage; got {self.sum_every!r}.")
+    if self.mode == "glonet" and self.sum_every == "stage":
+      return self._stage_sum(h, s, train=train, tap=tap)
     glonet = self.mode == "glonet"
     first_taps = None
     if self.first is not None:
       h, used = self.first(name="first")(h, train)
       if glonet:
-        if s is None:
-          s = jnp.zeros_like(h)
-        elif s.shape != h.shape:
-          if self.carry is None:
-            raise ValueError("a glonet stage that changes the shape needs a carry map.")
-          s = self.carry(name="carry")(s)
-        s = s + used
+        s = self._carried(s, h) + used
       if tap is not None:
         first_taps = single_tap(tap, used)
     h, s, rest = BlockStack(self.block, self.length, self.mode, remat=self.remat,
-                            name="stack")(h, s, train=train, tap=tap)
+                            unroll=self.unroll, name="stack")(h, s, train=train, tap=tap)
     taps = concat_taps([first_taps, rest]) if tap is not None else None
     return h, s, taps
+
+  def _stage_sum(self, h, s, *, train, tap):
+    """GloNet at stage granularity: the blocks run plain, the stage output is summed."""
+    if self.first is not None:
+      h, _ = self.first(name="first")(h, train)
+    h, _, _ = BlockStack(self.block, self.length, "plain", remat=self.remat,
+                         unroll=self.unroll, name="stack")(h, None, train=train)
+    return h, self._carried(s, h) + h, (single_tap(tap, h) if tap is not None else None)
+
+  def _carried(self, s: jax.Array | None, h: jax.Array) -> jax.Array:
+    """The running sum moved to ``h``'s shape by the carry map (zeros to start one)."""
+    if s is None:
+      return jnp.zeros_like(h)
+    if s.shape == h.shape:
+      return s
+    if self.carry is None:
+      raise ValueError("a glonet stage that changes the shape needs a carry map.")
+    return self.carry(name="carry")(s)
 
 
 def stride_tap(stride: int) -> TapFn:

@@ -28,7 +28,8 @@ from common.models import blocks, dense_chain
 from common.models.glonet import BlockStack, Taps, concat_taps, dense_tap, single_tap
 
 # The two CPU fast paths below were chosen from measurements on this project's 2-core CPU
-# (numbers in `benchmarks/README.md`, section "MLP fast paths"); they are taken by default
+# (numbers in `benchmarks/README.md`: the custom VJP under `benchmarks.throughput`, the
+# layout under `benchmarks.sgemm_epoch_time`); they are taken by default
 # on the CPU backend only, and on other backends only when forced. Parameters, outputs and
 # gradients are the same either way (up to float summation order; tested).
 #

@@ -57,7 +57,8 @@ def _cifar_family(mode: str) -> Callable[..., nn.Module]:
     model = resnet_v2.ResNetV2(
         stage_sizes=resnet_v2.cifar_stage_sizes(depth), widths=resnet_v2.CIFAR_WIDTHS,
         out_dim=out_dim, mode=mode, use_batch_norm=use_batch_norm,
-        carry=options.get("carry", "avgpool_conv"), remat=options.get("remat", False))
+        carry=options.get("carry", "avgpool_conv"), remat=options.get("remat", False),
+        glonet_sum=options.get("glonet_sum", "block") if mode == "glonet" else "block")
     model.validate()
     return model
   return build
@@ -196,7 +197,7 @@ def canonical_config(config, registry: dict[str, ModelSpec]):
 
 
 # Settings of a TrainConfig that are model options (absent ones take the family default).
-MODEL_OPTIONS = ("features", "remat", "carry")
+MODEL_OPTIONS = ("features", "remat", "carry", "glonet_sum")
 
 
 def model_options(config: Any) -> dict[str, Any]:

@@ -197,6 +197,7 @@ def run_experiment(
     RunDirError: the directory is locked or was made with other settings.
     NonFiniteLossError: training diverged (status ``diverged`` is written first).
   """
+  dataset = dataset.with_train_size(config.train_size)
   check_inputs(config, dataset)  # before anything is written
   if hooks is None:
     hooks = hooks_lib.default_hooks(config, model, dataset, task, preprocess)

@@ -7,7 +7,6 @@ and a crash cannot leave a torn line.
 
 import json
 import math
-import os
 from typing import Any
 
 from absl import logging
@@ -52,8 +51,3 @@ class MetricsLog:
     if self._tb is not None:
       self._tb.close()
 
-
-def read_metrics(run_path: str) -> list[dict[str, Any]]:
-  """Reads a run's ``metrics.jsonl`` (empty list if absent)."""
-  path = os.path.join(run_path, rundir.METRICS)
-  return fileio.read_jsonl(path) if os.path.exists(path) else []

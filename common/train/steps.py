@@ -76,7 +76,8 @@ def make_train_step(
       else:
         outputs, updates = state.apply_fn(variables, x, train=True), {}
       per_example = task.per_example(outputs, y)
-      objective = jnp.mean(per_example["loss"])
+      # The optimised loss (e.g. on smoothed labels); the reported one is per_example's.
+      objective = jnp.mean(task.training_loss(outputs, y))
       if l2_reg_alpha:
         objective = objective + l2_reg_alpha * l2_penalty(params)
       return objective, (per_example, updates)
@@ -130,27 +131,46 @@ def make_step_runner(
     time).
   """
 
-  def run_steps(state, acc, x, y, perm, aug_key, num_steps):
-    def body(_, carry):
-      state, acc = carry
-      start = (state.step % steps_per_epoch) * batch_size
-      idx = lax.dynamic_slice_in_dim(perm, start, batch_size)
-      batch = (jnp.take(x, idx, axis=0), jnp.take(y, idx, axis=0))
-      if batch_sharding is not None:
-        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-      step = state.step
-      state, m = train_step(state, batch, jax.random.fold_in(aug_key, step))
-      new_acc = {k: acc[k] + m[k] for k in m}
-      new_acc["count"] = acc["count"] + batch_size
-      new_acc["steps"] = acc["steps"] + 1
-      bad = ~jnp.isfinite(m["objective"])
-      new_acc["first_nonfinite_step"] = jnp.where(
-          (acc["first_nonfinite_step"] < 0) & bad, step, acc["first_nonfinite_step"])
-      return state, new_acc
+  one_step = make_single_step(train_step, batch_size, steps_per_epoch, batch_sharding)
 
+  def run_steps(state, acc, x, y, perm, aug_key, num_steps):
+    body = lambda _, carry: one_step(*carry, x, y, perm, aug_key)
     return lax.fori_loop(0, num_steps, body, (state, acc))
 
   return run_steps
+
+
+def make_single_step(
+    train_step: Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]],
+    batch_size: int,
+    steps_per_epoch: int,
+    batch_sharding: jax.sharding.Sharding | None = None,
+) -> Callable[..., tuple[TrainState, Metrics]]:
+  """One step of :func:`make_step_runner`'s loop, as a function of its own.
+
+  ``run_one(state, acc, x, y, perm, aug_key) -> (state, acc)`` gathers the step's batch
+  on device, trains and accumulates, exactly as one iteration of the runner. Models whose
+  gradients XLA runs slowly inside a loop body (convolutions on the CPU) call it once per
+  step instead of looping on device.
+  """
+
+  def run_one(state, acc, x, y, perm, aug_key):
+    start = (state.step % steps_per_epoch) * batch_size
+    idx = lax.dynamic_slice_in_dim(perm, start, batch_size)
+    batch = (jnp.take(x, idx, axis=0), jnp.take(y, idx, axis=0))
+    if batch_sharding is not None:
+      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+    step = state.step
+    state, m = train_step(state, batch, jax.random.fold_in(aug_key, step))
+    new_acc = {k: acc[k] + m[k] for k in m}
+    new_acc["count"] = acc["count"] + batch_size
+    new_acc["steps"] = acc["steps"] + 1
+    bad = ~jnp.isfinite(m["objective"])
+    new_acc["first_nonfinite_step"] = jnp.where(
+        (acc["first_nonfinite_step"] < 0) & bad, step, acc["first_nonfinite_step"])
+    return state, new_acc
+
+  return run_one
 
 
 def make_evaluator(task: Task, preprocess: Preprocess | None = None

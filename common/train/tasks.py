@@ -30,11 +30,21 @@ class Classification:
   def out_dim(self) -> int:
     return self.num_classes
 
+  label_smoothing: float = 0.0  # of the training loss only
+
   def per_example(self, outputs: jax.Array, targets: jax.Array) -> dict[str, jax.Array]:
     """Returns per-example ``loss`` and ``accuracy`` (0/1), each of shape (batch,)."""
     loss = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
     correct = (jnp.argmax(outputs, axis=-1) == targets).astype(jnp.float32)
     return {"loss": loss, "accuracy": correct}
+
+  def training_loss(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per-example loss the optimizer minimises: cross-entropy on smoothed targets."""
+    if not self.label_smoothing:
+      return optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
+    onehot = jax.nn.one_hot(targets, outputs.shape[-1], dtype=outputs.dtype)
+    smooth = optax.smooth_labels(onehot, self.label_smoothing)
+    return optax.softmax_cross_entropy(outputs, smooth)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +65,10 @@ class Regression:
     err = outputs.reshape(outputs.shape[0], -1) - targets.reshape(targets.shape[0], -1)
     mse = jnp.mean(err**2, axis=-1)
     return {"loss": mse, "mse": mse, "mae": jnp.mean(jnp.abs(err), axis=-1)}
+
+  def training_loss(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per-example loss the optimizer minimises: the MSE."""
+    return self.per_example(outputs, targets)["loss"]
 
 
 Task = Classification | Regression

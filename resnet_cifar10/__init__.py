@@ -1,0 +1,1 @@
+"""CIFAR-10: ResNet-v2, the same network without skips, and its GloNet version."""

@@ -1,0 +1,87 @@
+r"""CIFAR-10: ResNet-v2 vs Plain (no skips) vs GloNet (no skips + the GloNet sum).
+
+  python -m resnet_cifar10.train --model=GloNet20                    # CPU-budget recipe
+  python -m resnet_cifar10.train --model=ResNet56 --recipe=authors   # the authors' 200 epochs
+  python -m resnet_cifar10.train --model=GloNet20 --glonet_sum=stage --carry=strided_conv
+
+Models: ``ResNet{N}``, ``Plain{N}``, ``GloNet{N}`` for N = 6n+2 (20, 32, 44, 56, 110...),
+batch norm on by default (``--use_batch_norm=false`` removes it). Images stay uint8 on the
+device; pad-4 random crop and horizontal flip run inside the jitted step. Writes a run
+directory (see the repository README); rerunning with the same --workdir resumes.
+"""
+
+import os
+import sys
+
+if __package__ in (None, ""):  # `cd resnet_cifar10 && python train.py` without installing
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags, logging  # noqa: E402
+
+from common import flags as common_flags  # noqa: E402
+from common.models import CIFAR_MODELS, build_from_config, canonical_config  # noqa: E402
+from common.train import run_experiment  # noqa: E402
+from resnet_cifar10.data import NUM_CLASSES, load_for_config, preprocess_for  # noqa: E402
+
+# The CPU-budget recipe (the defaults): SGD with Nesterov momentum, a one-epoch linear
+# warmup to 0.1, then linear decay to zero, weight decay 5e-4 on the kernels, batch 128,
+# 30 epochs.
+common_flags.define_train_flags(
+    model="GloNet20", num_layers=None, features=16, epochs=30, batch_size=128,
+    learning_rate=0.1, optimizer="SGD", lr_schedule="linear", momentum=0.9, nesterov=True,
+    weight_decay=5e-4, warmup_epochs=1.0, validation_size=5000, eval_batch_size=1000,
+    extra_help=f"One of {', '.join(sorted(CIFAR_MODELS))} with a depth 6n+2 (GloNet20, "
+               f"ResNet56, Plain110...).")
+# The authors' notebook (GloNet+CNN.ipynb): SGD 0.1, momentum 0.9, weight decay 1e-4,
+# batch 128, x0.1 every 50 epochs, 200 epochs. Flags given explicitly still win.
+AUTHORS_RECIPE = {"optimizer": "SGD", "learning_rate": 0.1, "momentum": 0.9,
+                  "nesterov": False, "weight_decay": 1e-4, "batch_size": 128,
+                  "lr_schedule": "step", "lr_boundaries": ["50", "100", "150"],
+                  "lr_decay_factor": 0.1, "warmup_epochs": 0.0, "epochs": 200,
+                  "label_smoothing": 0.0}
+_RECIPE = flags.DEFINE_enum("recipe", "cpu", ["cpu", "authors"],
+                            "Defaults of the training flags: cpu (30 epochs, see the README) "
+                            "or authors (their 200-epoch SGD schedule).")
+_AUGMENT = flags.DEFINE_boolean("augment", True,
+                                "Pad-4 random crop + horizontal flip of training images.")
+_LABEL_SMOOTHING = flags.DEFINE_float("label_smoothing", 0.0,
+                                      "Label smoothing of the training loss.", lower_bound=0)
+_CARRY = flags.DEFINE_enum("carry", "avgpool_conv", ["avgpool_conv", "strided_conv"],
+                           "GloNet: the map carrying the sum across a stage transition "
+                           "(2x2 average pool + 1x1 conv, or the paper's stride-2 1x1 conv).")
+_GLONET_SUM = flags.DEFINE_enum("glonet_sum", "block", ["block", "stage"],
+                                "GloNet: sum every block output (block) or the stem and the "
+                                "three stage outputs only (stage: the authors' notebook).")
+_CACHE_DIR = flags.DEFINE_string("cache_dir", None,
+                                 "Cache of decoded images (default: $GLONETS_CACHE_DIR, "
+                                 "else the user cache folder).")
+
+
+def _apply_recipe() -> None:
+  """Sets the chosen recipe's values on every flag the user did not give."""
+  if _RECIPE.value != "authors":
+    return
+  for name, value in AUTHORS_RECIPE.items():
+    if not flags.FLAGS[name].present:
+      flags.FLAGS[name].value = value
+
+
+def main(argv):
+  del argv
+  _apply_recipe()
+  config = canonical_config(common_flags.config_from_flags(
+      "resnet_cifar10", augment=_AUGMENT.value, label_smoothing=_LABEL_SMOOTHING.value,
+      carry=_CARRY.value, glonet_sum=_GLONET_SUM.value, cache_dir=_CACHE_DIR.value),
+      CIFAR_MODELS)
+  # Fails before any I/O on a bad name or depth.
+  model, name, info = build_from_config(config, NUM_CLASSES, CIFAR_MODELS)
+  dataset, task = load_for_config(config)
+  run_path, summary = run_experiment(config, model, name, dataset, task,
+                                     preprocess=preprocess_for(config),
+                                     extra_config={"model": info, "recipe": _RECIPE.value})
+  final = summary["final"] or {}
+  logging.info("Done: %s  test_accuracy %.4f", run_path, final.get("test_accuracy", float("nan")))
+
+
+if __name__ == "__main__":
+  common_flags.run_main(main)

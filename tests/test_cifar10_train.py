@@ -1,0 +1,57 @@
+"""resnet_cifar10/train.py end to end on fake CIFAR-10 files of the official sizes."""
+
+import os
+
+import pytest
+
+from common import fileio
+from tests.conftest import run_module, write_fake_cifar10_binary
+
+
+@pytest.fixture(scope="module")
+def fake_cifar_root(tmp_path_factory) -> str:
+  return write_fake_cifar10_binary(str(tmp_path_factory.mktemp("cifar_data")))
+
+
+def test_train_py_one_tiny_epoch(fake_cifar_root, tmp_path):
+  run = tmp_path / "run"
+  proc = run_module(
+      "resnet_cifar10.train", "--model=GloNet8", "--epochs=1", "--train_size=256",
+      "--batch_size=64", "--validation_size=500", "--warmup_epochs=0", "--progress=false",
+      "--tensorboard=false", f"--data_dir={fake_cifar_root}",
+      f"--cache_dir={tmp_path / 'cache'}", f"--workdir={run}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert fileio.read_json(run / "status.json")["status"] == "done"
+  config = fileio.read_json(run / "config.json")
+  assert config["model"]["registry"] == "cifar" and config["model"]["family"] == "GloNet"
+  assert config["config"]["augment"] and config["config"]["nesterov"]
+  assert config["data"]["sizes"] == {"train": 256, "val": 500, "test": 10000}
+  usage = fileio.read_json(run / "usage.json")
+  assert usage["final"]["num_blocks"] == 4 and usage["final"]["stage_boundaries"] == [0, 2, 3]
+  assert os.path.getsize(run / "training_report.pdf") > 0
+  assert os.listdir(tmp_path / "cache")  # decoded once into the cache, not the data root
+
+
+def test_authors_recipe_is_one_flag_away(fake_cifar_root, tmp_path):
+  """The recipe sets the authors' values (checked in config.json) unless a flag overrides."""
+  run = tmp_path / "run"
+  proc = run_module(
+      "resnet_cifar10.train", "--model=ResNet8", "--recipe=authors", "--epochs=1",
+      "--lr_boundaries=1", "--train_size=128", "--progress=false", "--tensorboard=false",
+      f"--data_dir={fake_cifar_root}", f"--cache_dir={tmp_path / 'cache'}",
+      f"--workdir={run}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  config = fileio.read_json(run / "config.json")["config"]
+  assert (config["optimizer"], config["learning_rate"], config["weight_decay"],
+          config["batch_size"], config["lr_schedule"], config["nesterov"]) == (
+              "SGD", 0.1, 1e-4, 128, "step", False)
+  assert config["epochs"] == 1 and config["lr_boundaries"] == [1]  # the explicit flags win
+
+
+def test_missing_data_is_one_error_line_and_no_run_directory(tmp_path):
+  proc = run_module("resnet_cifar10.train", f"--data_dir={tmp_path / 'empty'}",
+                    f"--cache_dir={tmp_path / 'cache'}", f"--result_dir={tmp_path / 'out'}")
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "cifar" in errors[0].lower() and "Traceback" not in proc.stderr
+  assert not os.path.exists(tmp_path / "out")
