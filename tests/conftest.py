@@ -144,7 +144,7 @@ def write_fake_cifar10_binary(root: str) -> str:
     members[f"cifar-10-batches-bin/{name}"] = np.concatenate(
         [y[:, None], x.reshape(n, -1)], axis=1).tobytes()
   members["cifar-10-batches-bin/batches.meta.txt"] = (
-      "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n").encode()
+      b"airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n")
   with tarfile.open(os.path.join(folder, "cifar-10-binary.tar.gz"), "w:gz",
                     compresslevel=1) as tar:
     for name, data in members.items():

@@ -118,11 +118,10 @@ class ResNetV2(nn.Module):
       ``stage`` (the stem and each stage's last output: the authors' notebook variant,
       whose usage has one entry per stage).
     unroll_scan: unroll the scanned blocks into straight-line code; None (default): on
-      the CPU backend only. Measured on a 2-core CPU (jax 0.10.2), a ResNet20-v2 train
-      step ran at 7.2 images/s with its blocks in a scan and 272 unrolled, because XLA's
-      CPU backend runs a convolution's gradient inside a loop body far slower than
-      outside; unrolled, ResNet110 compiles in about 14 s instead of 4.4. Other backends
-      keep the scan (fast compile) unless told otherwise. Parameters are the same.
+      the CPU backend only, because XLA's CPU backend runs a convolution's gradient
+      inside a loop body some 35x slower than outside (measured in
+      ``benchmarks/README.md``), at the price of a longer compile. Other backends keep
+      the scan unless told otherwise. Parameters are the same either way.
   """
 
   stage_sizes: Sequence[int]
@@ -205,8 +204,8 @@ class ResNetV2(nn.Module):
   def loop_free_steps(self) -> bool:
     """Whether the trainer should call the train step once per step rather than loop over
     steps on device: the same XLA CPU slowness applies to a convolution's gradient inside
-    the step loop (3.3 images/s for ResNet20 there, 250 outside), so on the CPU backend
-    (whenever the blocks are unrolled) the step runs outside any loop."""
+    the step loop, so on the CPU backend (whenever the blocks are unrolled) the step runs
+    outside any loop."""
     return self.unrolls
 
   def execution(self, rows: int) -> dict:

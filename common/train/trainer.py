@@ -28,9 +28,8 @@ from common.train.tasks import Task
 
 # With a progress bar, an epoch runs in about this many device calls: enough for a live
 # bar, few enough to cost little. Each call copies the train state into the step loop's
-# buffers and out again (measured on the 2-core CPU: about 1 ms per call for a width-256
-# depth-10 MLP, 21 ms at depth 100, with donation working), so without a bar (sweeps,
-# logs, CI) the whole epoch is one call.
+# buffers and out again, even with donation (measured in benchmarks/README.md), so
+# without a bar (sweeps, logs, CI) the whole epoch is one call.
 CALLS_PER_EPOCH = 20
 
 
