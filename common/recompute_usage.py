@@ -31,6 +31,7 @@ from common.train import hooks, rundir, steps  # noqa: E402
 from common.train.optimizers import optimizer_from_config  # noqa: E402
 from common.train.restore import load_config, load_trained_state  # noqa: E402
 from common.train.state import create_train_state  # noqa: E402
+from common.train.trainer import seed_keys  # noqa: E402
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 f"Data root (default: ${DATA_DIR_ENV}, then the run's own).")
@@ -73,8 +74,7 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
     hook = hooks.UsageHook(model, dataset, task, min(config.eval_batch_size, 500), preprocess)
     state, epoch = load_trained_state(run_path, model, sample.shape[1:])
     tx, _ = optimizer_from_config(config, 1)
-    init_key = jax.random.fold_in(jax.random.key(config.seed), 0)  # as Trainer.build
-    init = create_train_state(model, tx, sample, init_key)
+    init = create_train_state(model, tx, sample, seed_keys(config.seed)[0])
     hook.record(run.path, "init", init, 0, train_inputs=jax.numpy.asarray(dataset.train.x),
                 train_batch=config.batch_size)
     hook.record(run.path, "final", state, epoch)

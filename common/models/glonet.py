@@ -22,7 +22,6 @@ transition unchanged (an identity embedding of the channels); being linear, they
 block's contribution to a linear head exact (see :mod:`common.usage`).
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -187,7 +186,6 @@ class AvgPoolConvCarry(nn.Module):
   """
 
   features: int
-  kind = "avgpool_conv"
 
   @nn.compact
   def __call__(self, s: jax.Array) -> jax.Array:
@@ -211,7 +209,6 @@ class StridedConvCarry(nn.Module):
   """
 
   features: int
-  kind = "strided_conv"
 
   @nn.compact
   def __call__(self, s: jax.Array) -> jax.Array:
@@ -295,7 +292,3 @@ class Stage(nn.Module):
       raise ValueError("a glonet stage that changes the shape needs a carry map.")
     return self.carry(name="carry")(s)
 
-
-def stride_tap(stride: int) -> TapFn:
-  """``pooled_tap`` with a fixed stride (a picklable, hashable partial)."""
-  return functools.partial(pooled_tap, stride=stride)

@@ -57,6 +57,14 @@ def chunk_sizes(steps_per_epoch: int) -> list[int]:
   return [size] * full + ([rest] if rest else [])
 
 
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(init, data order, augmentation)`` keys: every stream of randomness is a fixed
+  function of the one seed (so a run's initial state can be rebuilt from it)."""
+  key = jax.random.key(seed)
+  init_key, data_key, aug_key = (jax.random.fold_in(key, i) for i in range(3))
+  return init_key, data_key, aug_key
+
+
 def check_inputs(config: TrainConfig, dataset: Dataset) -> None:
   """Rejects settings that cannot work with this data on these devices.
 
@@ -133,9 +141,7 @@ class Trainer:
     evals = {name: pad_split(getattr(dataset, name), config.eval_batch_size, replicated)
              for name in eval_splits}
 
-    # One seed; every stream of randomness is a fixed function of it.
-    key = jax.random.key(config.seed)
-    init_key, data_key, aug_key = (jax.random.fold_in(key, i) for i in range(3))
+    init_key, data_key, aug_key = seed_keys(config.seed)
     tx, schedule = optimizer_from_config(config, steps_per_epoch)
 
     t0 = time.perf_counter()
