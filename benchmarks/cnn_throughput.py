@@ -1,64 +1,134 @@
-r"""Train-step images per second of the CIFAR families in JAX, and of ResNet20 in PyTorch.
+r"""CNN train-step images per second in JAX (oneDNN and XLA convolutions) and PyTorch.
 
-  python -m benchmarks.cnn_throughput                   # ResNet20, Plain20, GloNet20, BN on/off
-  python -m benchmarks.cnn_throughput --models=GloNet20 --batch_size=256 --steps=20
+  python -m benchmarks.cnn_throughput                   # the full table (about 10 minutes)
+  python -m benchmarks.cnn_throughput --models=GloNet20 --batch_norm=true --resnet18=false
 
-The JAX side is the production ``Trainer`` (uint8 images on the device, pad-crop-flip and
+Three tables, one run, one machine:
+
+1. Train-step images/s of ResNet20, Plain20 and GloNet20 (CIFAR, batch norm on and off)
+   and of ResNet18-v2 at 128 px (ImageNet stem), with the CPU convolutions on oneDNN
+   (``common/ops``, the default) and on XLA (``GLONETS_CPU_OPS=xla``), and the ratio to
+   the same ResNet20 / ResNet18-v2 in PyTorch eager (float32, ``channels_last``).
+2. GFLOP/s of each convolution shape of those networks, for the forward pass, the input
+   gradient and the weight gradient, in the same three implementations.
+
+The JAX side is the production ``Trainer`` (uint8 images on the device, augmentation and
 normalisation inside the jitted step, SGD with Nesterov and weight decay): the median over
-``--repeats`` epochs of ``--steps`` steps, compile excluded. When PyTorch is installed
-(an optional benchmark requirement: ``pip install torch``, never a dependency of the
-package), the same ResNet20-v2 (pre-activation basic blocks, 16/32/64 channels, 1x1
-projection shortcuts, BN) is timed in PyTorch eager on the CPU in float32 with the
-``channels_last`` memory format, and the ratio JAX / PyTorch is printed. Nothing is
-asserted; compare numbers only within one run, and name the machine beside them.
+``--repeats`` epochs of ``--steps`` steps, compile excluded. PyTorch is an optional
+benchmark requirement (``pip install torch``), never a dependency of the package; its
+networks are timed in the same interleaved rounds as the JAX ones (one epoch of every
+entry per round, medians over rounds), so the drift of a shared machine lands on all
+of them alike. Nothing is asserted;
+compare numbers only within one run, and name the machine beside them.
 """
 
+import contextlib
+import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from jax import lax
 
 from benchmarks.harness import EpochTimer, bench_config, synthetic_dataset
 from common.data.augment import image_preprocess
 from common.models import CIFAR_MODELS, build_from_config, canonical_config
+from common.models.resnet_v2 import ResNetV2
+from common.ops import conv as conv_ops
+from common.ops import native
 from common.train.tasks import Classification
 from common.train.trainer import Trainer
 
 _MODELS = flags.DEFINE_list("models", ["ResNet20", "Plain20", "GloNet20"], "CIFAR models.")
 _BN = flags.DEFINE_list("batch_norm", ["true", "false"], "Batch-norm settings to time.")
-_BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
+_BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size of the CIFAR models.")
+_RESNET18 = flags.DEFINE_boolean("resnet18", True, "Also time ResNet18-v2 at 128 px.")
+_BATCH18 = flags.DEFINE_integer("resnet18_batch_size", 64, "Batch size of ResNet18-v2.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Train steps per timed epoch.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed epochs (the median is kept).")
-_TORCH = flags.DEFINE_boolean("torch", True, "Also time PyTorch's ResNet20 when installed.")
+_PATHS = flags.DEFINE_list("conv_paths", ["onednn", "xla"],
+                           "CPU paths to time (GLONETS_CPU_OPS values).")
+_RESNET18_XLA = flags.DEFINE_boolean(
+    "resnet18_xla", False, "Also time ResNet18-v2 on XLA's CPU convolutions (about 1 image/s "
+    "on a 2-core machine: minutes per epoch).")
+_SHAPES = flags.DEFINE_boolean("shapes", True, "Also time each convolution shape.")
+_TORCH = flags.DEFINE_boolean("torch", True, "Also time PyTorch when installed.")
+
+# (name, batch, size, in, out, kernel, stride): every distinct conv of ResNet20 and of
+# ResNet18-v2 at 128 px that carries real work.
+CONV_SHAPES = [
+    ("R20 stage1 3x3", 128, 32, 16, 16, 3, 1),
+    ("R20 stage2 3x3", 128, 16, 32, 32, 3, 1),
+    ("R20 stage3 3x3", 128, 8, 64, 64, 3, 1),
+    ("R20 3x3/2 16-32", 128, 32, 16, 32, 3, 2),
+    ("R18 stem 7x7/2", 64, 128, 3, 64, 7, 2),
+    ("R18 stage1 3x3", 64, 32, 64, 64, 3, 1),
+    ("R18 stage2 3x3", 64, 16, 128, 128, 3, 1),
+    ("R18 stage3 3x3", 64, 8, 256, 256, 3, 1),
+    ("R18 stage4 3x3", 64, 4, 512, 512, 3, 1),
+]
+
+RESNET18 = {"stage_sizes": (2, 2, 2, 2), "widths": (64, 128, 256, 512)}
 
 
-def jax_images_per_second(name: str, use_bn: bool) -> tuple[float, float]:
-  """(images/s, compile seconds) of the production train epoch for ``name``."""
-  config = canonical_config(bench_config(
-      model=name, num_layers=None, use_batch_norm=use_bn, batch_size=_BATCH.value,
-      learning_rate=0.05, optimizer="SGD", nesterov=True, weight_decay=5e-4), CIFAR_MODELS)
-  model, _, _ = build_from_config(config, 10, CIFAR_MODELS)
+@contextlib.contextmanager
+def conv_path(path: str):
+  """Sets ``$GLONETS_CPU_OPS`` while models are traced (it is read at trace time)."""
+  old = os.environ.get(native.CPU_OPS_ENV)
+  os.environ[native.CPU_OPS_ENV] = path
+  try:
+    yield
+  finally:
+    if old is None:
+      os.environ.pop(native.CPU_OPS_ENV)
+    else:
+      os.environ[native.CPU_OPS_ENV] = old
+
+
+def _epoch_timer(config, model, batch: int, size: int) -> EpochTimer:
+  """A built (compiled, warmed-up) production trainer over ``--steps`` synthetic batches."""
   rng = np.random.default_rng(0)
-  n = _BATCH.value * _STEPS.value
-  x = rng.integers(0, 256, (n, 32, 32, 3)).astype(np.uint8)
+  n = batch * _STEPS.value
+  x = rng.integers(0, 256, (n, size, size, 3)).astype(np.uint8)
   y = rng.integers(0, 10, n).astype(np.int32)
   trainer = Trainer.build(config, model, synthetic_dataset(x, y), Classification(10),
                           preprocess=image_preprocess((0.49, 0.48, 0.45), (0.25,) * 3),
                           eval_splits=())
   timer = EpochTimer(trainer)
   timer.run()  # warm-up
-  seconds = float(np.median([timer.run() for _ in range(_REPEATS.value)]))
-  return n / seconds, trainer.timings["compile_seconds_train"]
+  return timer
 
 
-def torch_images_per_second() -> float | None:
-  """images/s of ResNet20-v2 in PyTorch eager (float32, channels_last); None without torch."""
-  try:
-    import torch  # pylint: disable=g-import-not-at-top (optional)
-    from torch import nn  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
+def _sgd(**overrides):
+  return bench_config(learning_rate=0.05, optimizer="SGD", nesterov=True, weight_decay=5e-4,
+                      **overrides)
+
+
+def cifar_timer(name: str, use_bn: bool) -> EpochTimer:
+  """The production train epoch of the CIFAR model ``name``."""
+  config = canonical_config(_sgd(model=name, num_layers=None, use_batch_norm=use_bn,
+                                 batch_size=_BATCH.value), CIFAR_MODELS)
+  model, _, _ = build_from_config(config, 10, CIFAR_MODELS)
+  return _epoch_timer(config, model, _BATCH.value, 32)
+
+
+def resnet18_timer() -> EpochTimer:
+  """The production train epoch of ResNet18-v2 (ImageNet stem, BN) at 128 px."""
+  config = _sgd(model="ResNet18-v2", num_layers=18, use_batch_norm=True,
+                batch_size=_BATCH18.value)
+  model = ResNetV2(out_dim=10, mode="residual", stem="imagenet", **RESNET18)
+  return _epoch_timer(config, model, _BATCH18.value, 128)
+
+
+# --- PyTorch ------------------------------------------------------------------------------
+
+
+def torch_resnet_v2(stage_sizes, widths, stem: str):
+  """The same pre-activation ResNet-v2 in PyTorch (``channels_last``)."""
+  import torch  # pylint: disable=g-import-not-at-top (optional)
+  from torch import nn  # pylint: disable=g-import-not-at-top
 
   class Block(nn.Module):
     def __init__(self, cin, cout, stride):
@@ -74,55 +144,192 @@ def torch_images_per_second() -> float | None:
       y = self.conv1(torch.relu(self.bn1(self.conv0(pre))))
       return y + (self.proj(pre) if self.proj is not None else x)
 
-  layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False)]
-  cin = 16
-  for i, cout in enumerate((16, 32, 64)):
-    for j in range(3):
+  if stem == "imagenet":
+    layers = [nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.MaxPool2d(3, 2, 1)]
+  else:
+    layers = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)]
+  cin = widths[0]
+  for i, (size, cout) in enumerate(zip(stage_sizes, widths, strict=True)):
+    for j in range(size):
       layers.append(Block(cin, cout, 2 if i > 0 and j == 0 else 1))
       cin = cout
-  model = nn.Sequential(*layers, nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(64, 10)).to(memory_format=torch.channels_last)
+  return nn.Sequential(*layers, nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                       nn.Flatten(), nn.Linear(cin, 10)).to(memory_format=torch.channels_last)
+
+
+def torch_epoch(stage_sizes, widths, stem: str, batch: int, size: int):
+  """A function timing ``--steps`` PyTorch ResNet-v2 train steps (eager, float32,
+  channels_last), warmed up; it returns seconds."""
+  import torch  # pylint: disable=g-import-not-at-top (optional)
+
+  model = torch_resnet_v2(stage_sizes, widths, stem)
   opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True,
                         weight_decay=5e-4)
-  x = torch.randn(_BATCH.value, 3, 32, 32).to(memory_format=torch.channels_last)
-  y = torch.randint(0, 10, (_BATCH.value,))
-  loss_fn = nn.CrossEntropyLoss()
+  x = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
+  y = torch.randint(0, 10, (batch,))
+  loss_fn = torch.nn.CrossEntropyLoss()
 
   def step():
     opt.zero_grad(set_to_none=True)
     loss_fn(model(x), y).backward()
     opt.step()
 
-  for _ in range(3):
-    step()
-  times = []
-  for _ in range(_REPEATS.value):
+  def epoch() -> float:
     t0 = time.perf_counter()
     for _ in range(_STEPS.value):
       step()
+    return time.perf_counter() - t0
+
+  for _ in range(3):
+    step()
+  return epoch
+
+
+def torch_available() -> bool:
+  try:
+    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+# --- one convolution at a time -------------------------------------------------------------
+
+
+def _median_ms(fn, *args, repeats: int = 20) -> float:
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - t0)
-  return _BATCH.value * _STEPS.value / float(np.median(times))
+  return float(np.median(times)) * 1e3
+
+
+def jax_conv_ms(path: str, batch, size, cin, cout, k, stride) -> tuple[float, float, float]:
+  """Forward, input-gradient and weight-gradient milliseconds of one conv in JAX."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(batch, size, size, cin)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, cin, cout)) * 0.05, jnp.float32)
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  with conv_path(path):
+    fwd = jax.jit(lambda x, w: conv_ops.conv_general_dilated(
+        x, w, (stride, stride), "SAME", dimension_numbers=dn))
+    y = fwd(x, w)
+    dy = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    dx = jax.jit(lambda x, w, dy: jax.vjp(lambda x: fwd(x, w), x)[1](dy)[0])
+    dw = jax.jit(lambda x, w, dy: jax.vjp(lambda w: fwd(x, w), w)[1](dy)[0])
+    return _median_ms(fwd, x, w), _median_ms(dx, x, w, dy), _median_ms(dw, x, w, dy)
+
+
+def torch_conv_ms(batch, size, cin, cout, k, stride) -> tuple[float, float, float]:
+  """The same three in PyTorch (aten.convolution_backward with one output at a time)."""
+  import torch  # pylint: disable=g-import-not-at-top (optional)
+
+  pad = k // 2
+  x = torch.randn(batch, cin, size, size).to(memory_format=torch.channels_last)
+  w = (torch.randn(cout, cin, k, k) * 0.05).to(memory_format=torch.channels_last)
+  y = torch.nn.functional.conv2d(x, w, None, stride, pad)
+  dy = torch.randn_like(y).to(memory_format=torch.channels_last)
+
+  def timed(fn):
+    with torch.no_grad():
+      for _ in range(3):
+        fn()
+      times = []
+      for _ in range(20):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+  def backward(mask):
+    return torch.ops.aten.convolution_backward(dy, x, w, None, [stride] * 2, [pad] * 2,
+                                               [1, 1], False, [0, 0], 1, mask)
+
+  return (timed(lambda: torch.nn.functional.conv2d(x, w, None, stride, pad)),
+          timed(lambda: backward([True, False, False])),
+          timed(lambda: backward([False, True, False])))
+
+
+def _gflops(batch, size, cin, cout, k, stride) -> float:
+  out = -(-size // stride)
+  return 2.0 * batch * out * out * cout * cin * k * k / 1e9
+
+
+# --- main ----------------------------------------------------------------------------------
 
 
 def main(argv):
   del argv
-  print(f"devices: {jax.devices()}  jax {jax.__version__}; batch {_BATCH.value}, "
-        f"{_STEPS.value} steps per epoch, median of {_REPEATS.value}")
-  torch_ips = torch_images_per_second() if _TORCH.value else None
-  if torch_ips is None:
-    print("PyTorch: not installed (pip install torch to compare)")
-  else:
-    import torch  # pylint: disable=g-import-not-at-top
-    print(f"PyTorch {torch.__version__} ResNet20 (eager, float32, channels_last, "
-          f"{torch.get_num_threads()} threads): {torch_ips:.1f} images/s")
-  print(f"{'model':>10} {'BN':>5} {'images/s':>9} {'vs torch':>9} {'compile s':>10}")
+  has_torch = _TORCH.value and torch_available()
+  print(f"devices: {jax.devices()}  jax {jax.__version__}; CIFAR batch {_BATCH.value}, "
+        f"ResNet18-v2 batch {_BATCH18.value} at 128 px; {_STEPS.value} steps per epoch, "
+        f"median of {_REPEATS.value} interleaved rounds")
+  print(f"oneDNN operations: {native.load()}")
+  # Everything is built first, then timed in interleaved rounds (one epoch of each per
+  # round), so a shared machine's drift lands on every entry alike, PyTorch's included.
+  entries = []  # (label, BN, path, images per epoch, epoch fn, compile s, peer)
   for name in _MODELS.value:
     for bn in _BN.value:
       use_bn = bn.lower() in ("1", "true", "yes")
-      ips, compile_s = jax_images_per_second(name, use_bn)
-      ratio = f"{ips / torch_ips:.2f}" if torch_ips else "n/a"
-      print(f"{name:>10} {str(use_bn):>5} {ips:>9.1f} {ratio:>9} {compile_s:>10.2f}",
-            flush=True)
+      for path in _PATHS.value:
+        with conv_path(path):
+          timer = cifar_timer(name, use_bn)
+        entries.append((name, use_bn, path, _BATCH.value * _STEPS.value, timer.run,
+                        timer.trainer.timings["compile_seconds_train"], "ResNet20"))
+  if _RESNET18.value:
+    for path in _PATHS.value:
+      if path == "xla" and not _RESNET18_XLA.value:
+        continue
+      with conv_path(path):
+        timer = resnet18_timer()
+      entries.append(("ResNet18-v2", True, path, _BATCH18.value * _STEPS.value, timer.run,
+                      timer.trainer.timings["compile_seconds_train"], "ResNet18-v2"))
+  if has_torch:
+    entries.append(("ResNet20", True, "torch", _BATCH.value * _STEPS.value, torch_epoch(
+        (3, 3, 3), (16, 32, 64), "cifar", _BATCH.value, 32), None, None))
+    if _RESNET18.value:
+      entries.append(("ResNet18-v2", True, "torch", _BATCH18.value * _STEPS.value,
+                      torch_epoch(RESNET18["stage_sizes"], RESNET18["widths"], "imagenet",
+                                  _BATCH18.value, 128), None, None))
+  seconds = [[] for _ in entries]
+  for _ in range(_REPEATS.value):
+    for i, entry in enumerate(entries):
+      seconds[i].append(entry[4]())
+  ips = {(e[0], e[1], e[2]): e[3] / float(np.median(t)) for e, t in zip(entries, seconds,
+                                                                      strict=True)}
+  if has_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    print(f"PyTorch {torch.__version__}: eager, float32, channels_last, "
+          f"{torch.get_num_threads()} threads")
+  else:
+    print("PyTorch: not timed" + ("" if _TORCH.value else " (--torch=false)")
+          + ("" if torch_available() else " (not installed: pip install torch)"))
+  print(f"{'model':>12} {'BN':>5} {'path':>7} {'images/s':>9} {'(min-max)':>11} "
+        f"{'vs torch':>9} {'compile s':>10}")
+  for (name, use_bn, path, n, _, compile_s, peer), t in zip(entries, seconds, strict=True):
+    ref = ips.get((peer, True, "torch")) if peer else None
+    ratio = f"{ips[(name, use_bn, path)] / ref:.2f}" if ref else "n/a"
+    compile_text = f"{compile_s:>10.2f}" if compile_s is not None else f"{'':>10}"
+    spread = f"{n / max(t):.0f}-{n / min(t):.0f}"
+    print(f"{name:>12} {str(use_bn):>5} {path:>7} {ips[(name, use_bn, path)]:>9.1f} "
+          f"{spread:>11} {ratio:>9} {compile_text}")
+
+  if _SHAPES.value:
+    impls = list(_PATHS.value) + (["torch"] if has_torch else [])
+    print("\nGFLOP/s per convolution (forward / input gradient / weight gradient)")
+    print(f"{'shape':>18} {'N':>4} {'HxW':>4} {'in':>4} {'out':>4}  "
+          + "  ".join(f"{impl:>17}" for impl in impls))
+    for label, batch, size, cin, cout, k, stride in CONV_SHAPES:
+      flop = _gflops(batch, size, cin, cout, k, stride)
+      cells = []
+      for impl in impls:
+        ms = (torch_conv_ms(batch, size, cin, cout, k, stride) if impl == "torch"
+              else jax_conv_ms(impl, batch, size, cin, cout, k, stride))
+        cells.append("/".join(f"{flop / t * 1e3:.0f}" for t in ms))
+      print(f"{label:>18} {batch:>4} {size:>4} {cin:>4} {cout:>4}  "
+            + "  ".join(f"{c:>17}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from common import fileio
+from common.ops import native
 from common.train import TIMING_KEYS
 from tests.conftest import REPO, hermetic_env
 
@@ -62,8 +63,10 @@ def test_the_run_records_its_code_version_execution_path_and_usage(tmp_path):
   config = fileio.read_json(tmp_path / "run" / "config.json")
   assert config["schema_version"] == 2
   assert config["model"]["registry"] == "cifar" and config["model"]["family"] == "ResNet"
-  assert config["model"]["execution"] == {"backend": "cpu", "remat": False,
-                                          "unrolled_scan": True, "loop_free_steps": True}
+  xla = native.cpu_ops_path() == "xla"  # unrolled and loop-free for XLA's convolutions
+  assert config["model"]["execution"] == {
+      "backend": "cpu", "cpu_ops": native.cpu_ops_path(), "remat": False,
+      "unrolled_scan": xla, "loop_free_steps": xla}
   code = config["environment"]["code"]
   assert len(code["commit"]) == 40 or code["commit"] == "unknown"
   summary = fileio.read_json(tmp_path / "run" / "summary.json")

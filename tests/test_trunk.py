@@ -12,7 +12,8 @@ from common.data.augment import image_preprocess, pad_crop_flip
 from common.errors import ConfigError
 from common.models import CIFAR_MODELS, build_model
 from common.models.glonet import AvgPoolConvCarry, StridedConvCarry
-from common.models.resnet_v2 import ResNetTiny
+from common.models.resnet_v2 import ResNetTiny, ResNetV2
+from common.ops import native
 from common.train import steps
 from common.train.optimizers import make_optimizer
 from common.train.state import count_params, create_train_state, model_variables
@@ -48,6 +49,21 @@ def test_exact_parameter_counts(name, expected):
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
   assert count_params(shapes["params"]) == expected
   assert _resnet_v2_params(3) == 272_282  # the formula agrees with the published 0.27M
+
+
+def test_imagenet_stem_resnet18_v2_parameter_count_and_shapes():
+  """Conv weights as torchvision's ResNet18 (11,166,912 without its classifier), the 17
+  batch norms of a pre-activation network (none in the stem), a 10-class head."""
+  model = ResNetV2(stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512), out_dim=10,
+                   stem="imagenet")
+  x = jnp.zeros((1, 128, 128, 3))
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  assert count_params(shapes["params"]) == 11_166_912 + 7_808 + 5_130 == 11_179_850
+  assert shapes["params"]["stem"]["kernel"].shape == (7, 7, 3, 64)
+  assert jax.eval_shape(model.apply, shapes, x).shape == (1, 10)
+  with pytest.raises(ConfigError, match="unknown stem"):
+    ResNetV2(stage_sizes=(1,), widths=(4,), out_dim=2, stem="vit").init(
+        jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
 
 
 def test_depth_convention_and_blocks():
@@ -213,14 +229,20 @@ def test_remat_changes_neither_parameters_nor_gradients():
                      x)
 
 
-def test_unrolled_scan_is_the_same_model_and_chosen_on_the_cpu_only(monkeypatch):
+def test_unrolled_scan_is_the_same_model_and_chosen_for_xla_cpu_convolutions_only(
+    monkeypatch):
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
   _assert_same_model(*(ResNetTiny(out_dim=3, mode="glonet", stage_sizes=(3, 2),
                                   unroll_scan=u) for u in (False, True)), x)
   default = ResNetTiny(out_dim=3)
+  monkeypatch.setenv(native.CPU_OPS_ENV, "xla")
   assert default.unrolls and default.execution(8)["unrolled_scan"]
+  assert default.loop_free_steps and default.execution(8)["cpu_ops"] == "xla"
+  monkeypatch.setenv(native.CPU_OPS_ENV, "onednn")
+  assert default.unrolls == (not native.load().available)
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   assert not default.unrolls and ResNetTiny(out_dim=3, unroll_scan=True).unrolls
+  assert default.execution(8)["cpu_ops"] == "xla"
 
 
 def test_augmentation_is_a_function_of_the_key():

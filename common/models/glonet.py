@@ -29,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from common.ops import conv as conv_ops
+
 ModuleFactory = Callable[..., nn.Module]
 Mode = Literal["plain", "residual", "glonet"]
 MODES = ("plain", "residual", "glonet")
@@ -191,7 +193,7 @@ class AvgPoolConvCarry(nn.Module):
   def __call__(self, s: jax.Array) -> jax.Array:
     s = nn.avg_pool(s, (2, 2), strides=(2, 2))
     return nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=_channel_embedding,
-                   name="conv")(s)
+                   conv_general_dilated=conv_ops.conv_general_dilated, name="conv")(s)
 
   @staticmethod
   def tap_stride() -> int:
@@ -213,7 +215,8 @@ class StridedConvCarry(nn.Module):
   @nn.compact
   def __call__(self, s: jax.Array) -> jax.Array:
     return nn.Conv(self.features, (1, 1), strides=(2, 2), use_bias=False,
-                   kernel_init=_channel_embedding, name="conv")(s)
+                   kernel_init=_channel_embedding,
+                   conv_general_dilated=conv_ops.conv_general_dilated, name="conv")(s)
 
   @staticmethod
   def tap_stride() -> int:

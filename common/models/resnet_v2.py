@@ -32,18 +32,27 @@ import jax.numpy as jnp
 from common.errors import ConfigError
 from common.models import blocks
 from common.models.glonet import CARRIES, Stage, Taps, concat_taps, pooled_tap, single_tap
+from common.ops import batch_norm as batch_norm_ops
+from common.ops import conv as conv_ops
+from common.ops import native
 
 FAMILIES = {"ResNet": "residual", "Plain": "plain", "GloNet": "glonet"}
+STEMS = ("cifar", "imagenet")
 
 
 def _conv(features: int, kernel: int, strides: int, name: str) -> nn.Conv:
   # Bias-free, as in the reference CIFAR ResNets (a bias before batch norm is redundant).
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides), padding="SAME",
-                 use_bias=False, kernel_init=blocks.HE_NORMAL, name=name)
+                 use_bias=False, kernel_init=blocks.HE_NORMAL, name=name,
+                 conv_general_dilated=conv_ops.conv_general_dilated)
 
 
 def _pre_activation(h, train: bool, use_batch_norm: bool, name: str):
   if use_batch_norm:
+    if train and batch_norm_ops.applies(h):
+      # One oneDNN op for batch norm and ReLU, with nn.BatchNorm's variables.
+      return batch_norm_ops.BatchNormReLU(momentum=blocks.BN_MOMENTUM,
+                                          epsilon=blocks.BN_EPSILON, name=name)(h)
     h = blocks.batch_norm(train, name=name)(h)
   return nn.relu(h)
 
@@ -112,16 +121,20 @@ class ResNetV2(nn.Module):
     carry: GloNet carry map at transitions: ``avgpool_conv`` (2x2 average pool then a
       1x1 conv, the default) or ``strided_conv`` (a stride-2 1x1 conv, the paper's
       projection).
-    stem: ``cifar`` (conv3x3, stride 1).
+    stem: ``cifar`` (conv3x3, stride 1) or ``imagenet`` (conv7x7 stride 2, then a 3x3
+      stride-2 max pool; no norm or ReLU in between, as in the pre-activation ResNet-v2
+      of big_vision and Keras: the first block normalises its input).
     remat: rematerialise the scanned blocks in the backward pass.
     glonet_sum: GloNet only: ``block`` (the stem and every block output are summed) or
       ``stage`` (the stem and each stage's last output: the authors' notebook variant,
       whose usage has one entry per stage).
-    unroll_scan: unroll the scanned blocks into straight-line code; None (default): on
-      the CPU backend only, because XLA's CPU backend runs a convolution's gradient
+    unroll_scan: unroll the scanned blocks into straight-line code; None (default): only
+      where the CPU runs XLA's own convolutions (no oneDNN build, or
+      ``GLONETS_CPU_OPS=xla``), because XLA's CPU backend runs a convolution's gradient
       inside a loop body some 35x slower than outside (measured in
-      ``benchmarks/README.md``), at the price of a longer compile. Other backends keep
-      the scan unless told otherwise. Parameters are the same either way.
+      ``benchmarks/README.md``), at the price of a longer compile. The oneDNN custom
+      calls (``common/ops``) are as fast inside a loop, and other backends keep the scan
+      unless told otherwise. Parameters are the same either way.
   """
 
   stage_sizes: Sequence[int]
@@ -145,8 +158,8 @@ class ResNetV2(nn.Module):
       raise ConfigError(f"mode must be one of {sorted(FAMILIES.values())}; got {self.mode}.")
     if self.carry not in CARRIES:
       raise ConfigError(f"unknown carry map {self.carry!r}; valid: {', '.join(CARRIES)}.")
-    if self.stem != "cifar":
-      raise ConfigError(f"unknown stem {self.stem!r}; valid: cifar.")
+    if self.stem not in STEMS:
+      raise ConfigError(f"unknown stem {self.stem!r}; valid: {', '.join(STEMS)}.")
     if self.glonet_sum not in ("block", "stage"):
       raise ConfigError(f"glonet_sum must be block or stage; got {self.glonet_sum!r}.")
     if self.glonet_sum == "stage" and self.mode != "glonet":
@@ -197,21 +210,22 @@ class ResNetV2(nn.Module):
   def unrolls(self) -> bool:
     """Whether the scanned blocks are unrolled (see ``unroll_scan``)."""
     if self.unroll_scan is None:
-      return jax.default_backend() == "cpu"
+      return jax.default_backend() == "cpu" and native.cpu_ops_path() == "xla"
     return self.unroll_scan
 
   @property
   def loop_free_steps(self) -> bool:
     """Whether the trainer should call the train step once per step rather than loop over
     steps on device: the same XLA CPU slowness applies to a convolution's gradient inside
-    the step loop, so on the CPU backend (whenever the blocks are unrolled) the step runs
-    outside any loop."""
+    the step loop, so whenever the blocks are unrolled for it the step runs outside any
+    loop."""
     return self.unrolls
 
   def execution(self, rows: int) -> dict:
     """The execution path (recorded in config.json)."""
     del rows
-    return {"backend": jax.default_backend(), "remat": self.remat,
+    return {"backend": jax.default_backend(), "cpu_ops": native.cpu_ops_path(),
+            "remat": self.remat,
             "unrolled_scan": self.unrolls, "loop_free_steps": self.loop_free_steps,
             **({"carry": self.carry, "glonet_sum": self.glonet_sum} if self.mode == "glonet"
                else {})}
@@ -255,7 +269,11 @@ class ResNetV2(nn.Module):
     """The model, optionally with per-stage taps."""
     self.validate()
     glonet = self.mode == "glonet"
-    h = _conv(self.widths[0], 3, 1, "stem")(x)
+    if self.stem == "imagenet":
+      h = _conv(self.widths[0], 7, 2, "stem")(x)
+      h = nn.max_pool(h, (3, 3), strides=(2, 2), padding="SAME")
+    else:
+      h = _conv(self.widths[0], 3, 1, "stem")(x)
     s = h if glonet else None
     taps: list[Taps] = []
     for g, (size, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):

@@ -1,0 +1,1 @@
+"""Native operations: the CPU convolution on oneDNN (see :mod:`common.ops.conv`)."""
