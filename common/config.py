@@ -188,7 +188,8 @@ class TrainConfig:
       raise ConfigError(f"lr_decay_factor must be in (0, 1]; got {self.lr_decay_factor}.")
     if not (0 <= self.warmup_epochs < self.epochs):
       raise ConfigError(f"warmup_epochs must be >= 0 and < epochs={self.epochs}; got "
-                        f"{self.warmup_epochs}.")
+                        f"{self.warmup_epochs} (a recipe's default, unless given): pass "
+                        f"--warmup_epochs=0 or a fraction, or train for more epochs.")
     if self.warmup_epochs and self.lr_schedule == "onecycle":
       raise ConfigError("--lr_schedule=onecycle has its own warmup: drop --warmup_epochs.")
 
