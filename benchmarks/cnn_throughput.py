@@ -32,7 +32,7 @@ import numpy as np
 from absl import app, flags
 from jax import lax
 
-from benchmarks.harness import EpochTimer, bench_config, synthetic_dataset
+from benchmarks.harness import EpochTimer, bench_config, median_seconds, synthetic_dataset
 from common.data.augment import image_preprocess
 from common.models import CIFAR_MODELS, build_from_config, canonical_config
 from common.models.resnet_v2 import ResNetV2
@@ -196,14 +196,9 @@ def torch_available() -> bool:
 # --- one convolution at a time -------------------------------------------------------------
 
 
-def _median_ms(fn, *args, repeats: int = 20) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times)) * 1e3
+def _median_ms(fn, *args) -> float:
+  jax.block_until_ready(fn(*args))  # compile and warm up outside the timing
+  return median_seconds(lambda: fn(*args), 20) * 1e3
 
 
 def jax_conv_ms(path: str, batch, size, cin, cout, k, stride) -> tuple[float, float, float]:
