@@ -4,6 +4,8 @@ Entry points catch :class:`UserError` and print its message alone (no traceback)
 with status 2. Every message names the problem and the fix.
 """
 
+import signal
+
 
 class UserError(Exception):
   """Base class: bad input that the user can fix."""
@@ -28,3 +30,22 @@ class NonFiniteLossError(RuntimeError):
   epoch and step in the message, and entry points exit with status 1. It lives here, not in
   the training loop, so entry points can catch it without importing the loop.
   """
+
+
+class Interrupted(KeyboardInterrupt):
+  """A termination signal (SIGTERM from a scheduler, SIGINT from Ctrl-C, SIGHUP) stopped a
+  run: recorded as ``interrupted``, never as a crash. A ``KeyboardInterrupt``, so code that
+  lets Ctrl-C through lets every such signal through.
+
+  Attributes:
+    signum: the signal's number; entry points exit with ``128 + signum`` (the shell's
+      convention: 143 for SIGTERM, 130 for SIGINT).
+  """
+
+  def __init__(self, signum: int):
+    self.signum = int(signum)
+    super().__init__(signal.Signals(self.signum).name)
+
+  @property
+  def signal_name(self) -> str:
+    return str(self.args[0])

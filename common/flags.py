@@ -7,14 +7,15 @@ once.
 """
 
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from absl import app, flags, logging
 
 from common.config import OPTIMIZERS, SCHEDULES, TrainConfig
-from common.errors import ConfigError, NonFiniteLossError, UserError
+from common.errors import ConfigError, Interrupted, NonFiniteLossError, UserError
 
 DATA_DIR_ENV = "GLONETS_DATA_DIR"
 
@@ -173,5 +174,11 @@ def run_main(main: Callable[[list[str]], Any], positional: bool = False) -> None
     except NonFiniteLossError as e:  # an experimental outcome, recorded in the run dir
       sys.stderr.write(f"error: {e}\n")
       sys.exit(1)
+    except KeyboardInterrupt as e:  # a signal (see common.train.signals): one line, no trace
+      signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+      name = e.signal_name if isinstance(e, Interrupted) else "Ctrl-C"
+      sys.stderr.write(f"interrupted by {name}: the run directory keeps every finished epoch; "
+                       f"rerun the same command to resume.\n")
+      sys.exit(128 + int(signum))
 
   app.run(wrapped)

@@ -4,17 +4,18 @@
 
 Trains ``MODEL`` (default GloNet8: the CIFAR trunk with one block per stage, batch norm)
 on fake 8x8 uint8 images with pad-crop-flip augmentation inside the step, and prints the
-device count and the final metrics as one JSON line.
+device count and the final metrics as one JSON line. Runs through the entry points'
+``run_main``, so signals and errors end it as they end ``train.py``.
 """
 
 import json
-import sys
 
 import jax
 
 from common.config import TrainConfig
 from common.data import fake_images
 from common.data.augment import image_preprocess
+from common.flags import run_main
 from common.models import CIFAR_MODELS, build_from_config, canonical_config
 from common.train import Classification, run_experiment
 
@@ -36,4 +37,5 @@ def main(workdir: str, model: str = "GloNet8", epochs: int = 3) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], *(sys.argv[2:3]), *(int(a) for a in sys.argv[3:4]))
+  run_main(lambda argv: main(argv[1], *(argv[2:3]), *(int(a) for a in argv[3:4])),
+           positional=True)

@@ -4,7 +4,8 @@
 config, model, dataset and task. It opens (or resumes) the run directory, builds a
 :class:`~common.train.trainer.Trainer`, trains with :func:`fit`, and leaves the directory
 consistent whatever happens: ``status.json`` says ``done``, ``diverged`` (non-finite
-loss), ``interrupted`` (Ctrl-C) or ``failed`` (anything else) with a message,
+loss), ``interrupted`` (SIGTERM, Ctrl-C, SIGHUP: see :mod:`common.train.signals`) or
+``failed`` (anything else) with a message,
 ``metrics.jsonl`` holds every finished epoch, and rerunning the same command on the same
 ``--workdir`` continues from the last checkpoint and ends with the same metrics as an
 uninterrupted run. Layer usage and the report are hooks (:mod:`common.train.hooks`).
@@ -22,12 +23,13 @@ from absl import logging
 from common import fileio
 from common.config import SCHEMA_VERSION, TrainConfig
 from common.data.arrays import Dataset
-from common.errors import NonFiniteLossError, RunDirError
+from common.errors import Interrupted, NonFiniteLossError, RunDirError
 from common.train import hooks as hooks_lib
 from common.train import rundir, steps
 from common.train.checkpoint import Checkpointer
 from common.train.environment import describe_environment
 from common.train.metrics_log import TIMING_KEYS, MetricsLog
+from common.train.signals import interrupt_on_signals
 from common.train.tasks import Task
 from common.train.trainer import Trainer, check_inputs
 
@@ -203,50 +205,63 @@ def run_experiment(
     hooks = hooks_lib.default_hooks(config, model, dataset, task, preprocess)
   run = rundir.open_run_dir(config.workdir, config.result_dir, model_name)
   try:
-    settings = config.to_dict()
-    data_record = {**dataset.info, "sizes": dataset.sizes()}
-    if run.is_initialized:
-      run.check_compatible(settings, data_record)
-      with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
-        trained = ckpt.latest_epoch() or 0
-      if trained > config.epochs:
-        raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
-                          f"--epochs={config.epochs}; pass --epochs={trained} or more.")
-      run.record_resume(config.epochs)
-    else:
-      extra = dict(extra_config or {})
-      run.write_config({
-          "schema_version": SCHEMA_VERSION,
-          "config": settings,
-          "model_name": model_name,
-          "model": extra.pop("model", {}),
-          "data": data_record,
-          **extra,
-          "environment": describe_environment(),
-      })
-      for name, content in (extra_files or {}).items():
-        fileio.atomic_write_json(run.file(name), content)
-    logging.info("Run directory: %s", run.path)
-    run.write_status("running", f"training {model_name} for {config.epochs} epochs")
-    try:
-      trainer = Trainer.build(config, model, dataset, task, preprocess=preprocess)
-      summary = fit(config, trainer, run, hooks)
-    except BaseException as e:  # record every way out, including Ctrl-C, then re-raise
-      status, message = _outcome(e)
-      run.write_status(status, message)
-      _finish(hooks, run.path)
-      raise
-    run.write_status("done", f"trained {summary['epochs_completed']} epochs")
-    _finish(hooks, run.path)
-    return run.path, summary
+    with interrupt_on_signals():
+      return _train_into(run, config, model, model_name, dataset, task, preprocess,
+                         extra_config, extra_files, hooks)
   finally:
     run.release()
+
+
+def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model_name: str,
+                dataset: Dataset, task: Task, preprocess: steps.Preprocess | None,
+                extra_config: dict[str, Any] | None, extra_files: dict[str, Any] | None,
+                hooks: Sequence[hooks_lib.Hook]) -> tuple[str, dict[str, Any]]:
+  """The body of :func:`run_experiment` once the run directory is locked."""
+  settings = config.to_dict()
+  data_record = {**dataset.info, "sizes": dataset.sizes()}
+  if run.is_initialized:
+    run.check_compatible(settings, data_record)
+    with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
+      trained = ckpt.latest_epoch() or 0
+    if trained > config.epochs:
+      raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
+                        f"--epochs={config.epochs}; pass --epochs={trained} or more.")
+    run.record_resume(config.epochs)
+  else:
+    extra = dict(extra_config or {})
+    run.write_config({
+        "schema_version": SCHEMA_VERSION,
+        "config": settings,
+        "model_name": model_name,
+        "model": extra.pop("model", {}),
+        "data": data_record,
+        **extra,
+        "environment": describe_environment(),
+    })
+    for name, content in (extra_files or {}).items():
+      fileio.atomic_write_json(run.file(name), content)
+  logging.info("Run directory: %s", run.path)
+  run.write_status("running", f"training {model_name} for {config.epochs} epochs")
+  try:
+    trainer = Trainer.build(config, model, dataset, task, preprocess=preprocess)
+    summary = fit(config, trainer, run, hooks)
+  except BaseException as e:  # record every way out, including Ctrl-C, then re-raise
+    status, message = _outcome(e)
+    run.write_status(status, message)
+    _finish(hooks, run.path)
+    raise
+  run.write_status("done", f"trained {summary['epochs_completed']} epochs")
+  _finish(hooks, run.path)
+  return run.path, summary
 
 
 def _outcome(error: BaseException) -> tuple[str, str]:
   """``(status, message)`` for a run that ended with ``error``."""
   if isinstance(error, NonFiniteLossError):
     return "diverged", str(error)
+  if isinstance(error, Interrupted):
+    return "interrupted", (f"interrupted by {error.signal_name}; rerun the same command with "
+                           f"this --workdir to resume")
   if isinstance(error, KeyboardInterrupt):
     return "interrupted", "interrupted; rerun the same command with this --workdir to resume"
   return "failed", f"{type(error).__name__}: {error}"

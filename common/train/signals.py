@@ -1,0 +1,70 @@
+"""Termination signals as a clean stop: SIGTERM, SIGINT and SIGHUP raise ``Interrupted``.
+
+A cluster scheduler sends SIGTERM before it kills a preempted job, a terminal sends SIGHUP
+when it closes, Ctrl-C sends SIGINT. Python's defaults kill the process at once for the
+first and third (no status, no report) and raise a bare ``KeyboardInterrupt`` for the
+second. Inside :func:`interrupt_on_signals` all three raise :class:`Interrupted` in the
+main thread, so the training loop records the run as ``interrupted``, renders its report
+and lets the entry point exit with ``128 + signum``.
+
+When the exception lands: Python runs signal handlers between bytecodes of the main
+thread, so a signal that arrives while the host waits for the device takes effect when
+that device call returns: at most one training step where steps are dispatched one by one
+(``loop_free_steps``), at most one epoch's device loop otherwise (the CPU's scanned
+models without a progress bar), plus evaluation when it is running. Nothing of that is
+lost: the last finished epoch is already checkpointed, and a rerun of the same command
+resumes from it and ends equal to an uninterrupted run.
+
+A signal that the process ignores (``nohup`` ignores SIGHUP, a shell's ``&`` ignores
+SIGINT) stays ignored. Later signals while the run is already stopping are logged and
+ignored, so that the status and the report are written whole.
+"""
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+from absl import logging
+
+from common.errors import Interrupted
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(signals: tuple[signal.Signals, ...] = SIGNALS) -> Iterator[None]:
+  """Within the block, each of ``signals`` raises :class:`Interrupted` (once).
+
+  Outside the main thread (where Python cannot install handlers) this does nothing. The
+  previous handlers are restored on exit.
+
+  Args:
+    signals: the signals to catch.
+
+  Yields:
+    None.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  received: list[int] = []
+
+  def handler(signum, frame):
+    del frame
+    if received:  # already stopping: let the status and report be written
+      logging.warning("%s received while stopping after %s; ignored.",
+                      signal.Signals(signum).name, signal.Signals(received[0]).name)
+      return
+    received.append(signum)
+    raise Interrupted(signum)
+
+  previous = {}
+  try:
+    for s in signals:
+      if signal.getsignal(s) is not signal.SIG_IGN:
+        previous[s] = signal.signal(s, handler)
+    yield
+  finally:
+    for s, old in previous.items():
+      signal.signal(s, old)
