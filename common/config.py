@@ -86,6 +86,12 @@ class TrainConfig:
     cache_dir: where decoded datasets are cached (None: the user cache folder).
     train_size: train on the first this many training examples only (None: all); for
       smoke runs and learning curves.
+    image_size: image experiments that resize (Imagenette): the model's input side in
+      pixels (None: the dataset's own size).
+    min_crop_area: random-resized-crop augmentation: the smallest crop, as a fraction of
+      the image's area.
+    grad_clip_norm: when > 0, clip the loss gradient to this global L2 norm before weight
+      decay and the optimizer (0: no clipping).
   """
 
   experiment: str
@@ -123,6 +129,9 @@ class TrainConfig:
   glonet_sum: str = "block"
   cache_dir: str | None = None
   train_size: int | None = None
+  image_size: int | None = None
+  min_crop_area: float = 0.35
+  grad_clip_norm: float = 0.0
 
   def __post_init__(self):
     for name in ("epochs", "batch_size", "eval_batch_size", "features"):
@@ -148,6 +157,11 @@ class TrainConfig:
       raise ConfigError(f"glonet_sum must be block or stage; got {self.glonet_sum!r}.")
     if self.momentum < 0:
       raise ConfigError(f"momentum must be >= 0; got {self.momentum}.")
+    if self.grad_clip_norm < 0 or not math.isfinite(self.grad_clip_norm):
+      raise ConfigError(f"grad_clip_norm must be a finite number >= 0 (0: off); got "
+                        f"{self.grad_clip_norm}.")
+    if not 0 < self.min_crop_area <= 1:
+      raise ConfigError(f"min_crop_area must be in (0, 1]; got {self.min_crop_area}.")
     if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
       raise ConfigError(f"weight_decay must be a finite number >= 0; got {self.weight_decay}.")
     self._check_nesterov()

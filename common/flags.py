@@ -26,7 +26,8 @@ def define_train_flags(
     eval_batch_size: int = 1000, optimizer: str = "ADAM", lr_schedule: str = "constant",
     momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
     lr_boundaries: Sequence[int] = (), lr_decay_factor: float = 0.1,
-    warmup_epochs: float = 0.0, remat: bool = False, extra_help: str = "") -> None:
+    warmup_epochs: float = 0.0, remat: bool = False, grad_clip_norm: float = 0.0,
+    extra_help: str = "") -> None:
   """Defines the common training flags with an experiment's defaults.
 
   Args:
@@ -49,6 +50,7 @@ def define_train_flags(
     lr_decay_factor: default ``--lr_decay_factor`` (step schedule).
     warmup_epochs: default ``--warmup_epochs``.
     remat: default ``--remat``.
+    grad_clip_norm: default ``--grad_clip_norm`` (0: no clipping).
     extra_help: appended to the help of ``--model``.
 
   The defaults of the arguments reproduce the original recipe (Adam, constant learning
@@ -87,6 +89,9 @@ def define_train_flags(
                      "weight_decay * w added to the gradient of every kernel (not biases or "
                      "batch norm) before the optimizer, as PyTorch's weight_decay; not part "
                      "of the reported loss.", lower_bound=0.0)
+  flags.DEFINE_float("grad_clip_norm", grad_clip_norm,
+                     "Clip the loss gradient to this global L2 norm before weight decay and "
+                     "the optimizer (0: no clipping).", lower_bound=0.0)
   flags.DEFINE_float("l2_reg_alpha", l2_reg_alpha,
                      "Weight of sum(p^2) added to the training loss only.", lower_bound=0.0)
   flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
@@ -108,6 +113,52 @@ def define_train_flags(
   flags.DEFINE_boolean("remat", remat,
                        "Recompute the scanned blocks' activations in the backward pass "
                        "instead of storing them: less memory, more compute.")
+
+
+def define_image_flags(*, augment_help: str, label_smoothing: float = 0.0) -> None:
+  """Defines the flags of the image experiments (CIFAR-10, Imagenette).
+
+  Args:
+    augment_help: what ``--augment`` does in this experiment.
+    label_smoothing: default ``--label_smoothing``.
+  """
+  flags.DEFINE_boolean("augment", True, augment_help)
+  flags.DEFINE_float("label_smoothing", label_smoothing,
+                     "Label smoothing of the training loss.", lower_bound=0)
+  flags.DEFINE_enum("carry", "avgpool_conv", ["avgpool_conv", "strided_conv"],
+                    "GloNet: the map carrying the sum across a stage transition "
+                    "(2x2 average pool + 1x1 conv, or the paper's stride-2 1x1 conv).")
+  flags.DEFINE_enum("glonet_sum", "block", ["block", "stage"],
+                    "GloNet: sum every block output (block) or the stem and each stage's "
+                    "output only (stage: the authors' CIFAR notebook).")
+  flags.DEFINE_string("cache_dir", None,
+                      "Cache of decoded images (default: $GLONETS_CACHE_DIR, else the user "
+                      "cache folder).")
+
+
+def image_settings() -> dict[str, Any]:
+  """The values of :func:`define_image_flags`'s flags, for :func:`config_from_flags`."""
+  f = flags.FLAGS
+  return {"augment": f.augment, "label_smoothing": f.label_smoothing, "carry": f.carry,
+          "glonet_sum": f.glonet_sum, "cache_dir": f.cache_dir}
+
+
+def define_recipe_flag(recipes: Mapping[str, Mapping[str, Any] | None], default: str,
+                       help_text: str) -> None:
+  """Defines ``--recipe``: named sets of flag defaults (None: the flags' own defaults)."""
+  flags.DEFINE_enum("recipe", default, list(recipes), help_text)
+
+
+def apply_recipe(recipes: Mapping[str, Mapping[str, Any] | None]) -> str:
+  """Sets the chosen recipe's values on every flag the user did not give; returns its name.
+
+  Flags given explicitly on the command line always win over the recipe.
+  """
+  name = flags.FLAGS.recipe
+  for flag, value in (recipes[name] or {}).items():
+    if not flags.FLAGS[flag].present:
+      flags.FLAGS[flag].value = value
+  return name
 
 
 def _parse_boundaries(values: list[str]) -> tuple[int, ...]:
@@ -148,14 +199,17 @@ def config_from_flags(experiment: str, **extra: Any) -> TrainConfig:
       workdir=f.workdir, result_dir=f.result_dir, tensorboard=f.tensorboard,
       progress=f.progress, weight_decay=f.weight_decay, nesterov=f.nesterov,
       lr_boundaries=_parse_boundaries(f.lr_boundaries), lr_decay_factor=f.lr_decay_factor,
-      warmup_epochs=f.warmup_epochs, remat=f.remat, train_size=f.train_size, **extra)
+      warmup_epochs=f.warmup_epochs, remat=f.remat, train_size=f.train_size,
+      grad_clip_norm=f.grad_clip_norm, **extra)
 
 
 def run_main(main: Callable[[list[str]], Any], positional: bool = False) -> None:
   """``app.run(main)`` that turns :class:`UserError` into one message and exit status 2.
 
   Expected problems (unknown model, missing data, a locked run directory...) are not
-  bugs, so they get a plain ``error: ...`` line on stderr instead of a traceback.
+  bugs, so they get a plain ``error: ...`` line on stderr instead of a traceback. A run
+  stopped by a signal (SIGTERM, Ctrl-C, SIGHUP) prints one ``interrupted by ...`` line and
+  exits with ``128 + signum`` (143 for SIGTERM, 130 for Ctrl-C).
 
   Args:
     main: the program, ``main(argv)``.

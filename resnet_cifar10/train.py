@@ -16,7 +16,7 @@ import sys
 if __package__ in (None, ""):  # `cd resnet_cifar10 && python train.py` without installing
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import flags, logging  # noqa: E402
+from absl import logging  # noqa: E402
 
 from common import flags as common_flags  # noqa: E402
 from common.models import CIFAR_MODELS, build_from_config, canonical_config  # noqa: E402
@@ -39,46 +39,25 @@ AUTHORS_RECIPE = {"optimizer": "SGD", "learning_rate": 0.1, "momentum": 0.9,
                   "lr_schedule": "step", "lr_boundaries": ["50", "100", "150"],
                   "lr_decay_factor": 0.1, "warmup_epochs": 0.0, "epochs": 200,
                   "label_smoothing": 0.0}
-_RECIPE = flags.DEFINE_enum("recipe", "cpu", ["cpu", "authors"],
-                            "Defaults of the training flags: cpu (30 epochs, see the README) "
-                            "or authors (their 200-epoch SGD schedule).")
-_AUGMENT = flags.DEFINE_boolean("augment", True,
-                                "Pad-4 random crop + horizontal flip of training images.")
-_LABEL_SMOOTHING = flags.DEFINE_float("label_smoothing", 0.0,
-                                      "Label smoothing of the training loss.", lower_bound=0)
-_CARRY = flags.DEFINE_enum("carry", "avgpool_conv", ["avgpool_conv", "strided_conv"],
-                           "GloNet: the map carrying the sum across a stage transition "
-                           "(2x2 average pool + 1x1 conv, or the paper's stride-2 1x1 conv).")
-_GLONET_SUM = flags.DEFINE_enum("glonet_sum", "block", ["block", "stage"],
-                                "GloNet: sum every block output (block) or the stem and the "
-                                "three stage outputs only (stage: the authors' notebook).")
-_CACHE_DIR = flags.DEFINE_string("cache_dir", None,
-                                 "Cache of decoded images (default: $GLONETS_CACHE_DIR, "
-                                 "else the user cache folder).")
-
-
-def _apply_recipe() -> None:
-  """Sets the chosen recipe's values on every flag the user did not give."""
-  if _RECIPE.value != "authors":
-    return
-  for name, value in AUTHORS_RECIPE.items():
-    if not flags.FLAGS[name].present:
-      flags.FLAGS[name].value = value
+RECIPES = {"cpu": None, "authors": AUTHORS_RECIPE}
+common_flags.define_recipe_flag(RECIPES, "cpu",
+                                "Defaults of the training flags: cpu (30 epochs, see the "
+                                "README) or authors (their 200-epoch SGD schedule).")
+common_flags.define_image_flags(
+    augment_help="Pad-4 random crop + horizontal flip of training images.")
 
 
 def main(argv):
   del argv
-  _apply_recipe()
+  recipe = common_flags.apply_recipe(RECIPES)
   config = canonical_config(common_flags.config_from_flags(
-      "resnet_cifar10", augment=_AUGMENT.value, label_smoothing=_LABEL_SMOOTHING.value,
-      carry=_CARRY.value, glonet_sum=_GLONET_SUM.value, cache_dir=_CACHE_DIR.value),
-      CIFAR_MODELS)
+      "resnet_cifar10", **common_flags.image_settings()), CIFAR_MODELS)
   # Fails before any I/O on a bad name or depth.
   model, name, info = build_from_config(config, NUM_CLASSES, CIFAR_MODELS)
   dataset, task = load_for_config(config)
   run_path, summary = run_experiment(config, model, name, dataset, task,
                                      preprocess=preprocess_for(config),
-                                     extra_config={"model": info, "recipe": _RECIPE.value})
+                                     extra_config={"model": info, "recipe": recipe})
   final = summary["final"] or {}
   logging.info("Done: %s  test_accuracy %.4f", run_path, final.get("test_accuracy", float("nan")))
 

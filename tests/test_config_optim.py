@@ -247,6 +247,25 @@ def test_nesterov_differs_from_plain_momentum():
   np.testing.assert_allclose(2.0 - b, LR * 4.61, rtol=1e-6)
 
 
+def test_gradient_clipping_scales_the_loss_gradient_before_weight_decay():
+  params = _params()
+  grads = jax.tree.map(lambda p: 3.0 * jnp.ones_like(p), params)
+  norm = float(optax.tree.norm(grads))
+  clipped, _ = optimizer_from_config(_config(optimizer="SGD", momentum=0.0,
+                                             grad_clip_norm=1.0, weight_decay=0.1), SPE)
+  new = _step(clipped, params, grads)
+  # Kernels: the clipped gradient (3 / norm) plus the unclipped decay (0.1 * 2.0).
+  np.testing.assert_allclose(2.0 - new["stem"]["kernel"], LR * (3.0 / norm + 0.2), rtol=1e-5)
+  np.testing.assert_allclose(2.0 - new["stem"]["bias"], LR * 3.0 / norm, rtol=1e-5)
+  loose, _ = optimizer_from_config(_config(optimizer="SGD", momentum=0.0,
+                                           grad_clip_norm=10 * norm), SPE)
+  np.testing.assert_allclose(2.0 - _step(loose, params, grads)["stem"]["bias"], LR * 3.0,
+                             rtol=1e-6)  # below the threshold: untouched
+  off, _ = optimizer_from_config(_config(optimizer="SGD", momentum=0.0), SPE)
+  assert jax.tree.structure(off.init(params)) == jax.tree.structure(
+      optax.sgd(optax.constant_schedule(LR)).init(params))  # no clipping: older runs' state
+
+
 def test_make_optimizer_keeps_its_old_signature():
   tx = optimizers.make_optimizer("sgd", optimizers.make_schedule(LR, "constant", 1), 0.0)
   new = _step(tx, _params(), jax.tree.map(jnp.ones_like, _params()))
@@ -270,6 +289,8 @@ def test_make_optimizer_keeps_its_old_signature():
     ({"warmup_epochs": 10}, "warmup_epochs must be >= 0 and < epochs"),
     ({"lr_schedule": "onecycle", "warmup_epochs": 1}, "own warmup"),
     ({"weight_decay": -1e-4}, "weight_decay must be"),
+    ({"grad_clip_norm": -1.0}, "grad_clip_norm must be"),
+    ({"min_crop_area": 0.0}, "min_crop_area must be"),
     ({"nesterov": True}, "SGD only"),
     ({"nesterov": True, "optimizer": "SGD", "momentum": 0.0}, "nesterov needs momentum"),
     ({"lr_schedule": "exponential"}, "unknown learning-rate schedule 'exponential'"),

@@ -100,11 +100,12 @@ def _trained_like(model, x):
   return {"params": params, **updates}
 
 
+@pytest.mark.parametrize("size", [8, 7])  # 7: an odd map at the transition (224 px -> 7x7)
 @pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
 @pytest.mark.parametrize("bn", [True, False])
-def test_glonet_logits_are_the_bias_plus_every_block_contribution(carry, bn):
+def test_glonet_logits_are_the_bias_plus_every_block_contribution(carry, bn, size):
   model = ResNetTiny(out_dim=3, mode="glonet", carry=carry, use_batch_norm=bn)
-  x = jax.random.normal(jax.random.key(1), (5, 8, 8, 3))
+  x = jax.random.normal(jax.random.key(1), (5, size, size, 3))
   variables = _trained_like(model, x)
   logits, taps = model.apply(variables, x, method="with_taps")
   np.testing.assert_allclose(logits, model.apply(variables, x), atol=1e-5)

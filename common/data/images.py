@@ -2,7 +2,8 @@
 
 * :func:`read_class_folders` decodes ``<split>/<class>/<image>`` trees (a folder, or a
   ``.tar``/``.tar.gz`` holding one, optionally under a single top-level folder) with PIL,
-  and checks every image's size and mode instead of converting it.
+  and checks every image's size and mode instead of converting it (or, for photo
+  datasets, brings every image to one square shape with :class:`SquareResize`).
 * :func:`safe_pickle_load` reads pickles of numpy arrays (the official CIFAR batches)
   without running arbitrary pickled code: only numpy's array reconstruction is admitted.
 * :func:`sha256_of_tree` is a content digest of a folder, to name caches and provenance.
@@ -15,16 +16,17 @@ archive) and, through ``fix_hint``, how to get a good copy.
 
 import hashlib
 import io
+import math
 import os
 import pickle
 import posixpath
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from common.errors import DataError
 
@@ -200,10 +202,16 @@ def _split_relpath(parts: tuple[str, ...], splits: tuple[str, ...]) -> tuple[str
 
 
 def _decode(data: bytes, name: str, size: tuple[int, int] | None,
-            modes: tuple[str, ...], fix_hint: str) -> tuple[np.ndarray, str]:
-  """Decodes one image into ``(height, width, 3)`` uint8 and returns it with its format."""
+            modes: tuple[str, ...], fix_hint: str,
+            transform: Callable[[Image.Image], Image.Image] | None = None
+            ) -> tuple[np.ndarray, str, str]:
+  """Decodes one image into ``(height, width, 3)`` uint8; returns it, its format and mode."""
   try:
     with Image.open(io.BytesIO(data)) as image:
+      if transform is not None and hasattr(transform, "draft_size"):
+        # JPEG: decode at the smallest DCT scale that still covers the target (much faster
+        # for large photos; the result is then resized exactly by the transform).
+        image.draft("RGB", transform.draft_size(image.size))
       image.load()
       fmt, mode, (width, height) = image.format or "?", image.mode, image.size
       # A wrong size or mode is an error, never converted: a copy with such images was
@@ -214,13 +222,37 @@ def _decode(data: bytes, name: str, size: tuple[int, int] | None,
       if size is not None and (height, width) != tuple(size):
         raise DataError(f"{name} is {width}x{height} pixels (width x height); every image "
                         f"must be {size[1]}x{size[0]}. {fix_hint}".rstrip())
-      array = np.asarray(image if mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
+      rgb = image if image.mode == "RGB" else image.convert("RGB")
+      array = np.asarray(rgb if transform is None else transform(rgb), dtype=np.uint8)
   except DataError:
     raise
   except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
     raise DataError(f"{name} is not a readable image ({type(e).__name__}: {e}). "
                     f"{fix_hint}".rstrip()) from e
-  return array, fmt
+  return array, fmt, mode
+
+
+class SquareResize:
+  """Resizes the shorter side to ``size`` (bilinear, antialiased) and keeps the centre
+  ``size x size`` square: one stored shape for photos of any size and aspect ratio.
+
+  Attributes:
+    size: the side of the square output.
+  """
+
+  def __init__(self, size: int):
+    if size < 1:
+      raise ValueError(f"size must be >= 1; got {size}")
+    self.size = int(size)
+
+  def draft_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+    """The smallest ``(width, height)`` whose shorter side still covers ``size``."""
+    width, height = image_size
+    factor = self.size / min(width, height)
+    return (math.ceil(width * factor), math.ceil(height * factor))
+
+  def __call__(self, image: Image.Image) -> Image.Image:
+    return ImageOps.fit(image, (self.size, self.size), Image.Resampling.BILINEAR)
 
 
 def _tree_files(root: str, splits: tuple[str, ...]) -> tuple[dict, Iterator[tuple]]:
@@ -265,7 +297,8 @@ def _tree_files(root: str, splits: tuple[str, ...]) -> tuple[dict, Iterator[tupl
 def read_class_folders(
     root_or_tar: str, splits: tuple[str, ...] = ("train", "test"),
     classes: tuple[str, ...] | None = None, size: tuple[int, int] | None = None, *,
-    modes: tuple[str, ...] = ("RGB",), fix_hint: str = "") -> dict[str, Any]:
+    modes: tuple[str, ...] = ("RGB",), fix_hint: str = "",
+    transform: Callable[[Image.Image], Image.Image] | None = None) -> dict[str, Any]:
   """Decodes ``<split>/<class>/<image>`` trees into uint8 arrays and integer labels.
 
   The tree may sit directly in the folder or archive, or under one top-level folder
@@ -279,14 +312,19 @@ def read_class_folders(
     classes: the expected class folder names, in label order; every split must hold
       exactly these. None: the sorted folder names of the first split (every split must
       hold the same).
-    size: required ``(height, width)`` of every image; None: any, but one per split.
+    size: required ``(height, width)`` of every image as stored; None: any (but one per
+      split after ``transform``).
     modes: PIL modes accepted; non-RGB ones among them are converted to RGB.
     fix_hint: appended to error messages (how to get a good copy).
+    transform: applied to every decoded RGB image (e.g. a resize to one size); when it
+      has a ``draft_size(size) -> size`` method, JPEGs are decoded at a reduced scale
+      that still covers that size.
 
   Returns:
     ``{split: (images uint8 (N, H, W, 3), labels int32 (N,))}`` for each split, plus
-    ``"classes"`` (tuple of names, label order) and ``"formats"`` (sorted tuple of the PIL
-    image formats found, e.g. ``("JPEG",)``).
+    ``"classes"`` (tuple of names, label order), ``"formats"`` (sorted tuple of the PIL
+    image formats found, e.g. ``("JPEG",)``) and ``"modes"`` (``{PIL mode: count}`` of
+    the images as stored, before conversion to RGB).
 
   Raises:
     DataError: a missing or extra class folder, an unreadable image, a wrong size or
@@ -300,10 +338,12 @@ def read_class_folders(
     folders, stream = _tree_files(root_or_tar, splits)
   decoded: dict[str, list[tuple[str, str, np.ndarray]]] = {s: [] for s in splits}
   formats = set()
+  mode_counts: dict[str, int] = {}
   for name, split, cls, fname, data in stream:
-    array, fmt = _decode(data, name, size, modes, fix_hint)
+    array, fmt, mode = _decode(data, name, size, modes, fix_hint, transform)
     decoded[split].append((cls, fname, array))
     formats.add(fmt)
+    mode_counts[mode] = mode_counts.get(mode, 0) + 1
   if classes is None:
     classes = tuple(sorted(folders[splits[0]]))
   where = root_or_tar
@@ -316,7 +356,8 @@ def read_class_folders(
       raise DataError(f"{where}: {split}/ has {'; '.join(problems)}; expected exactly "
                       f"{', '.join(classes)}. {fix_hint}".rstrip())
   index = {c: i for i, c in enumerate(classes)}
-  out: dict[str, Any] = {"classes": tuple(classes), "formats": tuple(sorted(formats))}
+  out: dict[str, Any] = {"classes": tuple(classes), "formats": tuple(sorted(formats)),
+                         "modes": dict(sorted(mode_counts.items()))}
   for split in splits:
     items = sorted(decoded[split], key=lambda item: (index[item[0]], item[1]))
     shapes = {a.shape for _, _, a in items}

@@ -5,6 +5,7 @@ from common.models.mlp import StackedMLP
 from common.models.registry import (
     CIFAR_MODELS,
     DENSE_MODELS,
+    IMAGENET_MODELS,
     REGISTRIES,
     ModelSpec,
     build_from_config,
@@ -16,6 +17,6 @@ from common.models.registry import (
 )
 from common.models.resnet_v2 import ResNetV2
 
-__all__ = ["BlockStack", "CIFAR_MODELS", "DENSE_MODELS", "REGISTRIES", "ModelSpec",
-           "ResNetV2", "Stage", "StackedMLP", "build_from_config", "build_model",
+__all__ = ["BlockStack", "CIFAR_MODELS", "DENSE_MODELS", "IMAGENET_MODELS", "REGISTRIES",
+           "ModelSpec", "ResNetV2", "Stage", "StackedMLP", "build_from_config", "build_model",
            "canonical_config", "get_registry", "model_label", "parse_model_name"]

@@ -22,6 +22,7 @@ transition unchanged (an identity embedding of the channels); being linear, they
 block's contribution to a linear head exact (see :mod:`common.usage`).
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -47,7 +48,7 @@ def dense_tap(used: jax.Array) -> Taps:
   return {"l1": jnp.mean(jnp.abs(used), axis=-1), "feat": used}
 
 
-def pooled_tap(used: jax.Array, stride: int = 1) -> Taps:
+def pooled_tap(used: jax.Array, stride: int = 1, pool_halvings: int = 0) -> Taps:
   """Tap of a ``(batch, height, width, channels)`` map.
 
   Args:
@@ -55,12 +56,24 @@ def pooled_tap(used: jax.Array, stride: int = 1) -> Taps:
     stride: average only every ``stride``-th row and column. A stride-2 1x1 carry map
       reads the sum at even positions only, so a block ``k`` transitions before the head
       reaches it through ``used[:, ::2**k, ::2**k]``.
+    pool_halvings: the 2x2 average pools (zero-padded at odd sizes, always dividing by
+      4) between this block and the head. Each keeps the spatial sum divided by 4, so
+      the head's global average of the carried term is ``sum(used) / (4**k * h * w)``
+      with ``h x w`` the head's map: the spatial mean when every size is even, and still
+      exact when one is odd (224 px inputs reach a 7x7 map).
 
   Returns:
-    ``l1``: mean |x| over all of the map; ``feat``: the (strided) spatial mean.
+    ``l1``: mean |x| over all of the map; ``feat``: what the head's global average reads
+    of it (before the carry maps' 1x1 convs).
   """
+  l1 = jnp.mean(jnp.abs(used), axis=(1, 2, 3))
+  if pool_halvings:
+    h, w = used.shape[1:3]
+    for _ in range(pool_halvings):
+      h, w = -(-h // 2), -(-w // 2)
+    return {"l1": l1, "feat": jnp.sum(used, axis=(1, 2)) / (4 ** pool_halvings * h * w)}
   sub = used[:, ::stride, ::stride, :] if stride > 1 else used
-  return {"l1": jnp.mean(jnp.abs(used), axis=(1, 2, 3)), "feat": jnp.mean(sub, axis=(1, 2))}
+  return {"l1": l1, "feat": jnp.mean(sub, axis=(1, 2))}
 
 
 def _mode_check(mode: str) -> None:
@@ -191,14 +204,18 @@ class AvgPoolConvCarry(nn.Module):
 
   @nn.compact
   def __call__(self, s: jax.Array) -> jax.Array:
-    s = nn.avg_pool(s, (2, 2), strides=(2, 2))
+    # SAME: an odd map (7x7 at 224 px) pools to the blocks' ceil(n / 2), the last row and
+    # column padded with zeros; every window divides by 4, so the pool stays a fixed
+    # linear map whose spatial sum is the input's / 4 (exact usage, see pooled_tap). At
+    # even sizes this is the plain 2x2 average.
+    s = nn.avg_pool(s, (2, 2), strides=(2, 2), padding="SAME", count_include_pad=True)
     return nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=_channel_embedding,
                    conv_general_dilated=conv_ops.conv_general_dilated, name="conv")(s)
 
   @staticmethod
-  def tap_stride() -> int:
-    """Every position of the sum reaches the output (pooling averages them all)."""
-    return 1
+  def tap_for(transitions: int) -> TapFn:
+    """The tap of a block ``transitions`` carries before the head (all positions count)."""
+    return functools.partial(pooled_tap, pool_halvings=transitions)
 
 
 class StridedConvCarry(nn.Module):
@@ -219,9 +236,10 @@ class StridedConvCarry(nn.Module):
                    conv_general_dilated=conv_ops.conv_general_dilated, name="conv")(s)
 
   @staticmethod
-  def tap_stride() -> int:
-    """One transition keeps every second row and column."""
-    return 2
+  def tap_for(transitions: int) -> TapFn:
+    """The tap of a block ``transitions`` carries before the head: each keeps every
+    second row and column (the first, as SAME padding at odd sizes does too)."""
+    return functools.partial(pooled_tap, stride=2 ** transitions)
 
 
 CARRIES = {"avgpool_conv": AvgPoolConvCarry, "strided_conv": StridedConvCarry}

@@ -2,8 +2,9 @@
 
 A name is a family (``GloNet``) optionally followed by a depth (``GloNet50``); the depth
 means the same as ``--num_layers`` (the README's one depth convention). There is one
-registry per kind of input: ``dense`` (vectors: MNIST, SGEMM) and ``cifar`` (32x32
-images); both have a ``ResNet`` and a ``GloNet``, so every lookup names its registry
+registry per kind of input: ``dense`` (vectors: MNIST, SGEMM), ``cifar`` (32x32 images)
+and ``imagenet`` (ImageNet-shaped networks: Imagenette); each has a ``ResNet`` and a
+``GloNet``, so every lookup names its registry
 (there is no default that could silently build the MLP when the CNN was meant). Unknown
 names are rejected with the list of valid ones.
 """
@@ -51,11 +52,16 @@ def _mlp_family(residual: bool, glonet: bool) -> Callable[..., nn.Module]:
   return build
 
 
-def _cifar_family(mode: str) -> Callable[..., nn.Module]:
+def _conv_family(mode: str, stem: str = "cifar") -> Callable[..., nn.Module]:
+  if stem == "imagenet":
+    stage_sizes, widths = resnet_v2.imagenet_stage_sizes, resnet_v2.IMAGENET_WIDTHS
+  else:
+    stage_sizes, widths = resnet_v2.cifar_stage_sizes, resnet_v2.CIFAR_WIDTHS
+
   def build(depth: int, out_dim: int, use_batch_norm: bool, options: Mapping[str, Any]
             ) -> nn.Module:
     model = resnet_v2.ResNetV2(
-        stage_sizes=resnet_v2.cifar_stage_sizes(depth), widths=resnet_v2.CIFAR_WIDTHS,
+        stage_sizes=stage_sizes(depth), widths=widths, stem=stem,
         out_dim=out_dim, mode=mode, use_batch_norm=use_batch_norm,
         carry=options.get("carry", "avgpool_conv"), remat=options.get("remat", False),
         glonet_sum=options.get("glonet_sum", "block") if mode == "glonet" else "block")
@@ -74,20 +80,32 @@ DENSE_MODELS: dict[str, ModelSpec] = {
 }
 
 CIFAR_MODELS: dict[str, ModelSpec] = {
-    "ResNet": ModelSpec(_cifar_family("residual"), True,
+    "ResNet": ModelSpec(_conv_family("residual"), True,
                         "pre-activation ResNet-v2, 16/32/64 channels, depth 6n+2"),
-    "Plain": ModelSpec(_cifar_family("plain"), True,
+    "Plain": ModelSpec(_conv_family("plain"), True,
                        "the ResNet-v2 blocks without skip connections"),
-    "GloNet": ModelSpec(_cifar_family("glonet"), True,
+    "GloNet": ModelSpec(_conv_family("glonet"), True,
                         "no skips; the head reads the sum of the stem and every block "
                         "output, carried across stages"),
 }
 
-REGISTRIES: dict[str, dict[str, ModelSpec]] = {"dense": DENSE_MODELS, "cifar": CIFAR_MODELS}
+IMAGENET_MODELS: dict[str, ModelSpec] = {
+    "ResNet": ModelSpec(_conv_family("residual", "imagenet"), True,
+                        "pre-activation ResNet-v2 with the ImageNet stem, 64-512 channels, "
+                        "depth 18 or 34"),
+    "Plain": ModelSpec(_conv_family("plain", "imagenet"), True,
+                       "the ResNet-v2 blocks without skip connections"),
+    "GloNet": ModelSpec(_conv_family("glonet", "imagenet"), True,
+                        "no skips; the head reads the sum of the stem and every block "
+                        "output, carried across stages"),
+}
+
+REGISTRIES: dict[str, dict[str, ModelSpec]] = {
+    "dense": DENSE_MODELS, "cifar": CIFAR_MODELS, "imagenet": IMAGENET_MODELS}
 
 
 def get_registry(name: str) -> dict[str, ModelSpec]:
-  """The registry called ``name`` (``dense`` or ``cifar``)."""
+  """The registry called ``name`` (``dense``, ``cifar`` or ``imagenet``)."""
   if name not in REGISTRIES:
     raise ConfigError(f"unknown model registry {name!r}; valid: {', '.join(REGISTRIES)}.")
   return REGISTRIES[name]

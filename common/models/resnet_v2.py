@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from common.errors import ConfigError
 from common.models import blocks
-from common.models.glonet import CARRIES, Stage, Taps, concat_taps, pooled_tap, single_tap
+from common.models.glonet import CARRIES, Stage, Taps, concat_taps, single_tap
 from common.ops import batch_norm as batch_norm_ops
 from common.ops import conv as conv_ops
 from common.ops import native
@@ -252,9 +252,7 @@ class ResNetV2(nn.Module):
     return maps[::-1], params["head"]["bias"]
 
   def _tap_for(self, stage: int):
-    transitions = len(self.stage_sizes) - 1 - stage
-    stride = CARRIES[self.carry].tap_stride() ** transitions
-    return functools.partial(pooled_tap, stride=stride)
+    return CARRIES[self.carry].tap_for(len(self.stage_sizes) - 1 - stage)
 
   def with_taps(self, x: jax.Array) -> tuple[jax.Array, list[Taps]]:
     """Evaluation-mode output and the per-block taps, one entry per stage."""
@@ -318,6 +316,26 @@ def cifar_stage_sizes(depth: int) -> tuple[int, int, int]:
         f"{depth}, try {near}.")
   n = (depth - 2) // 6
   return (n, n, n)
+
+
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+# Basic-block layouts of the ImageNet ResNets (He et al. 2016, Table 1): a 7x7 stem conv,
+# two convs per block and the head, so depth = 2 * blocks + 2.
+IMAGENET_STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+def imagenet_stage_sizes(depth: int) -> tuple[int, ...]:
+  """Blocks per stage of an ImageNet-shaped basic-block network of ``depth`` layers.
+
+  Raises:
+    ConfigError: a depth without a standard basic-block layout.
+  """
+  if depth not in IMAGENET_STAGE_SIZES:
+    raise ConfigError(
+        f"an ImageNet-shaped ResNet-v2/Plain/GloNet of basic blocks has depth "
+        f"{' or '.join(str(d) for d in IMAGENET_STAGE_SIZES)} (the standard layouts "
+        f"{', '.join(str(list(v)) for v in IMAGENET_STAGE_SIZES.values())}); got {depth}.")
+  return IMAGENET_STAGE_SIZES[depth]
 
 
 # A two-stage network with tiny widths, for tests only (flax examples keep such a variant).

@@ -108,7 +108,7 @@ def decay_mask(params: Any) -> Any:
 
 def make_optimizer(
     name: str, schedule: optax.Schedule, momentum: float = 0.9, *, nesterov: bool = False,
-    weight_decay: float = 0.0) -> optax.GradientTransformation:
+    weight_decay: float = 0.0, grad_clip_norm: float = 0.0) -> optax.GradientTransformation:
   """Builds the optimizer (defaults as in the original code: optax's Adam, SGD+momentum).
 
   Args:
@@ -119,10 +119,13 @@ def make_optimizer(
     weight_decay: ``weight_decay * w`` added to the gradient of each kernel (see
       :func:`decay_mask`) before the optimizer, as PyTorch's ``weight_decay`` (for Adam
       that is L2 regularisation, not AdamW's decoupled decay).
+    grad_clip_norm: when > 0, the loss gradient is scaled down to this global L2 norm
+      when it is larger (before weight decay is added, as
+      ``torch.nn.utils.clip_grad_norm_`` before a PyTorch optimizer step).
 
   Returns:
-    An optax gradient transformation. Without weight decay its state has the same
-    structure as before weight decay existed (old checkpoints restore).
+    An optax gradient transformation. Without weight decay and clipping its state has the
+    same structure as before they existed (old checkpoints restore).
   """
   key = name.upper()
   if key == "ADAM":
@@ -135,9 +138,12 @@ def make_optimizer(
     raise ConfigError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}.")
   if weight_decay < 0:
     raise ConfigError(f"weight_decay must be >= 0; got {weight_decay}.")
-  if weight_decay == 0:  # no extra chain link: keeps the optimizer state's structure
-    return tx
-  return optax.chain(optax.add_decayed_weights(weight_decay, mask=decay_mask), tx)
+  if grad_clip_norm < 0:
+    raise ConfigError(f"grad_clip_norm must be >= 0; got {grad_clip_norm}.")
+  # Extra chain links only when used: keeps the optimizer state's structure of older runs.
+  links = ([optax.clip_by_global_norm(grad_clip_norm)] if grad_clip_norm > 0 else []) + (
+      [optax.add_decayed_weights(weight_decay, mask=decay_mask)] if weight_decay > 0 else [])
+  return optax.chain(*links, tx) if links else tx
 
 
 def optimizer_from_config(config: TrainConfig, steps_per_epoch: int
@@ -154,5 +160,5 @@ def optimizer_from_config(config: TrainConfig, steps_per_epoch: int
   """
   schedule = schedule_from_config(config, steps_per_epoch)
   tx = make_optimizer(config.optimizer, schedule, config.momentum, nesterov=config.nesterov,
-                      weight_decay=config.weight_decay)
+                      weight_decay=config.weight_decay, grad_clip_norm=config.grad_clip_norm)
   return tx, schedule

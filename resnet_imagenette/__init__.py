@@ -1,0 +1,1 @@
+"""Imagenette: ImageNet-shaped ResNet-v2, the same network without skips, and its GloNet."""

@@ -1,0 +1,258 @@
+"""Imagenette as in-memory uint8 arrays, decoded once at the requested size and cached.
+
+Sources, looked for in ``<data_root>/imagenette/`` and then in ``<data_root>`` itself: the
+official archives ``imagenette2.tgz`` (full size), ``imagenette2-320.tgz``,
+``imagenette2-160.tgz``, the offline copy ``imagenette2-224.tar`` (every image 224x224:
+a substitute), or any of them extracted (a folder ``imagenette2*/`` holding ``train/`` and
+``val/``). When several are there, the one with the largest images is used (full, 320,
+224, 160; an archive before its extracted folder) and the choice is logged and recorded.
+
+Classes are the sorted WordNet-id folders (label 0 is ``n01440764``, tench), with the
+human-readable names in reports. Checked on every load: exactly the ten official class
+folders in both splits, 9,469 training and 3,925 validation images with the official
+count per class, every file decodable. Greyscale (and CMYK) images are converted to RGB
+(counted in ``config.json``).
+
+Every image is resized so that its shorter side is ``stored_size(image_size)`` (=
+``image_size / 0.875``, 146 px for 128) and centre-cropped to a square, once; the decoded
+arrays are cached under a key holding the source's SHA-256 and that size (see
+:mod:`common.data.cache`: written whole or not at all, in a user cache folder). Training
+takes random-resized crops of the stored squares inside the jitted step, evaluation the
+centre ``image_size`` crop: the usual resize-to-1.14x-then-centre-crop evaluation.
+
+``validation_size`` images are held out of the training images for model selection; the
+official validation images are reported as the **test set** (Imagenette has no other).
+"""
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+from absl import logging
+
+from common import fileio
+from common.data import Dataset, Split, holdout_split
+from common.data.augment import resized_crop_preprocess
+from common.data.cache import cached_arrays
+from common.data.images import SquareResize, read_class_folders, sha256_of_tree
+from common.errors import ConfigError, DataError
+from common.train.steps import Preprocess
+from common.train.tasks import Classification
+
+WNIDS = ("n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916",
+         "n03417042", "n03425413", "n03445777", "n03888257")
+CLASS_NAMES = ("tench", "English springer", "cassette player", "chain saw", "church",
+               "French horn", "garbage truck", "gas pump", "golf ball", "parachute")
+NUM_CLASSES = 10
+# Images per class of the official release (imagenette2, all sizes), in WNIDS order.
+TRAIN_COUNTS = (963, 955, 993, 858, 941, 956, 961, 931, 951, 960)  # 9,469
+VAL_COUNTS = (387, 395, 357, 386, 409, 394, 389, 419, 399, 390)  # 3,925
+# ImageNet's channel statistics (the usual choice for Imagenette; its own differ little).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+EVAL_CROP_FRACTION = 0.875  # evaluation sees the centre 87.5% (224 of 256)
+SPLITS = ("train", "val")
+
+# imagenette2, imagenette2-320, -224, -160: archive (.tgz/.tar.gz/.tar) or folder.
+_NAME = re.compile(r"^imagenette2(?:-(\d+))?(\.tgz|\.tar\.gz|\.tar)?$", re.IGNORECASE)
+_OFFICIAL_SIZES = (None, 320, 160)  # None: the full-size release
+_COPY_NOTE = ("Imagenette re-encoded at 224x224 (aspect ratio not kept), JPEG quality 75; "
+              "not the official images")
+_FIX = ("Put the official imagenette2-320.tgz (or imagenette2.tgz, imagenette2-160.tgz; "
+        "https://github.com/fastai/imagenette) into <data_root>/imagenette/ and pass "
+        "--data_dir=<data_root> or set GLONETS_DATA_DIR.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+  """A local copy: ``path`` (archive or folder); ``size`` is the release's side (None:
+  full size)."""
+
+  path: str
+  size: int | None
+
+  @property
+  def is_archive(self) -> bool:
+    return os.path.isfile(self.path)
+
+  @property
+  def name(self) -> str:
+    return os.path.basename(self.path.rstrip(os.sep))
+
+
+def _rank(source: _Source) -> tuple[int, int]:
+  # Largest images first (the full release before any resized one), archive before folder.
+  return (-(source.size or 10**6), 0 if source.is_archive else 1)
+
+
+def find_source(data_dir: str) -> _Source | None:
+  """The copy of Imagenette to read under ``data_dir`` (see the module docstring).
+
+  Args:
+    data_dir: the data root, or the folder holding the files.
+
+  Returns:
+    The source, or None when there is none.
+  """
+  found = []
+  for folder in (os.path.join(data_dir, "imagenette"), data_dir):
+    if not os.path.isdir(folder):
+      continue
+    for name in sorted(os.listdir(folder)):
+      match = _NAME.match(name)
+      path = os.path.join(folder, name)
+      if not match:
+        continue
+      is_archive = bool(match.group(2)) and os.path.isfile(path)
+      is_tree = not match.group(2) and all(
+          os.path.isdir(os.path.join(path, s)) for s in SPLITS)
+      if is_archive or is_tree:
+        found.append(_Source(path, int(match.group(1)) if match.group(1) else None))
+    if found:
+      break
+  if not found:
+    return None
+  found.sort(key=_rank)
+  if len(found) > 1:
+    logging.info("Imagenette: using %s (of %s).", found[0].path,
+                 ", ".join(s.path for s in found))
+  return found[0]
+
+
+def stored_size(image_size: int) -> int:
+  """The side of the cached squares for a model input of ``image_size`` pixels."""
+  return int(round(image_size / EVAL_CROP_FRACTION))
+
+
+def _check(arrays: dict[str, np.ndarray], counts: dict[str, tuple[int, ...]], side: int,
+           where: str, fix: str) -> None:
+  """Verifies shapes, dtypes, labels and the official count per split and class."""
+  for split in SPLITS:
+    x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+    if x.dtype != np.uint8 or x.shape[1:] != (side, side, 3) or y.shape != (len(x),):
+      raise DataError(f"{where}: {split} images are {x.dtype} {x.shape} with labels "
+                      f"{y.shape}, expected uint8 (N, {side}, {side}, 3) and N labels. {fix}")
+    found = np.bincount(y, minlength=NUM_CLASSES) if len(y) else np.zeros(NUM_CLASSES, int)
+    expected = np.asarray(counts[split])
+    if len(found) != NUM_CLASSES or np.any(found != expected):
+      off = ", ".join(f"{w} {n:,} (expected {e:,})"
+                      for w, n, e in zip(WNIDS, found, expected, strict=False) if n != e)
+      raise DataError(
+          f"{where} holds {len(x):,} {split} images, expected {expected.sum():,} "
+          f"({off}); the archive may be truncated, or this is not imagenette2. {fix}")
+
+
+def _load_arrays(data_dir: str | None, image_size: int, cache_dir: str | None = None,
+                 counts: dict[str, tuple[int, ...]] | None = None
+                 ) -> tuple[dict[str, np.ndarray], dict]:
+  """Train and val arrays of the source found, verified, and their provenance.
+
+  Args:
+    data_dir: the data root (or the folder holding the files).
+    image_size: the model's input side; images are stored at ``stored_size(image_size)``.
+    cache_dir: folder of the decoded-array cache (None: the default).
+    counts: expected images per class and split (None: the official ones; tests pass
+      their own).
+
+  Returns:
+    ``({"train_x", "train_y", "val_x", "val_y"}, info)``.
+
+  Raises:
+    DataError: no copy, or a missing, truncated or corrupt one; the message names the
+      file and the fix.
+  """
+  counts = counts or {"train": TRAIN_COUNTS, "val": VAL_COUNTS}
+  if not data_dir:
+    raise DataError(f"no data root given (--data_dir or GLONETS_DATA_DIR). {_FIX}")
+  source = find_source(data_dir)
+  if source is None:
+    raise DataError(
+        f"Imagenette not found: looked for imagenette2*.tgz / imagenette2*.tar or an "
+        f"extracted imagenette2*/ folder with train/ and val/ in "
+        f"{os.path.join(data_dir, 'imagenette')} and {data_dir}. {_FIX}")
+  side = stored_size(image_size)
+  digest = fileio.sha256(source.path) if source.is_archive else sha256_of_tree(source.path)
+  built = []
+
+  def build() -> dict[str, np.ndarray]:
+    logging.info("Imagenette: decoding %s at %dx%d (done once, then cached).", source.path,
+                 side, side)
+    out = read_class_folders(source.path, SPLITS, WNIDS, None,
+                             modes=("RGB", "L", "CMYK"), fix_hint=_FIX,
+                             transform=SquareResize(side))
+    arrays = {"train_x": out["train"][0], "train_y": out["train"][1],
+              "val_x": out["val"][0], "val_y": out["val"][1],
+              # Kept with the arrays so that a cache hit still knows what was decoded.
+              "modes": np.asarray([f"{m}={n}" for m, n in out["modes"].items()], dtype=str)}
+    _check(arrays, counts, side, source.path, _FIX)
+    built.append(True)
+    return arrays
+
+  arrays, cache_file = cached_arrays(f"imagenette-{digest}-{side}px", build, cache_dir)
+  if not built:  # a cache hit: verified again, cheaply, and blamed on the cache if wrong
+    _check(arrays, counts, side, f"the cache file {cache_file}",
+           "Delete it; the next run rebuilds it from the source.")
+  arrays = dict(arrays)
+  modes = {m.split("=")[0]: int(m.split("=")[1]) for m in arrays.pop("modes", ())}
+  info = {"source": os.path.abspath(source.path),
+          "format": f"class folders ({'archive' if source.is_archive else 'folder'})",
+          "release": f"imagenette2-{source.size}" if source.size else "imagenette2",
+          "sha256": digest, "cache": cache_file, "cache_hit": not built,
+          "stored_size": side, "image_modes": modes,
+          "converted_to_rgb": sum(n for m, n in modes.items() if m != "RGB")}
+  if source.size is not None and source.size not in _OFFICIAL_SIZES:
+    info["substitute"] = (_COPY_NOTE if source.size == 224 else
+                          f"Imagenette at {source.size} px: not an official release")
+    logging.warning("Imagenette source %s: %s.", source.path, info["substitute"])
+  return arrays, info
+
+
+def load_imagenette(data_dir: str | None, image_size: int = 128, validation_size: int = 500,
+                    split_seed: int = 0, cache_dir: str | None = None,
+                    counts: dict[str, tuple[int, ...]] | None = None) -> Dataset:
+  """Loads Imagenette; holds out a validation split of the training images.
+
+  Args:
+    data_dir: the data root (holding ``imagenette/``) or the folder holding the files.
+    image_size: the model's input side (images are stored a little larger, see
+      :func:`stored_size`).
+    validation_size: training images held out for model selection.
+    split_seed: seed of the held-out selection (recorded).
+    cache_dir: folder of the decoded-array cache (None: ``$GLONETS_CACHE_DIR``, else the
+      user cache folder); never the data root.
+    counts: expected images per class and split (tests only).
+
+  Returns:
+    The dataset: uint8 ``(N, S, S, 3)`` squares, int32 labels; train 8,969 / val 500 /
+    test 3,925 (the official validation images) with the defaults.
+
+  Raises:
+    DataError: missing, truncated or corrupt files, or no copy at all.
+    ConfigError: a bad image size, or a validation size that leaves no training data.
+  """
+  if image_size < 16:
+    raise ConfigError(f"--image_size must be at least 16 pixels; got {image_size}.")
+  arrays, info = _load_arrays(data_dir, image_size, cache_dir, counts)
+  train = Split(arrays["train_x"], arrays["train_y"].astype(np.int32))
+  test = Split(arrays["val_x"], arrays["val_y"].astype(np.int32))
+  train, val = holdout_split(train, validation_size, split_seed)
+  return Dataset(train, val, test, info={
+      **info, "classes": list(CLASS_NAMES), "wnids": list(WNIDS),
+      "test_split": "the official val images (Imagenette has no test set)",
+      "image_size": image_size, "validation_size": validation_size,
+      "split_seed": split_seed, "mean": list(MEAN), "std": list(STD)})
+
+
+def load_for_config(config) -> tuple[Dataset, Classification]:
+  """The dataset and task of a ``resnet_imagenette`` run config (training and analysis)."""
+  dataset = load_imagenette(config.data_dir, config.image_size, config.validation_size,
+                            config.split_seed, config.cache_dir)
+  return dataset, Classification(NUM_CLASSES, label_smoothing=config.label_smoothing)
+
+
+def preprocess_for(config) -> Preprocess:
+  """Random-resized crop (area ``config.min_crop_area``..1) and horizontal flip of training
+  batches when ``config.augment``; the centre crop for evaluation; then normalisation."""
+  return resized_crop_preprocess(MEAN, STD, config.image_size, augment=config.augment,
+                                 scale=(config.min_crop_area, 1.0))

@@ -1,0 +1,237 @@
+"""Imagenette: sources and checks on small archives the tests write, the resized-crop
+augmentation, the ImageNet-shaped families, and train.py end to end on a fake copy of the
+official sizes."""
+
+import io
+import os
+import tarfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from common import fileio
+from common.data.augment import center_crop, random_resized_crop_flip, resized_crop_preprocess
+from common.errors import ConfigError, DataError
+from common.models import IMAGENET_MODELS, build_model
+from resnet_imagenette import data as imagenette
+from tests.conftest import run_module
+
+_COUNTS = {"train": (2,) * 10, "val": (1,) * 10}
+
+
+def _image(rng, mode: str, size: tuple[int, int], fmt: str) -> bytes:
+  array = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+  image = Image.fromarray(array).convert(mode)
+  buffer = io.BytesIO()
+  image.save(buffer, format=fmt)
+  return buffer.getvalue()
+
+
+def _members(counts=_COUNTS, seed: int = 0) -> dict[str, bytes]:
+  """``imagenette2-160/{train,val}/<wnid>/<file>``: mixed sizes, a greyscale and a CMYK
+  JPEG, a PNG; plus the noisy-labels CSV at the top (not an image, ignored)."""
+  rng = np.random.default_rng(seed)
+  out = {"imagenette2-160/noisy_imagenette.csv": b"path,noisy_labels_0\n"}
+  for split in ("train", "val"):
+    for k, wnid in enumerate(imagenette.WNIDS):
+      for i in range(counts[split][k]):
+        mode = "L" if (k, i) == (1, 0) else "CMYK" if (k, i) == (2, 0) else "RGB"
+        fmt = "PNG" if (k, i) == (3, 0) else "JPEG"
+        size = (160, 120 + 17 * i + k) if i % 2 == 0 else (120 + 9 * k, 160)
+        out[f"imagenette2-160/{split}/{wnid}/{wnid}_{i}.{fmt}"] = _image(rng, mode, size, fmt)
+  return out
+
+
+def _write_tar(path: str, members: dict[str, bytes]) -> str:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tarfile.open(path, "w:gz" if path.endswith("gz") else "w") as tar:
+    for name, content in members.items():
+      info = tarfile.TarInfo(name)
+      info.size = len(content)
+      tar.addfile(info, io.BytesIO(content))
+  return path
+
+
+def _write_tree(root: str, members: dict[str, bytes]) -> None:
+  for name, content in members.items():
+    path = os.path.join(root, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+      f.write(content)
+
+
+def _load(root, tmp_path, image_size: int = 32, counts=_COUNTS):
+  return imagenette.load_imagenette(str(root), image_size, validation_size=2,
+                                    cache_dir=str(tmp_path / "cache"), counts=counts)
+
+
+def test_archive_and_folder_give_the_same_verified_arrays(tmp_path):
+  members = _members()
+  _write_tar(str(tmp_path / "a" / "imagenette" / "imagenette2-160.tgz"), members)
+  _write_tree(str(tmp_path / "b"), members)
+  first = _load(tmp_path / "a", tmp_path)
+  side = imagenette.stored_size(32)
+  assert side == 37 and first.train.x.shape == (18, side, side, 3)
+  assert first.test.x.shape == (10, side, side, 3) and first.test.x.dtype == np.uint8
+  assert list(first.test.y) == list(range(10))  # label order = sorted wnids
+  info = first.info
+  assert info["image_modes"] == {"CMYK": 2, "L": 2, "RGB": 26} and info["converted_to_rgb"] == 4
+  assert info["release"] == "imagenette2-160" and "substitute" not in info
+  assert info["classes"][0] == "tench" and info["wnids"][0] == "n01440764"
+  assert not info["cache_hit"]
+  assert _load(tmp_path / "a", tmp_path).info["cache_hit"]  # decoded once
+  folder = _load(tmp_path / "b", tmp_path)
+  np.testing.assert_array_equal(folder.test.x, first.test.x)
+  np.testing.assert_array_equal(folder.train.x, first.train.x)
+  assert not os.path.exists(tmp_path / "a" / "imagenette" / "cache")  # never in the data root
+
+
+def test_the_largest_release_is_chosen(tmp_path):
+  members = _members()
+  root = tmp_path / "imagenette"
+  _write_tar(str(root / "imagenette2-160.tgz"), members)
+  _write_tar(str(root / "imagenette2-224.tar"), members)
+  _write_tree(str(root), {k.replace("imagenette2-160", "imagenette2-320"): v
+                          for k, v in members.items()})
+  assert imagenette.find_source(str(tmp_path)).name == "imagenette2-320"
+  _write_tar(str(root / "imagenette2-320.tgz"), members)
+  assert imagenette.find_source(str(tmp_path)).name == "imagenette2-320.tgz"
+  os.remove(root / "imagenette2-320.tgz")
+  for p in sorted(root.glob("imagenette2-320/**/*"), reverse=True):
+    p.unlink() if p.is_file() else p.rmdir()
+  (root / "imagenette2-320").rmdir()
+  source = imagenette.find_source(str(tmp_path))
+  assert source.name == "imagenette2-224.tar"
+  assert "substitute" in _load(tmp_path, tmp_path).info
+
+
+@pytest.mark.parametrize("damage,match", [
+    ("count", r"holds 19 train images, expected 20 \(n03888257 1 \(expected 2\)\)"),
+    ("class", r"missing class folder\(s\) n03888257"),
+    ("image", r"n01440764_0\.JPEG is not a readable image"),
+    ("truncated", r"truncated or corrupt"),
+])
+def test_bad_copies_are_one_clear_error_and_no_cache(tmp_path, damage, match):
+  members = _members()
+  if damage == "count":
+    del members["imagenette2-160/train/n03888257/n03888257_1.JPEG"]
+  elif damage == "class":
+    members = {k: v for k, v in members.items() if "/n03888257/" not in k}
+  elif damage == "image":
+    members["imagenette2-160/train/n01440764/n01440764_0.JPEG"] = b"not an image"
+  path = _write_tar(str(tmp_path / "imagenette" / "imagenette2-160.tgz"), members)
+  if damage == "truncated":
+    with open(path, "r+b") as f:
+      f.truncate(os.path.getsize(path) // 2)
+  with pytest.raises(DataError, match=match) as error:
+    _load(tmp_path, tmp_path)
+  assert "imagenette2-160.tgz" in str(error.value)
+  assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")
+
+
+def test_no_copy_and_bad_sizes_are_reported(tmp_path):
+  with pytest.raises(DataError, match="Imagenette not found"):
+    _load(tmp_path, tmp_path)
+  with pytest.raises(ConfigError, match="image_size"):
+    _load(tmp_path, tmp_path, image_size=8)
+
+
+def test_random_resized_crops_are_keyed_and_evaluation_takes_the_centre():
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 37, 37, 3), dtype=np.uint8))
+  a = random_resized_crop_flip(jax.random.key(1), x, 32)
+  b = random_resized_crop_flip(jax.random.key(1), x, 32)
+  c = random_resized_crop_flip(jax.random.key(2), x, 32)
+  assert a.shape == (4, 32, 32, 3) and a.dtype == jnp.float32
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)
+  assert float(a.min()) >= 0 and float(a.max()) <= 255  # bilinear stays in range
+  # The whole image at its own size is the image itself, or its mirror.
+  full = random_resized_crop_flip(jax.random.key(3), x.astype(jnp.float32), 37,
+                                  scale=(1.0, 1.0), ratio=(1.0, 1.0))
+  for got, image in zip(full, x.astype(jnp.float32), strict=True):
+    assert (np.allclose(got, image, atol=1e-3) or np.allclose(got, image[:, ::-1], atol=1e-3))
+  np.testing.assert_array_equal(center_crop(x, 32), x[:, 2:34, 2:34, :])
+  preprocess = resized_crop_preprocess((0.5,) * 3, (0.25,) * 3, 32)
+  train, evaluate = preprocess(jax.random.key(0), x, True), preprocess(None, x, False)
+  assert train.shape == evaluate.shape == (4, 32, 32, 3)
+  np.testing.assert_allclose(evaluate, (x[:, 2:34, 2:34].astype(np.float32) / 255 - 0.5) / 0.25,
+                             rtol=1e-6)
+
+
+def _imagenet_params(sizes, skips: bool = True, final_bn: bool = True,
+                     carries: bool = False) -> int:
+  """Parameters of an ImageNet-shaped ResNet-v2 of basic blocks, layer by layer."""
+  conv = lambda cin, cout, k=3: k * k * cin * cout  # noqa: E731 - bias-free convs
+  bn = lambda c: 2 * c  # noqa: E731
+  widths = (64, 128, 256, 512)
+  total = conv(3, 64, 7) + sizes[0] * (2 * conv(64, 64) + 2 * bn(64))
+  for g in range(1, 4):
+    cin, cout = widths[g - 1], widths[g]
+    total += conv(cin, cout) + conv(cout, cout) + bn(cin) + bn(cout)
+    total += (conv(cin, cout, 1) if skips else 0) + (conv(cin, cout, 1) if carries else 0)
+    total += (sizes[g] - 1) * (2 * conv(cout, cout) + 2 * bn(cout))
+  return total + (bn(512) if final_bn else 0) + 512 * 10 + 10
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("ResNet18", 11_179_850), ("ResNet34", _imagenet_params((3, 4, 6, 3))),
+    ("Plain18", _imagenet_params((2, 2, 2, 2), skips=False)),
+    ("GloNet18", _imagenet_params((2, 2, 2, 2), skips=False, final_bn=False, carries=True)),
+    ("GloNet34", _imagenet_params((3, 4, 6, 3), skips=False, final_bn=False, carries=True)),
+])
+def test_imagenet_families_have_exact_parameter_counts(name, expected):
+  model = build_model(name, registry=IMAGENET_MODELS, num_layers=None, out_dim=10)
+  x = jnp.zeros((1, 64, 64, 3))
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  assert sum(p.size for p in jax.tree.leaves(shapes["params"])) == expected
+  assert _imagenet_params((2, 2, 2, 2)) == 11_179_850  # the formula agrees with ResNet18
+  blocks = 8 if name.endswith("18") else 16
+  assert model.num_blocks == blocks + (0 if name.startswith("ResNet") else 1)
+
+
+def test_imagenet_depths_other_than_18_and_34_are_refused():
+  with pytest.raises(ConfigError, match="depth 18 or 34"):
+    build_model("ResNet20", registry=IMAGENET_MODELS, num_layers=None, out_dim=10)
+
+
+def _write_fake_official_copy(root: str) -> str:
+  """``<root>/imagenette/imagenette2-160.tgz`` at the official counts, 20x20 JPEGs."""
+  rng = np.random.default_rng(0)
+  path = os.path.join(root, "imagenette", "imagenette2-160.tgz")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+    for split, counts in (("train", imagenette.TRAIN_COUNTS), ("val", imagenette.VAL_COUNTS)):
+      for k, (wnid, n) in enumerate(zip(imagenette.WNIDS, counts, strict=True)):
+        base = rng.integers(0, 64, (20, 20, 3), dtype=np.uint8)
+        base[..., k % 3] += 40 * (k // 3 + 1)  # learnable: the class tints one channel
+        buffer = io.BytesIO()
+        Image.fromarray(base).save(buffer, format="JPEG", quality=90)
+        content = buffer.getvalue()
+        for i in range(n):
+          info = tarfile.TarInfo(f"imagenette2-160/{split}/{wnid}/{wnid}_{i}.JPEG")
+          info.size = len(content)
+          tar.addfile(info, io.BytesIO(content))
+  return root
+
+
+def test_train_py_two_tiny_epochs_on_a_copy_of_the_official_sizes(tmp_path):
+  root = _write_fake_official_copy(str(tmp_path / "data"))
+  run = tmp_path / "run"
+  proc = run_module(
+      "resnet_imagenette.train", "--model=GloNet18", "--epochs=2", "--train_size=64",
+      "--batch_size=32", "--image_size=16", "--eval_batch_size=500", "--progress=false",
+      "--tensorboard=false", f"--data_dir={root}", f"--cache_dir={tmp_path / 'cache'}",
+      f"--workdir={run}", timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert fileio.read_json(run / "status.json")["status"] == "done"
+  config = fileio.read_json(run / "config.json")
+  assert config["model"]["registry"] == "imagenet" and config["model"]["family"] == "GloNet"
+  assert config["config"]["image_size"] == 16 and config["recipe"] == "cpu"
+  assert config["data"]["sizes"] == {"train": 64, "val": 500, "test": 3925}
+  assert config["data"]["release"] == "imagenette2-160"
+  usage = fileio.read_json(run / "usage.json")
+  assert usage["final"]["num_blocks"] == 9 and usage["final"]["stage_boundaries"] == [0, 3, 5, 7]
+  assert os.path.getsize(run / "training_report.pdf") > 0
