@@ -1,20 +1,39 @@
-"""Orbax checkpoints: the train state and a JSON blob (epoch + metric history), atomically.
+"""Orbax checkpoints: the train state and a JSON blob (epoch + metric history), atomically,
+with a checksum of every file.
 
 One checkpoint per finished epoch, numbered by the epoch. The state and the metadata go in
 one orbax step (``args.Composite``), which orbax writes to a temporary directory and
 renames when complete, so a kill during a save leaves the previous epoch as the latest.
 Saves are synchronous: on a 2-core machine an async writer slows the next epoch's steps
 (and its timing), and the save is excluded from the epoch's training seconds anyway.
+
+Orbax does not notice a flipped bit in a checkpoint's array data (it restores it, and the
+run goes on with other weights). So every save records the SHA-256 of each file of the
+step in ``<step>/glonets_sha256.json``, and :meth:`Checkpointer.restore_latest` verifies
+them: a damaged, truncated or incomplete latest checkpoint is named in one warning,
+moved aside to ``<checkpoints>_damaged/``, and the newest intact one is restored instead
+(training then redoes the epochs after it, exactly). A checkpoints folder created by this
+code holds a ``CHECKSUMMED`` marker, so a step whose checksum record is missing there
+(a kill between orbax's commit and the record) counts as incomplete; in a folder written
+before checksums existed, steps without a record are restored unverified.
 """
 
+import datetime
 import logging as py_logging
 import os
+import shutil
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
+from common import fileio
+from common.errors import RunDirError
 from common.train.state import TrainState
+
+MANIFEST = "glonets_sha256.json"
+MARKER = "CHECKSUMMED"
 
 
 class _QuietOrbax(py_logging.Filter):
@@ -34,9 +53,22 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2):
+    self._root = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
-    self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    self._manager = ocp.CheckpointManager(self._root, options=options)
+    if not self._manager.all_steps() and not os.path.exists(self._marker):
+      try:
+        fileio.atomic_write_text(self._marker, "every step here has a glonets_sha256.json\n")
+      except OSError:  # a read-only copy of a run: nothing will be saved into it
+        pass
+
+  @property
+  def _marker(self) -> str:
+    return os.path.join(self._root, MARKER)
+
+  def _step_dir(self, epoch: int) -> str:
+    return os.path.join(self._root, str(epoch))
 
   def __enter__(self) -> "Checkpointer":
     return self
@@ -60,6 +92,85 @@ class Checkpointer:
     self._manager.wait_until_finished()
     if not saved:
       raise RuntimeError(f"orbax did not save epoch {epoch} (does it already exist?)")
+    step = self._step_dir(epoch)
+    fileio.atomic_write_json(os.path.join(step, MANIFEST), _digests(step))
+
+  def verify(self, epoch: int) -> str | None:
+    """What is wrong with the files of epoch ``epoch``'s checkpoint, or None when they
+    match their checksums (or predate checksums)."""
+    step = self._step_dir(epoch)
+    record = os.path.join(step, MANIFEST)
+    if not os.path.exists(record):
+      if os.path.exists(self._marker):
+        return "its checksum record is missing (the save was cut short)"
+      return None  # written before checksums existed: nothing to compare with
+    try:
+      expected = fileio.read_json(record)
+    except (OSError, ValueError) as e:
+      return f"its checksum record {record} is unreadable ({type(e).__name__})"
+    found = _digests(step)
+    for name, digest in sorted(expected.items()):
+      if name not in found:
+        return f"{os.path.join(step, name)} is missing"
+      if found[name] != digest:
+        return f"{os.path.join(step, name)} does not match its checksum"
+    return None
+
+  def restore_latest(self, like: TrainState, move_aside: bool = True
+                     ) -> tuple[TrainState, dict[str, Any] | None, int]:
+    """Restores the newest intact checkpoint; damaged newer ones are named (and moved aside).
+
+    Args:
+      like: a state with the structure, shapes and shardings to restore onto.
+      move_aside: move damaged newer steps out of the folder (training must, to save
+        their epochs again); analysis tools leave the run directory as it is.
+
+    Returns:
+      ``(state, meta, epoch)``; ``(like, None, 0)`` when there is no checkpoint.
+
+    Raises:
+      RunDirError: checkpoints exist but none is intact.
+    """
+    damaged = []
+    for epoch in sorted(self._manager.all_steps(), reverse=True):
+      problem = self.verify(epoch)
+      verified = os.path.exists(os.path.join(self._step_dir(epoch), MANIFEST))
+      if problem is None and verified:
+        # Files as written: a failure to restore them is a bug or a wrong `like`, not
+        # damage, and must not be hidden behind a fallback.
+        state, meta = self.restore(epoch, like)
+      elif problem is None:
+        try:  # written before checksums existed: orbax's own errors are all we have
+          state, meta = self.restore(epoch, like)
+        except Exception as e:  # noqa: BLE001 - orbax raises many types for bad files
+          problem = f"it cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+      if problem is not None:
+        damaged.append((epoch, problem))
+        continue
+      if damaged and move_aside:
+        self._move_aside(damaged, epoch)
+      for bad, problem in ([] if move_aside else damaged):
+        logging.warning("The checkpoint of epoch %d is damaged (%s); using epoch %d.", bad,
+                        problem, epoch)
+      return state, meta, epoch
+    if damaged:
+      raise RunDirError(
+          f"no intact checkpoint in {self._root}: "
+          + "; ".join(f"epoch {e}: {why}" for e, why in damaged)
+          + f". Move {self._root} aside to train this run from the start.")
+    return like, None, 0
+
+  def _move_aside(self, damaged: list[tuple[int, str]], intact: int) -> None:
+    """Moves damaged steps out of orbax's folder (so their epochs can be saved again)."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    aside = f"{self._root}_damaged"
+    os.makedirs(aside, exist_ok=True)
+    for epoch, problem in damaged:
+      target = os.path.join(aside, f"{epoch}-{stamp}")
+      shutil.move(self._step_dir(epoch), target)
+      logging.warning("The checkpoint of epoch %d is damaged (%s); moved to %s. Resuming "
+                      "from epoch %d.", epoch, problem, target, intact)
+    self._manager.reload()
 
   def restore(self, epoch: int, like: TrainState) -> tuple[TrainState, dict[str, Any]]:
     """Restores epoch ``epoch`` onto the structure, shapes and shardings of ``like``."""
@@ -71,3 +182,15 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _digests(step: str) -> dict[str, str]:
+  """SHA-256 of every file under ``step`` (relative paths), the checksum record excluded."""
+  out = {}
+  for folder, _, files in os.walk(step):
+    for name in files:
+      path = os.path.join(folder, name)
+      rel = os.path.relpath(path, step)
+      if rel != MANIFEST:
+        out[rel] = fileio.sha256(path)
+  return out

@@ -112,10 +112,10 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
     extra.update(hook.on_start(trainer, trainer.state, run) or {})
   log = MetricsLog(run, config.tensorboard)
   with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
-    state, history, start = trainer.state, [], ckpt.latest_epoch() or 0
+    # The newest checkpoint whose files match their checksums; damaged ones are named.
+    state, meta, start = ckpt.restore_latest(trainer.state)
+    history = list(meta["history"]) if start else []
     if start:
-      state, meta = ckpt.restore(start, state)
-      history = list(meta["history"])
       logging.info("Resuming %s after epoch %d.", run.path, start)
     log.write(history)  # metrics.jsonl always matches the latest checkpoint
     try:

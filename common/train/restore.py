@@ -59,8 +59,14 @@ def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],
       model, tx, jnp.zeros((1, *input_shape)), jax.random.key(0)))
   like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if hasattr(s, "shape") else s, like)
   with Checkpointer(os.path.join(run_path, rundir.CHECKPOINTS)) as ckpt:
-    epoch = epoch or ckpt.latest_epoch()
+    if epoch:
+      problem = ckpt.verify(epoch)
+      if problem:
+        raise RunDirError(f"the checkpoint of epoch {epoch} in {run_path} is damaged: "
+                          f"{problem}.")
+      state, _ = ckpt.restore(epoch, like)
+    else:  # the newest intact one, named in a warning when it is not the latest
+      state, _, epoch = ckpt.restore_latest(like, move_aside=False)
     if not epoch:
       raise RunDirError(f"{run_path} has no checkpoint yet (no epoch finished).")
-    state, _ = ckpt.restore(epoch, like)
   return state.replace(apply_fn=model.apply, tx=tx), epoch

@@ -1,0 +1,99 @@
+"""Damaged checkpoints are never restored silently: checksums, fallback, clear failure."""
+
+import os
+
+import pytest
+
+from common import fileio
+from common.errors import RunDirError
+from common.train.checkpoint import MANIFEST, MARKER, Checkpointer
+from common.train.restore import load_trained_state
+from tests.test_loop import _config, _math_only, _run
+
+
+def _largest_file(step_dir: str) -> str:
+  files = [os.path.join(d, f) for d, _, fs in os.walk(step_dir) for f in fs if f != MANIFEST]
+  return max(files, key=os.path.getsize)
+
+
+def _flip_one_bit(path: str) -> None:
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0x01]))
+
+
+def _truncate(path: str) -> None:
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def _drop_record(path: str) -> None:
+  os.remove(os.path.join(path, MANIFEST))
+
+
+@pytest.mark.parametrize("damage", ["bit", "truncated", "record"])
+def test_a_damaged_latest_checkpoint_is_named_and_the_previous_one_resumes(
+    tmp_path, damage, caplog):
+  straight, _ = _run(_config(tmp_path / "a"))
+  run, _ = _run(_config(tmp_path / "b"))
+  step = os.path.join(run, "checkpoints", "3")
+  assert os.path.exists(os.path.join(run, "checkpoints", MARKER))
+  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
+    assert ckpt.verify(3) is None and ckpt.verify(2) is None
+  if damage == "bit":
+    _flip_one_bit(_largest_file(step))
+  elif damage == "truncated":
+    _truncate(_largest_file(step))
+  else:  # killed between orbax's commit and the checksum record
+    _drop_record(step)
+  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
+    assert ckpt.verify(3) is not None
+  caplog.set_level("WARNING")
+  _run(_config(tmp_path / "b"))  # the same command again
+  warnings = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+  assert len(warnings) == 1 and "epoch 3" in warnings[0] and "from epoch 2" in warnings[0]
+  assert os.listdir(os.path.join(run, "checkpoints_damaged"))  # kept for inspection
+  a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
+  b = fileio.read_jsonl(os.path.join(run, "metrics.jsonl"))
+  assert len(b) == 3 and _math_only(a) == _math_only(b)  # epoch 3 redone, exactly
+  assert fileio.read_json(os.path.join(run, "status.json"))["status"] == "done"
+  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
+    assert ckpt.verify(3) is None
+
+
+def test_no_intact_checkpoint_is_a_clear_error(tmp_path):
+  run, _ = _run(_config(tmp_path))
+  for epoch in (2, 3):
+    _flip_one_bit(_largest_file(os.path.join(run, "checkpoints", str(epoch))))
+  with pytest.raises(RunDirError, match=r"no intact checkpoint .*epoch 3: .*epoch 2: .*Move"):
+    _run(_config(tmp_path))
+  assert fileio.read_json(os.path.join(run, "status.json"))["status"] == "failed"
+
+
+def test_analysis_uses_the_newest_intact_checkpoint_and_leaves_the_run_as_it_is(tmp_path):
+  config = _config(tmp_path)
+  run, _ = _run(config)
+  _flip_one_bit(_largest_file(os.path.join(run, "checkpoints", "3")))
+  from common.models import DENSE_MODELS, build_from_config, canonical_config  # noqa: PLC0415
+  model, _, _ = build_from_config(canonical_config(config, DENSE_MODELS), 4, DENSE_MODELS)
+  _, epoch = load_trained_state(run, model, (20,))
+  assert epoch == 2 and os.path.exists(os.path.join(run, "checkpoints", "3"))
+  with pytest.raises(RunDirError, match="epoch 3 .* is damaged"):
+    load_trained_state(run, model, (20,), epoch=3)
+
+
+def test_checkpoints_written_before_checksums_restore_unverified(tmp_path):
+  """A run directory from before this change (no marker, no records) still resumes."""
+  run, _ = _run(_config(tmp_path, epochs=2))
+  os.remove(os.path.join(run, "checkpoints", MARKER))
+  for epoch in (1, 2):
+    _drop_record(os.path.join(run, "checkpoints", str(epoch)))
+  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
+    assert ckpt.verify(2) is None
+  before = fileio.read_jsonl(os.path.join(run, "metrics.jsonl"))
+  _run(_config(tmp_path, epochs=2))  # restores epoch 2 unverified: nothing to redo
+  assert fileio.read_jsonl(os.path.join(run, "metrics.jsonl")) == before
+  assert fileio.read_json(os.path.join(run, "status.json"))["status"] == "done"
+  assert not os.path.exists(os.path.join(run, "checkpoints", MARKER))  # not a new folder
