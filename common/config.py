@@ -141,8 +141,11 @@ class TrainConfig:
       raise ConfigError(f"num_layers must be >= 1; got {self.num_layers}.")
     if self.l2_reg_alpha < 0:
       raise ConfigError(f"l2_reg_alpha must be >= 0; got {self.l2_reg_alpha}.")
-    if not self.learning_rate > 0:
-      raise ConfigError(f"learning_rate must be > 0; got {self.learning_rate}.")
+    if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+      raise ConfigError(f"learning_rate must be a finite number > 0; got {self.learning_rate}.")
+    for name in ("seed", "split_seed"):
+      if getattr(self, name) < 0:
+        raise ConfigError(f"{name} must be >= 0; got {getattr(self, name)}.")
     if self.optimizer.upper() not in OPTIMIZERS:
       raise ConfigError(f"unknown optimizer {self.optimizer!r}; valid: "
                         f"{', '.join(OPTIMIZERS)}.")

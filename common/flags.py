@@ -235,4 +235,14 @@ def run_main(main: Callable[[list[str]], Any], positional: bool = False) -> None
                        f"rerun the same command to resume.\n")
       sys.exit(128 + int(signum))
 
-  app.run(wrapped)
+  app.run(wrapped, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag as one ``error:`` line and exit status 2 (absl
+  itself prints a FATAL line and exits with 1)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.stderr.write(f"error: {e}. Pass --helpfull to list the flags.\n")
+    sys.exit(2)

@@ -295,7 +295,7 @@ def test_make_optimizer_keeps_its_old_signature():
     ({"nesterov": True, "optimizer": "SGD", "momentum": 0.0}, "nesterov needs momentum"),
     ({"lr_schedule": "exponential"}, "unknown learning-rate schedule 'exponential'"),
     ({"optimizer": "RMSPROP"}, "unknown optimizer 'RMSPROP'"),
-    ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+    ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
 ])
 def test_bad_values_are_config_errors(overrides, match):
   with pytest.raises(ConfigError, match=match):

@@ -50,7 +50,7 @@ def new_session_dir(result_dir: str, model_name: str) -> str:
     The new, empty directory.
   """
   parent = os.path.join(result_dir, model_name)
-  os.makedirs(parent, exist_ok=True)
+  _makedirs(parent, "--result_dir")
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
   while True:
     path = os.path.join(parent, f"session_{stamp}_{uuid.uuid4().hex[:8]}")
@@ -59,6 +59,18 @@ def new_session_dir(result_dir: str, model_name: str) -> str:
       return path
     except FileExistsError:
       continue
+    except OSError as e:
+      raise RunDirError(f"cannot create a run directory in {parent} ({e.strerror}); pass a "
+                        f"writable --result_dir or --workdir.") from e
+
+
+def _makedirs(path: str, flag: str) -> None:
+  """``os.makedirs`` whose failures (a file in the way, no permission, a full disk) are one
+  clear :class:`RunDirError` naming the path and the flag to change."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise RunDirError(f"cannot create {path} ({e.strerror}); pass a writable {flag}.") from e
 
 
 class RunDir:
@@ -83,8 +95,12 @@ class RunDir:
     Raises:
       RunDirError: another live process holds the directory.
     """
-    os.makedirs(self.path, exist_ok=True)
-    f = open(self.file(_LOCK), "a+")
+    _makedirs(self.path, "--workdir")
+    try:
+      f = open(self.file(_LOCK), "a+")
+    except OSError as e:
+      raise RunDirError(f"cannot write the lock file {self.file(_LOCK)} ({e.strerror}); "
+                        f"pass a writable --workdir.") from e
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -178,12 +194,24 @@ def open_run_dir(workdir: str | None, result_dir: str, model_name: str) -> RunDi
     return run
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise RunDirError(f"--workdir={workdir} exists and is not a directory.")
+  # Checked before the lock too, so that a refused directory is left untouched.
+  if os.path.isdir(workdir) and not os.path.exists(os.path.join(workdir, CONFIG)):
+    _refuse_foreign(workdir)
   run = RunDir(workdir)
   run.acquire()  # lock first: a concurrent starter then sees "in use", not a half-made dir
+  if not run.is_initialized:
+    try:
+      _refuse_foreign(workdir)
+    except RunDirError:
+      run.release()
+      raise
+  return run
+
+
+def _refuse_foreign(workdir: str) -> None:
+  """Refuses a non-empty directory that is not a run directory."""
   foreign = [n for n in os.listdir(workdir) if n != _LOCK and ".tmp." not in n]
-  if foreign and not run.is_initialized:
-    run.release()
+  if foreign:
     raise RunDirError(
         f"--workdir={workdir} is a non-empty directory without {CONFIG}, so it is not a "
         f"run directory; choose a new or empty directory.")
-  return run
