@@ -97,3 +97,36 @@ def test_checkpoints_written_before_checksums_restore_unverified(tmp_path):
   assert fileio.read_jsonl(os.path.join(run, "metrics.jsonl")) == before
   assert fileio.read_json(os.path.join(run, "status.json"))["status"] == "done"
   assert not os.path.exists(os.path.join(run, "checkpoints", MARKER))  # not a new folder
+
+
+def _run_with_extra(config, extra):
+  from common.data import fake_classification  # noqa: PLC0415
+  from common.models import DENSE_MODELS, build_from_config, canonical_config  # noqa: PLC0415
+  from common.train import Classification, run_experiment  # noqa: PLC0415
+  config = canonical_config(config, DENSE_MODELS)
+  model, name, info = build_from_config(config, 4, DENSE_MODELS)
+  return run_experiment(config, model, name, fake_classification(320, 100, 130, seed=0),
+                        Classification(4), extra_config={"model": info}, extra_files=extra)
+
+
+def test_a_run_directory_is_complete_or_not_begun(tmp_path, monkeypatch):
+  """Issue 13.4: the experiment's files are written before config.json (a start cut
+  between them is started again), and a resumed run rewrites any that are missing."""
+  from common.train import rundir  # noqa: PLC0415
+  extra = {"scaler.json": {"mean": [1.0], "std": [2.0]}}
+  config = _config(tmp_path, epochs=2)
+
+  def killed(self, record):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(rundir.RunDir, "write_config", killed)
+  with pytest.raises(KeyboardInterrupt):
+    _run_with_extra(config, extra)
+  run = tmp_path / "run"
+  assert os.path.exists(run / "scaler.json") and not os.path.exists(run / "config.json")
+  monkeypatch.undo()
+  _run_with_extra(config, extra)  # the same command starts the run over
+  assert fileio.read_json(run / "status.json")["status"] == "done"
+  os.remove(run / "scaler.json")  # as a kill in the old order (config first) left it
+  _run_with_extra(config, extra)
+  assert fileio.read_json(run / "scaler.json") == extra["scaler.json"]

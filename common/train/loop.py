@@ -12,6 +12,7 @@ uninterrupted run. Layer usage and the report are hooks (:mod:`common.train.hook
 """
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -203,7 +204,8 @@ def run_experiment(
   check_inputs(config, dataset)  # before anything is written
   if hooks is None:
     hooks = hooks_lib.default_hooks(config, model, dataset, task, preprocess)
-  run = rundir.open_run_dir(config.workdir, config.result_dir, model_name)
+  run = rundir.open_run_dir(config.workdir, config.result_dir, model_name,
+                           own_files=tuple(extra_files or ()))
   try:
     with interrupt_on_signals():
       return _train_into(run, config, model, model_name, dataset, task, preprocess,
@@ -227,7 +229,14 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
       raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
                         f"--epochs={config.epochs}; pass --epochs={trained} or more.")
     run.record_resume(config.epochs)
+    for name, content in (extra_files or {}).items():  # a kill may have cut the first start
+      if not os.path.exists(run.file(name)):
+        fileio.atomic_write_json(run.file(name), content)
   else:
+    # The experiment's files first: config.json is what makes the directory a run, so a
+    # kill before it leaves an empty-looking directory that the next start reuses.
+    for name, content in (extra_files or {}).items():
+      fileio.atomic_write_json(run.file(name), content)
     extra = dict(extra_config or {})
     run.write_config({
         "schema_version": SCHEMA_VERSION,
@@ -238,8 +247,6 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
         **extra,
         "environment": describe_environment(),
     })
-    for name, content in (extra_files or {}).items():
-      fileio.atomic_write_json(run.file(name), content)
   logging.info("Run directory: %s", run.path)
   run.write_status("running", f"training {model_name} for {config.epochs} epochs")
   try:

@@ -172,7 +172,8 @@ class RunDir:
         "status": status, "message": message, "updated": _utc_now(), **extra})
 
 
-def open_run_dir(workdir: str | None, result_dir: str, model_name: str) -> RunDir:
+def open_run_dir(workdir: str | None, result_dir: str, model_name: str,
+                 own_files: tuple[str, ...] = ()) -> RunDir:
   """Opens (and locks) an explicit ``workdir`` or a new unique session directory.
 
   Args:
@@ -180,6 +181,8 @@ def open_run_dir(workdir: str | None, result_dir: str, model_name: str) -> RunDi
       or None.
     result_dir: root of automatically named run directories.
     model_name: model name with depth, the folder under ``result_dir``.
+    own_files: files the run writes before ``config.json`` (an experiment's extra
+      files): a directory holding only those is a start that was cut short, not foreign.
 
   Returns:
     The locked run directory.
@@ -196,21 +199,22 @@ def open_run_dir(workdir: str | None, result_dir: str, model_name: str) -> RunDi
     raise RunDirError(f"--workdir={workdir} exists and is not a directory.")
   # Checked before the lock too, so that a refused directory is left untouched.
   if os.path.isdir(workdir) and not os.path.exists(os.path.join(workdir, CONFIG)):
-    _refuse_foreign(workdir)
+    _refuse_foreign(workdir, own_files)
   run = RunDir(workdir)
   run.acquire()  # lock first: a concurrent starter then sees "in use", not a half-made dir
   if not run.is_initialized:
     try:
-      _refuse_foreign(workdir)
+      _refuse_foreign(workdir, own_files)
     except RunDirError:
       run.release()
       raise
   return run
 
 
-def _refuse_foreign(workdir: str) -> None:
+def _refuse_foreign(workdir: str, own_files: tuple[str, ...] = ()) -> None:
   """Refuses a non-empty directory that is not a run directory."""
-  foreign = [n for n in os.listdir(workdir) if n != _LOCK and ".tmp." not in n]
+  foreign = [n for n in os.listdir(workdir)
+             if n != _LOCK and ".tmp." not in n and n not in own_files]
   if foreign:
     raise RunDirError(
         f"--workdir={workdir} is a non-empty directory without {CONFIG}, so it is not a "
