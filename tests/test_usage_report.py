@@ -121,8 +121,13 @@ def test_sweep_report_on_fake_runs(tmp_path):
       fake_run(root, "GloNet", depth, seed, acc, seconds=depth / 10, used=used)
   fake_run(root, "MLP", 6, 0, 0.96)
   fake_run(root, "MLP", 24, 0, 0.1, state="failed")
-  fake_run(root, "MLP", 10, 0, 0.5, state="running")
-  out = report.render_sweep(root)
+  from common.train.rundir import RunDir  # noqa: PLC0415
+  holder = RunDir(fake_run(root, "MLP", 10, 0, 0.5, state="running"))
+  holder.acquire()  # running: a live process holds it
+  try:
+    out = report.render_sweep(root)
+  finally:
+    holder.release()
   for key in ("metric", "blocks", "curves", "report"):
     assert os.path.getsize(out[key]) > 5000, key
   summary = fileio.read_json(out["summary"])
@@ -164,6 +169,44 @@ def test_sweep_report_tells_diverged_interrupted_and_failed_runs_apart(tmp_path)
   assert "| GloNet | 10 | 1 | interrupted | interrupted by SIGTERM |" in markdown
   assert "| MLP | 24 | 0 | failed | ValueError: boom |" in markdown
   assert "| GloNet | 24 | 1 diverged, 1 done |" in markdown
+
+
+def test_sweep_report_tells_dead_runs_from_live_ones_and_names_damaged_files(tmp_path):
+  """Issue 13.5: a "running" run that no process holds is ``died``; one held by a live
+  process stays running; a damaged metrics line or config never drops a run silently."""
+  from common.train.rundir import RunDir  # noqa: PLC0415
+  root = str(tmp_path / "sweep")
+  fake_run(root, "GloNet", 6, 0, 0.9)
+  dead = fake_run(root, "GloNet", 10, 0, 0.9, state="running")
+  live = fake_run(root, "GloNet", 24, 0, 0.9, state="running")
+  holder = RunDir(live)
+  holder.acquire()  # a live process (this one) holds it
+  damaged = fake_run(root, "MLP", 6, 0, 0.9)
+  with open(os.path.join(damaged, "metrics.jsonl")) as f:
+    lines = f.read().splitlines()
+  with open(os.path.join(damaged, "metrics.jsonl"), "w") as f:
+    f.write("\n".join([lines[0], '{"epoch": 2, "train_lo\x00', lines[1]]) + "\n")
+  unreadable = fake_run(root, "MLP", 10, 0, 0.9)
+  with open(os.path.join(unreadable, "config.json"), "w") as f:
+    f.write("{not json")
+  try:
+    out = report.render_sweep(root)
+  finally:
+    holder.release()
+  summary = fileio.read_json(out["summary"])
+  assert summary["status_counts"] == {"died": 1, "done": 2, "running": 1}
+  assert summary["running"] == [live]
+  assert summary["unreadable"] == [f"{unreadable}: config.json is unreadable (JSONDecodeError)"]
+  markdown = open(out["markdown"]).read()
+  assert "| GloNet | 10 | 0 | died | no process holds the run" in markdown
+  assert "metrics.jsonl line 2 is damaged (skipped)" in markdown
+  assert "Run directories left out (unreadable)" in markdown and unreadable in markdown
+  run = Run.load(damaged)
+  assert [r["epoch"] for r in run.metrics] == [1, 2] and run.problems
+  paths = run_report.render_run(damaged)  # the single-run report renders too
+  assert os.path.getsize(paths["report"]) > 0
+  assert "Damaged" in run_report.status_text(run)
+  assert "no process holds" in run_report.status_text(Run.load(dead))
 
 
 def _legend_texts(fig) -> list[str]:

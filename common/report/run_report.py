@@ -12,6 +12,7 @@ from reportlab.platypus import PageBreak, Spacer
 
 from common.report import pdf
 from common.report.runs import (
+    DIED,
     METRIC_LABELS,
     STATUS_LABELS,
     Run,
@@ -225,10 +226,16 @@ def status_text(run: Run) -> str:
   """The run's status with its message, saying so when an old ``failed`` was reinterpreted."""
   recorded = run.status.get("status", "unknown")
   text = STATUS_LABELS.get(run.state, run.state)
-  if recorded != run.state:
+  if run.state == DIED:
+    text += (f" (status.json says {recorded!r}, but no process holds the run directory; "
+             f"rerun its command to resume)")
+  elif recorded != run.state:
     text += f" (recorded as {recorded!r} by an older version)"
   message = run.status.get("message", "")
-  return f"{text}: {message}" if message else text
+  text = f"{text}: {message}" if message else text
+  if run.problems:
+    text += ". Damaged: " + "; ".join(run.problems)
+  return text
 
 
 def code_text(run: Run) -> str:

@@ -9,13 +9,17 @@ Two facts are interpreted here once, for every report and for the sweep runner:
 """
 
 import dataclasses
+import fcntl
+import json
 import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
+from absl import logging
+
 from common import fileio
-from common.train.rundir import CONFIG, METRICS, STATUS, SUMMARY
+from common.train.rundir import _LOCK, CONFIG, METRICS, STATUS, SUMMARY
 from common.usage import USAGE_FILE
 
 # Plot labels of the metrics.
@@ -27,14 +31,18 @@ METRIC_LABELS = {
 }
 
 # What ``status.json`` can say, and what each outcome means for a report or a sweep.
-RUNNING, DONE, DIVERGED, INTERRUPTED, FAILED = (
-    "running", "done", "diverged", "interrupted", "failed")
-ENDED = (DONE, DIVERGED, INTERRUPTED, FAILED)  # the process is over (else: running/unknown)
+RUNNING, DONE, DIVERGED, INTERRUPTED, FAILED, DIED = (
+    "running", "done", "diverged", "interrupted", "failed", "died")
+# The process is over (else: running, or no status yet). ``died``: the status still says
+# running but no process holds the run directory's lock (killed with SIGKILL, out of
+# memory, a machine that went down): rerunning the command resumes it.
+ENDED = (DONE, DIVERGED, INTERRUPTED, FAILED, DIED)
 OUTCOMES = (DONE, DIVERGED)  # a result of the experiment: reported, and never rerun
 STATUS_LABELS = {
     DIVERGED: "diverged (non-finite loss)",
     INTERRUPTED: "interrupted (not a result)",
     FAILED: "failed (error)",
+    DIED: "died (killed without a status)",
 }
 # Message prefixes that older code wrote with status "failed" (common/train/loop.py before
 # the statuses were split): a NonFiniteLossError, and Ctrl-C.
@@ -45,21 +53,41 @@ _OLD_INTERRUPTED_PREFIX = "interrupted"
 _LOWER_IS_BETTER_BY_NAME = ("loss", "mse", "mae")
 
 
-def effective_status(status: Mapping[str, Any]) -> str:
+def is_live(path: str) -> bool:
+  """True while a process holds the run directory's lock (the OS drops it when the process
+  dies, however it dies)."""
+  try:
+    f = open(os.path.join(path, _LOCK))  # noqa: SIM115 - closed below
+  except OSError:
+    return False
+  with f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      return True
+    fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def effective_status(status: Mapping[str, Any], live: bool | None = None) -> str:
   """What a run's ``status.json`` means: ``done``, ``diverged``, ``interrupted``, ``failed``...
 
   The one place that reads a status, so that reports and the sweep runner agree.
 
   Args:
     status: the content of ``status.json`` (empty when the file is missing).
+    live: whether a process holds the run directory (:func:`is_live`); None: not known.
 
   Returns:
     The recorded status, except that an old ``failed`` whose message starts with
     "non-finite training loss" is ``diverged`` and one that starts with "interrupted" is
     ``interrupted`` (what the training loop wrote for those before they had statuses of
-    their own); ``unknown`` without a status.
+    their own); ``unknown`` without a status; ``died`` for ``running`` or ``unknown`` when
+    ``live`` is False (no process holds the run directory: see :func:`is_live`).
   """
   state = str(status.get("status") or "unknown")
+  if state in (RUNNING, "unknown") and live is False:
+    return DIED
   if state == FAILED:
     message = str(status.get("message") or "")
     if message.startswith(_OLD_DIVERGED_PREFIX):
@@ -85,11 +113,37 @@ def lower_is_better(metric: str, mode: str | None = None) -> bool:
   return metric in _LOWER_IS_BETTER_BY_NAME
 
 
-def _read(path: str, default: Any) -> Any:
+def _read(path: str, default: Any, problems: list[str] | None = None) -> Any:
   try:
     return fileio.read_json(path)
-  except (FileNotFoundError, ValueError):
+  except FileNotFoundError:
     return default
+  except (OSError, ValueError) as e:
+    if problems is not None:
+      problems.append(f"{os.path.basename(path)} is unreadable ({type(e).__name__})")
+    return default
+
+
+def _read_metrics(path: str, problems: list[str]) -> list[dict[str, Any]]:
+  """``metrics.jsonl`` with damaged lines skipped and named (a torn last line is normal:
+  a process killed while appending; it is skipped silently, as the loop rewrites it)."""
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8", errors="replace") as f:
+    lines = f.read().splitlines()
+  records = []
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      record = None
+    if isinstance(record, dict) and "epoch" in record:
+      records.append(record)
+    elif i != len(lines) - 1:
+      problems.append(f"{METRICS} line {i + 1} is damaged (skipped)")
+  return records
 
 
 @dataclasses.dataclass
@@ -102,21 +156,31 @@ class Run:
   summary: dict[str, Any]
   status: dict[str, Any]
   usage: dict[str, Any]
+  problems: list[str] = dataclasses.field(default_factory=list)
+  live: bool = False
 
   @classmethod
   def load(cls, path: str) -> "Run":
-    """Reads a run directory; raises FileNotFoundError if it has no config.json."""
+    """Reads a run directory; raises FileNotFoundError if it has no config.json.
+
+    Damaged files never stop a report: a damaged line of ``metrics.jsonl`` is skipped,
+    an unreadable ``summary.json``, ``status.json`` or ``usage.json`` reads as empty, and
+    each is named in ``problems`` (shown in the reports).
+    """
     config_path = os.path.join(path, CONFIG)
     if not os.path.exists(config_path):
       raise FileNotFoundError(f"{path} is not a run directory (no {CONFIG})")
+    problems: list[str] = []
     metrics_path = os.path.join(path, METRICS)
     return cls(
         path=os.path.abspath(path),
         config=fileio.read_json(config_path),
-        metrics=fileio.read_jsonl(metrics_path) if os.path.exists(metrics_path) else [],
-        summary=_read(os.path.join(path, SUMMARY), {}),
-        status=_read(os.path.join(path, STATUS), {}),
-        usage=_read(os.path.join(path, USAGE_FILE), {}),
+        metrics=_read_metrics(metrics_path, problems),
+        summary=_read(os.path.join(path, SUMMARY), {}, problems),
+        status=_read(os.path.join(path, STATUS), {}, problems),
+        usage=_read(os.path.join(path, USAGE_FILE), {}, problems),
+        problems=problems,
+        live=is_live(path),
     )
 
   @property
@@ -151,8 +215,9 @@ class Run:
 
   @property
   def state(self) -> str:
-    """The run's status as :func:`effective_status` reads it."""
-    return effective_status(self.status)
+    """The run's status as :func:`effective_status` reads it (``died`` for a run that
+    says running while no process holds it)."""
+    return effective_status(self.status, self.live)
 
   @property
   def metric_names(self) -> list[str]:
@@ -210,15 +275,24 @@ def fmt(metric: str, value: float | None) -> str:
   return f"{shown:.2f}" if metric == "accuracy" else f"{shown:.4g}"
 
 
-def find_runs(root: str) -> list[Run]:
-  """Every run directory under ``root`` (any depth), sorted by path."""
+def find_runs(root: str, unreadable: list[str] | None = None) -> list[Run]:
+  """Every run directory under ``root`` (any depth), sorted by path.
+
+  Args:
+    root: the folder to search.
+    unreadable: when given, receives ``"path: reason"`` for every run directory whose
+      ``config.json`` cannot be read (each is also logged: never dropped silently).
+  """
   runs = []
   for dirpath, dirnames, filenames in os.walk(root):
     if CONFIG in filenames:
       try:
         runs.append(Run.load(dirpath))
-      except (OSError, ValueError):
-        continue
+      except (OSError, ValueError) as e:
+        reason = f"{os.path.abspath(dirpath)}: {CONFIG} is unreadable ({type(e).__name__})"
+        logging.warning("Left out of the report: %s.", reason)
+        if unreadable is not None:
+          unreadable.append(reason)
       dirnames[:] = []  # a run directory's subfolders are checkpoints, not runs
     dirnames.sort()
   return sorted(runs, key=lambda r: r.path)

@@ -36,6 +36,7 @@ from common import fileio
 from common.report import paper, pdf
 from common.report.run_report import needed_rule
 from common.report.runs import (
+    DIED,
     DIVERGED,
     DONE,
     ENDED,
@@ -59,6 +60,7 @@ _NO_RESULT_MARKERS = {
     DIVERGED: {"marker": "x", "mew": 2},
     INTERRUPTED: {"marker": "s", "mfc": "none", "mew": 1.5},
     FAILED: {"marker": "D", "mfc": "none", "mew": 1.5},
+    DIED: {"marker": "v", "mfc": "none", "mew": 1.5},
 }
 
 
@@ -115,11 +117,22 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
                                     if _final_usage(r, "blocks_needed") is not None), None),
         "seconds_per_epoch": _mean_std([r.summary.get("mean_train_seconds_per_epoch")
                                         for r in done]),
-        "messages": [{"seed": r.seed, "status": r.state, "message": r.status.get("message", "")}
-                     for r in sorted(members, key=lambda r: r.seed) if r.state != DONE],
+        "messages": [{"seed": r.seed, "status": r.state, "message": _message(r)}
+                     for r in sorted(members, key=lambda r: r.seed)
+                     if r.state != DONE or r.problems],
     })
   return {"metric": metric, "metric_mode": "min" if lower_is_better(metric, mode) else "max",
           "groups": rows}
+
+
+def _message(run: Run) -> str:
+  """The run's status message, with what is damaged in its directory."""
+  if run.state == DIED:
+    text = (f"no process holds the run (last status: {run.status.get('status', 'none')}, "
+            f"{run.status.get('updated', 'never updated')}); rerun its command to resume")
+  else:
+    text = str(run.status.get("message", ""))
+  return "; ".join([text, *run.problems]) if run.problems else text
 
 
 def _device(run: Run) -> str:
@@ -307,15 +320,22 @@ def markdown_table(rows: list[list[Any]]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def gather_runs(root: str, include: Sequence[str] = ()) -> list[Run]:
+def gather_runs(root: str, include: Sequence[str] = (),
+                unreadable: list[str] | None = None) -> list[Run]:
   """The runs under ``root`` and every folder of ``include``, each run once.
+
+  Args:
+    root: the sweep root.
+    include: more folders.
+    unreadable: receives the run directories that could not be read (see
+      :func:`common.report.runs.find_runs`).
 
   Raises:
     FileNotFoundError: no run directory under ``root`` or a folder of ``include``.
   """
   runs, seen = [], set()
   for folder in (root, *include):
-    found = find_runs(folder)
+    found = find_runs(folder, unreadable)
     if not found:
       raise FileNotFoundError(f"no run directories (with config.json) under {folder}")
     for run in found:
@@ -348,7 +368,10 @@ def _markdown(summary: dict[str, Any], roots: Sequence[str],
           + markdown_table(seconds_table(summary)))
   messages = messages_table(summary)
   if len(messages) > 1:
-    text += "\nRuns without a result\n\n" + markdown_table(messages)
+    text += "\nRuns without a result, or with damaged files\n\n" + markdown_table(messages)
+  if summary.get("unreadable"):
+    text += "\nRun directories left out (unreadable)\n\n" + "".join(
+        f"- {u}\n" for u in summary["unreadable"])
   for hook in hooks.values():
     if hasattr(hook, "markdown_sections"):
       text += hook.markdown_sections(summary)
@@ -377,8 +400,10 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
   Raises:
     FileNotFoundError: no run directory under ``root`` or a folder of ``include``.
   """
-  runs = gather_runs(root, include)
+  unreadable: list[str] = []
+  runs = gather_runs(root, include, unreadable)
   summary = summarize_sweep(runs)
+  summary["unreadable"] = unreadable
   hooks = paper.load_hooks(summary["experiments"])
   for experiment, hook in hooks.items():
     if hasattr(hook, "summary_extras"):
@@ -415,7 +440,11 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
             PageBreak(), pdf.heading("Usage per block, every depth"), pdf.image(curves_png)]
   messages = messages_table(summary)
   if len(messages) > 1:
-    story += [pdf.heading("Runs without a result"), pdf.table(messages, [70, 35, 30, 60, 315])]
+    story += [pdf.heading("Runs without a result, or with damaged files"),
+              pdf.table(messages, [70, 35, 30, 60, 315])]
+  if summary.get("unreadable"):
+    story += [pdf.heading("Run directories left out (unreadable)"),
+              *[pdf.para(u) for u in summary["unreadable"]]]
   pdf.build(out["report"], "Sweep report", story)
   logging.info("Sweep report written: %s", out["report"])
   return out
