@@ -23,6 +23,10 @@ class RunDirError(UserError):
   """A run directory that cannot be used: locked, or made by an incompatible config."""
 
 
+class StorageError(UserError):
+  """A file could not be written: a full disk, a quota, a read-only file system."""
+
+
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or infinite: an experimental outcome, not a bug.
 

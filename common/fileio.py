@@ -22,11 +22,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
   """
   path = os.fspath(path)
   tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    # A full disk, a kill signal...: the target keeps its old content, and no temporary
+    # file is left behind (a SIGKILL can still leave one: RunDir.acquire removes those).
+    try:
+      os.remove(tmp)
+    except OSError:
+      pass
+    raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -130,3 +130,49 @@ def test_a_run_directory_is_complete_or_not_begun(tmp_path, monkeypatch):
   os.remove(run / "scaler.json")  # as a kill in the old order (config first) left it
   _run_with_extra(config, extra)
   assert fileio.read_json(run / "scaler.json") == extra["scaler.json"]
+
+
+def test_a_full_disk_during_a_save_is_one_clear_failure_and_the_rerun_finishes_equal(
+    tmp_path, monkeypatch):
+  """Issue 13.3, with the failure orbax raises on a full disk (tensorstore's ValueError
+  carrying the OS error code). Run by hand on a 40 MB tmpfs too (see the README)."""
+  import orbax.checkpoint as ocp  # noqa: PLC0415
+
+  from common.errors import StorageError  # noqa: PLC0415
+  straight, _ = _run(_config(tmp_path / "a"))
+  original = ocp.CheckpointManager.save
+
+  def full_disk(self, step, *args, **kwargs):
+    if step == 2:
+      os.makedirs(os.path.join(str(self.directory), "2.orbax-checkpoint-tmp", "state"))
+      raise ValueError('RESOURCE_EXHAUSTED: Error writing "x": Failed to write 4539 bytes '
+                       "to file 21: No space left on device [os_error_code='28']")
+    return original(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+  with pytest.raises(StorageError, match=r"epoch 2 .*: no space left on device; the "
+                                         r"checkpoint of epoch 1 is intact\. Free space"):
+    _run(_config(tmp_path / "b"))
+  run = tmp_path / "b" / "run"
+  assert fileio.read_json(run / "status.json")["status"] == "failed"
+  assert sorted(os.listdir(run / "checkpoints")) == ["1", MARKER]  # no temporary folder
+  assert not [n for n in os.listdir(run) if ".tmp." in n]
+  monkeypatch.undo()
+  _run(_config(tmp_path / "b"))  # space freed: the same command
+  a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
+  b = fileio.read_jsonl(run / "metrics.jsonl")
+  assert _math_only(a) == _math_only(b)
+
+
+def test_storage_failures_are_recognised_through_wrapping():
+  from common.train.checkpoint import storage_failure  # noqa: PLC0415
+  assert storage_failure(OSError(28, "No space left on device")) == "no space left on device"
+  assert storage_failure(OSError(122, "Disk quota exceeded")) == "disk quota exceeded"
+  try:
+    try:
+      raise OSError(30, "Read-only file system")
+    except OSError as inner:
+      raise RuntimeError("save failed") from inner
+  except RuntimeError as outer:
+    assert storage_failure(outer) == "read-only file system"
+  assert storage_failure(ValueError("shape mismatch")) is None

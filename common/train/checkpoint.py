@@ -18,10 +18,14 @@ code holds a ``CHECKSUMMED`` marker, so a step whose checksum record is missing 
 before checksums existed, steps without a record are restored unverified.
 """
 
+import contextlib
 import datetime
 import logging as py_logging
 import os
 import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -29,7 +33,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from common import fileio
-from common.errors import RunDirError
+from common.errors import RunDirError, StorageError
 from common.train.state import TrainState
 
 MANIFEST = "glonets_sha256.json"
@@ -86,14 +90,40 @@ class Checkpointer:
     Raises:
       RuntimeError: if orbax declines the save (e.g. the epoch already exists).
     """
-    saved = self._manager.save(
-        epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-    self._manager.wait_until_finished()
+    try:
+      with _held_stderr() as held:
+        saved = self._manager.save(
+            epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        self._manager.wait_until_finished()
+        if saved:
+          step = self._step_dir(epoch)
+          fileio.atomic_write_json(os.path.join(step, MANIFEST), _digests(step))
+    except Exception as e:
+      cause = storage_failure(e)
+      if cause is None:
+        sys.stderr.write(held.get("text", ""))
+        raise
+      self.remove_partial_saves()
+      previous = [s for s in self._manager.all_steps() if s < epoch]
+      kept = (f"the checkpoint of epoch {max(previous)} is intact" if previous
+              else "no earlier checkpoint exists")
+      raise StorageError(
+          f"cannot save the checkpoint of epoch {epoch} in {self._root}: {cause}; {kept}. "
+          f"Free space and rerun the same command to resume.") from e
+    sys.stderr.write(held.get("text", ""))  # orbax's own warnings, if any
     if not saved:
       raise RuntimeError(f"orbax did not save epoch {epoch} (does it already exist?)")
-    step = self._step_dir(epoch)
-    fileio.atomic_write_json(os.path.join(step, MANIFEST), _digests(step))
+
+  def remove_partial_saves(self) -> None:
+    """Removes orbax's temporary folders of saves that did not finish (a kill or a full
+    disk during a save). Only for the process that holds the run directory's lock."""
+    for name in os.listdir(self._root):
+      if ".orbax-checkpoint-tmp" in name:
+        shutil.rmtree(os.path.join(self._root, name), ignore_errors=True)
+    # A step folder without orbax's commit marker or our record is incomplete too; orbax
+    # skips it when listing, so it is only in the way of the next save of that epoch.
+    self._manager.reload()
 
   def verify(self, epoch: int) -> str | None:
     """What is wrong with the files of epoch ``epoch``'s checkpoint, or None when they
@@ -194,3 +224,55 @@ def _digests(step: str) -> dict[str, str]:
       if rel != MANIFEST:
         out[rel] = fileio.sha256(path)
   return out
+
+
+# errno values that mean "the storage refused the write", and how they read in messages of
+# libraries that do not raise OSError (orbax's tensorstore writes raise ValueError with the
+# OS error in the text).
+_STORAGE_ERRNOS = {28: "no space left on device", 122: "disk quota exceeded",
+                   30: "read-only file system"}
+
+
+def storage_failure(error: BaseException) -> str | None:
+  """The cause when ``error`` (or one it was raised from) is a refused write, else None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    number = getattr(error, "errno", None)
+    if number in _STORAGE_ERRNOS:
+      return _STORAGE_ERRNOS[number]
+    text = str(error)
+    for number, cause in _STORAGE_ERRNOS.items():
+      if f"os_error_code='{number}'" in text or cause in text.lower():
+        return cause
+    error = error.__cause__ or error.__context__
+  return None
+
+
+@contextlib.contextmanager
+def _held_stderr() -> Iterator[dict[str, str]]:
+  """Holds back what is written to file descriptor 2 during a save.
+
+  When a write fails (a full disk), orbax's worker threads each log the same exception
+  with its traceback and asyncio adds a dozen more: about 200 lines before the one clear
+  error this module raises. Holding them lets the caller drop them on a storage failure
+  and pass them on otherwise (``held["text"]``).
+  """
+  held = {"text": ""}
+  sys.stderr.flush()
+  try:
+    saved_fd = os.dup(2)
+    buffer = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+  except OSError:  # no descriptor or no temporary file: do not hold anything
+    yield held
+    return
+  os.dup2(buffer.fileno(), 2)
+  try:
+    yield held
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved_fd, 2)
+    os.close(saved_fd)
+    buffer.seek(0)
+    held["text"] = buffer.read().decode("utf-8", "replace")
+    buffer.close()

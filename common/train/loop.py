@@ -24,7 +24,7 @@ from absl import logging
 from common import fileio
 from common.config import SCHEMA_VERSION, TrainConfig
 from common.data.arrays import Dataset
-from common.errors import Interrupted, NonFiniteLossError, RunDirError
+from common.errors import Interrupted, NonFiniteLossError, RunDirError, UserError
 from common.train import hooks as hooks_lib
 from common.train import rundir, steps
 from common.train.checkpoint import Checkpointer
@@ -113,6 +113,7 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
     extra.update(hook.on_start(trainer, trainer.state, run) or {})
   log = MetricsLog(run, config.tensorboard)
   with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
+    ckpt.remove_partial_saves()  # left by a kill or a full disk during a save
     # The newest checkpoint whose files match their checksums; damaged ones are named.
     state, meta, start = ckpt.restore_latest(trainer.state)
     history = list(meta["history"]) if start else []
@@ -254,7 +255,11 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
     summary = fit(config, trainer, run, hooks)
   except BaseException as e:  # record every way out, including Ctrl-C, then re-raise
     status, message = _outcome(e)
-    run.write_status(status, message)
+    try:
+      run.write_status(status, message)
+    except OSError as write_error:  # e.g. the disk is full: the original error matters more
+      logging.warning("Could not write the status %r to %s: %s", status, run.path,
+                      write_error)
     _finish(hooks, run.path)
     raise
   run.write_status("done", f"trained {summary['epochs_completed']} epochs")
@@ -271,6 +276,8 @@ def _outcome(error: BaseException) -> tuple[str, str]:
                            f"this --workdir to resume")
   if isinstance(error, KeyboardInterrupt):
     return "interrupted", "interrupted; rerun the same command with this --workdir to resume"
+  if isinstance(error, UserError):  # its message already names the problem and the fix
+    return "failed", str(error)
   return "failed", f"{type(error).__name__}: {error}"
 
 

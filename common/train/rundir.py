@@ -15,6 +15,7 @@ import datetime
 import errno
 import fcntl
 import os
+import re
 import uuid
 from typing import Any
 
@@ -117,6 +118,14 @@ class RunDir:
     f.write(f"pid {os.getpid()} since {_utc_now()}")
     f.flush()
     self._lock_file = f
+    # Temporary files of atomic writes that a killed writer left (the lock says none is
+    # writing now).
+    for name in os.listdir(self.path):
+      if re.search(r"\.tmp\.\d+$", name):
+        try:
+          os.remove(os.path.join(self.path, name))
+        except OSError:
+          pass
 
   def release(self) -> None:
     """Releases the lock."""
