@@ -53,6 +53,10 @@ def test_run_directory_contract(tmp_path):
   config = fileio.read_json(os.path.join(path, "config.json"))
   assert config["config"]["seed"] == 0 and config["environment"]["packages"]["jax"]
   assert config["data"]["sizes"] == {"train": 320, "val": 100, "test": 130}
+  # The MLP families' execution path at the training batch size (a narrow GloNet without
+  # batch norm: feature-major layout and the custom-VJP chain), recorded as taken.
+  assert config["model"]["execution"] == {
+      "backend": "cpu", "feature_major": True, "custom_backward": True, "remat": False}
   assert fileio.read_json(os.path.join(path, "status.json"))["status"] == "done"
   assert summary["num_params"] > 0 and summary["compile_seconds"] > 0
   assert summary["epochs_completed"] == 3
