@@ -116,3 +116,14 @@ def test_the_run_records_its_code_version_execution_path_and_usage(tmp_path):
   usage = fileio.read_json(tmp_path / "run" / "usage.json")
   assert usage["final"]["num_blocks"] == 3 and usage["final"]["stage_boundaries"] == [0, 1, 2]
   assert "estimated from" in usage["init"]["batch_stats"]
+
+
+def test_a_resume_records_the_devices_it_ran_on(tmp_path):
+  """Issue 13.8: a run resumed on another number of devices says so in config.json."""
+  run = tmp_path / "run"
+  _run(run, 1, "GloNet8", "1")
+  _run(run, 2, "GloNet8", "1")  # finished: nothing to train, but the resume is recorded
+  config = fileio.read_json(run / "config.json")
+  assert len(config["environment"]["devices"]) == 1
+  (resume,) = config["resumes"]
+  assert len(resume["devices"]) == 2 and resume["code"] == config["environment"]["code"]

@@ -268,3 +268,19 @@ def test_sweep_report_joins_seeds_from_other_roots(tmp_path):
 def test_report_cli_rejects_a_non_run_directory(tmp_path):
   proc = run_module("common.report", str(tmp_path))
   assert proc.returncode == 2 and "not a run directory" in proc.stderr
+
+
+def test_reports_escape_paths_and_messages_and_render_the_same_bytes_twice(tmp_path):
+  """Issue 13.8: a path or message with ``<`` or ``&`` is text, never markup; rendering
+  twice from the same files gives the same PDF."""
+  root = str(tmp_path / "a<b & c>")
+  fake_run(root, "GloNet", 6, 0, 0.9)
+  odd = fake_run(root, "GloNet", 10, 0, 0.9, state="interrupted",
+                 message="ValueError: expected <int> & got <str> for long messages here")
+  first = run_report.render_run(odd)["report"]
+  data = open(first, "rb").read()
+  assert run_report.render_run(odd)["report"] == first and open(first, "rb").read() == data
+  out = report.render_sweep(root)
+  data = open(out["report"], "rb").read()
+  report.render_sweep(root)
+  assert open(out["report"], "rb").read() == data

@@ -6,6 +6,7 @@ backend of a notebook that imports the report. ``Figure.savefig`` renders with A
 """
 
 import io
+import xml.sax.saxutils
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,9 +63,15 @@ def image(png: bytes, width: float = PAGE_WIDTH) -> Image:
   return img
 
 
+def esc(text: Any) -> str:
+  """``text`` as literal text inside reportlab's mini-markup (``<``, ``>``, ``&`` escaped):
+  paths, messages and settings come from users and must never be parsed as markup."""
+  return xml.sax.saxutils.escape(str(text))
+
+
 def table(rows: Sequence[Sequence[Any]], col_widths: Sequence[float] | None = None) -> Table:
-  """A grid table whose first row is a header repeated on every page."""
-  cells = [[Paragraph(str(c), _CELL) if isinstance(c, str) and len(c) > 40
+  """A grid table whose first row is a header repeated on every page (cells are text)."""
+  cells = [[Paragraph(esc(c), _CELL) if isinstance(c, str) and len(c) > 40
             else str(c) for c in row] for row in rows]
   t = Table(cells, colWidths=col_widths, repeatRows=1)
   t.setStyle(TableStyle([
@@ -82,7 +89,8 @@ def heading(text: str, level: int = 2) -> Paragraph:
 
 
 def para(text: str) -> Paragraph:
-  """A body paragraph (reportlab mini-markup such as ``<b>`` allowed)."""
+  """A body paragraph (reportlab mini-markup such as ``<b>`` allowed: pass anything that
+  comes from a user or a file through :func:`esc`)."""
   return Paragraph(text, STYLES["BodyText"])
 
 
@@ -95,7 +103,10 @@ def build(path: str, title: str, story: list) -> None:
     story: reportlab flowables.
   """
   buffer = io.BytesIO()
+  # invariant: no creation date or random document id, so the same files render to the
+  # same bytes (a report can be checked into a results repository and diffed).
   doc = SimpleDocTemplate(buffer, pagesize=A4, title=title, leftMargin=1.5 * cm,
-                          rightMargin=1.5 * cm, topMargin=1.5 * cm, bottomMargin=1.5 * cm)
+                          rightMargin=1.5 * cm, topMargin=1.5 * cm, bottomMargin=1.5 * cm,
+                          invariant=True)
   doc.build([heading(title, 1), Spacer(1, 6), *story])
   fileio.atomic_write_bytes(path, buffer.getvalue())

@@ -263,10 +263,10 @@ def render_run(path: str) -> dict[str, str]:
   metrics_png = pdf.save_figure(plot_training_metrics(run), out["metrics"])
   usage_png = pdf.save_figure(plot_layer_usage(run), out["usage"])
   story: list[Any] = [
-      pdf.para(f"<b>Run directory:</b> {run.path}"),
-      pdf.para(f"<b>Status:</b> {status_text(run)}"),
-      pdf.para(f"<b>Code:</b> {code_text(run)}"),
-      pdf.para(f"<b>Layer usage:</b> {usage_sentence(run)}"),
+      pdf.para(f"<b>Run directory:</b> {pdf.esc(run.path)}"),
+      pdf.para(f"<b>Status:</b> {pdf.esc(status_text(run))}"),
+      pdf.para(f"<b>Code:</b> {pdf.esc(code_text(run))}"),
+      pdf.para(f"<b>Layer usage:</b> {pdf.esc(usage_sentence(run))}"),
       Spacer(1, 6), pdf.heading("Results"),
       pdf.table(_results_rows(run)) if run.metrics else pdf.para("No epoch finished."),
       pdf.para("Accuracy in %. The best epoch is chosen on the validation split; the test "

@@ -418,9 +418,9 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
   curves_png = pdf.save_figure(plot_usage_curves([r for r in runs if r.state == DONE]),
                                out["curves"])
   story = [
-      pdf.para(f"<b>Root:</b> {os.path.abspath(root)}"
-               + "".join(f"<br/><b>Also:</b> {os.path.abspath(f)}" for f in include)),
-      pdf.para(f"<b>Experiment:</b> {', '.join(summary['experiments'])}; {len(runs)} runs "
+      pdf.para(f"<b>Root:</b> {pdf.esc(os.path.abspath(root))}"
+               + "".join(f"<br/><b>Also:</b> {pdf.esc(os.path.abspath(f))}" for f in include)),
+      pdf.para(f"<b>Experiment:</b> {pdf.esc(', '.join(summary['experiments']))}; {len(runs)} runs "
                f"({_counts_text(summary)})."),
       Spacer(1, 6), pdf.heading("Results by model and depth"), pdf.table(results_table(summary)),
       pdf.para("Mean ± standard deviation over the seeds of done runs; diverged, interrupted "
@@ -444,7 +444,7 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
               pdf.table(messages, [70, 35, 30, 60, 315])]
   if summary.get("unreadable"):
     story += [pdf.heading("Run directories left out (unreadable)"),
-              *[pdf.para(u) for u in summary["unreadable"]]]
+              *[pdf.para(pdf.esc(u)) for u in summary["unreadable"]]]
   pdf.build(out["report"], "Sweep report", story)
   logging.info("Sweep report written: %s", out["report"])
   return out

@@ -229,7 +229,7 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
     if trained > config.epochs:
       raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
                         f"--epochs={config.epochs}; pass --epochs={trained} or more.")
-    run.record_resume(config.epochs)
+    run.record_resume(config.epochs, describe_environment())
     for name, content in (extra_files or {}).items():  # a kill may have cut the first start
       if not os.path.exists(run.file(name)):
         fileio.atomic_write_json(run.file(name), content)

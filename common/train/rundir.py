@@ -19,6 +19,8 @@ import re
 import uuid
 from typing import Any
 
+from absl import logging
+
 from common import fileio
 from common.config import SCHEMA_VERSION, incompatible_settings
 from common.errors import RunDirError
@@ -164,10 +166,25 @@ class RunDir:
           f"resumed with these ({'; '.join(diffs)}). Rerun with the original settings, or "
           f"choose a new --workdir.")
 
-  def record_resume(self, epochs: int) -> None:
-    """Notes a resume (time and requested epochs) in ``config.json``."""
+  def record_resume(self, epochs: int, environment: dict[str, Any] | None = None) -> None:
+    """Notes a resume in ``config.json``: time, requested epochs and, when given, where it
+    ran (devices, code version, machine), since a run may resume elsewhere.
+
+    A resume on other devices than the run was created on is also logged as a warning:
+    the math is the same up to float summation order, but timings are not comparable.
+    """
     record = fileio.read_json(self.file(CONFIG))
-    record.setdefault("resumes", []).append({"at": _utc_now(), "epochs": epochs})
+    entry: dict[str, Any] = {"at": _utc_now(), "epochs": epochs}
+    if environment:
+      entry.update({k: environment[k] for k in
+                    ("devices", "device_kind", "process_count", "code", "cpu", "hostname")
+                    if k in environment})
+      created = record.get("environment", {})
+      previous = (record.get("resumes") or [created])[-1]
+      if previous.get("devices") and previous.get("devices") != entry.get("devices"):
+        logging.warning("%s resumes on %s; it last ran on %s.", self.path,
+                        entry.get("devices"), previous.get("devices"))
+    record.setdefault("resumes", []).append(entry)
     fileio.atomic_write_json(self.file(CONFIG), record)
 
   def write_config(self, record: dict[str, Any]) -> None:
