@@ -199,3 +199,19 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(fake_mnist_root, tmp_path
   b = fileio.read_jsonl(killed / "metrics.jsonl")
   assert len(a) == 4 and strip(a) == strip(b)
   assert fileio.read_json(killed / "status.json")["status"] == "done"
+
+
+def test_no_local_files_and_no_network_fail_within_seconds_and_leave_nothing(
+    tmp_path, monkeypatch):
+  """Issue 13.7: the TFDS fallback probes the download host before TFDS would retry for
+  minutes, and removes what the attempt created."""
+  from common.data import tfds_source  # noqa: PLC0415
+  from common.errors import DataError  # noqa: PLC0415
+  from linear_mnist.data import load_mnist  # noqa: PLC0415
+  monkeypatch.setenv(tfds_source.PROBE_ENV, "127.0.0.1:9")  # a closed port: refused at once
+  tfds_dir = tmp_path / "tfds"
+  start = time.time()
+  with pytest.raises(DataError, match=r"MNIST not found: .*cannot be reached.*mnist/"):
+    load_mnist(str(tmp_path / "empty_root"), tfds_dir=str(tfds_dir))
+  assert time.time() - start < 30
+  assert not tfds_dir.exists()

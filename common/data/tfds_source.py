@@ -3,15 +3,38 @@
 Uses ``builder.as_data_source()`` (ArrayRecord random access, no tf.data): it works
 without TensorFlow once the dataset is prepared. Preparing it (downloading, encoding
 images) needs TensorFlow and a network; when that is impossible the caller gets a
-:class:`DataError` with the reason instead of a traceback.
+:class:`DataError` with the reason instead of a traceback, within seconds: before any
+download the download host is probed with a 3-second connection, since TFDS itself retries
+for minutes on a machine without a network. A failed preparation leaves nothing behind
+(the folders it created are removed).
 """
 
 import os
+import shutil
+import socket
 from typing import Any
 
 import numpy as np
 
 from common.errors import DataError
+
+# Where TFDS downloads from (its Google Cloud Storage mirror); ``host:port`` in
+# $GLONETS_TFDS_PROBE replaces it (tests point it at a closed local port).
+PROBE_ENV = "GLONETS_TFDS_PROBE"
+_PROBE = ("storage.googleapis.com", 443)
+
+
+def _reachable(timeout: float = 3.0) -> str | None:
+  """None when the download host answers, else why not."""
+  host, port = _PROBE
+  if os.environ.get(PROBE_ENV):
+    host, _, port_text = os.environ[PROBE_ENV].rpartition(":")
+    port = int(port_text)
+  try:
+    socket.create_connection((host, port), timeout=timeout).close()
+    return None
+  except OSError as e:
+    return f"{host}:{port} cannot be reached ({e.strerror or type(e).__name__})"
 
 
 def load_tfds_arrays(
@@ -38,13 +61,23 @@ def load_tfds_arrays(
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DataError("tensorflow-datasets is not installed") from e
+  where = data_dir or os.path.expanduser("~/tensorflow_datasets")
+  created = [p for p in (where, os.path.join(where, name), os.path.join(where, "downloads"))
+             if not os.path.exists(p)]
   try:
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
+      unreachable = _reachable()
+      if unreachable:
+        raise DataError(f"TensorFlow Datasets has no prepared {name!r} in {where}, and "
+                        f"preparing it needs a network: {unreachable}")
       builder.download_and_prepare(file_format="array_record")
     sources = builder.as_data_source()
   except Exception as e:  # TFDS raises many types here; all mean "not available".
-    where = data_dir or os.path.expanduser("~/tensorflow_datasets")
+    for path in reversed(created):  # what this attempt created, never a user's files
+      shutil.rmtree(path, ignore_errors=True)
+    if isinstance(e, DataError):
+      raise
     raise DataError(
         f"TensorFlow Datasets could not provide {name!r} in {where} "
         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); preparing it "
