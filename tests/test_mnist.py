@@ -112,6 +112,7 @@ def test_tfds_failure_is_a_data_error(monkeypatch):
       raise ModuleNotFoundError("No module named 'tensorflow'")
 
   monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: Unprepared())
+  monkeypatch.setattr(tfds_source, "_reachable", lambda: None)  # as if online
   with pytest.raises(DataError, match="needs TensorFlow and a network"):
     tfds_source.load_tfds_arrays("mnist", ("train",), ("image", "label"))
 
