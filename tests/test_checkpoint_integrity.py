@@ -33,7 +33,23 @@ def _drop_record(path: str) -> None:
   os.remove(os.path.join(path, MANIFEST))
 
 
-@pytest.mark.parametrize("damage", ["bit", "truncated", "record"])
+def test_a_record_missing_after_orbax_committed_is_written_at_the_next_start(tmp_path):
+  """A kill between orbax's commit and the checksum record (the save is otherwise
+  deferred past signals): the files are whole, so they are read, recorded and used."""
+  straight, _ = _run(_config(tmp_path / "a"))
+  run, _ = _run(_config(tmp_path / "b"))
+  _drop_record(os.path.join(run, "checkpoints", "3"))
+  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
+    assert "missing" in ckpt.verify(3)
+  _run(_config(tmp_path / "b"))
+  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
+    assert ckpt.verify(3) is None
+  assert not os.path.exists(os.path.join(run, "checkpoints_damaged"))
+  a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
+  assert _math_only(a) == _math_only(fileio.read_jsonl(os.path.join(run, "metrics.jsonl")))
+
+
+@pytest.mark.parametrize("damage", ["bit", "truncated", "record_and_bit"])
 def test_a_damaged_latest_checkpoint_is_named_and_the_previous_one_resumes(
     tmp_path, damage, caplog):
   straight, _ = _run(_config(tmp_path / "a"))
@@ -46,8 +62,9 @@ def test_a_damaged_latest_checkpoint_is_named_and_the_previous_one_resumes(
     _flip_one_bit(_largest_file(step))
   elif damage == "truncated":
     _truncate(_largest_file(step))
-  else:  # killed between orbax's commit and the checksum record
+  else:  # no record, and a file orbax cannot read
     _drop_record(step)
+    _truncate(_largest_file(step))
   with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
     assert ckpt.verify(3) is not None
   caplog.set_level("WARNING")
@@ -176,3 +193,17 @@ def test_storage_failures_are_recognised_through_wrapping():
   except RuntimeError as outer:
     assert storage_failure(outer) == "read-only file system"
   assert storage_failure(ValueError("shape mismatch")) is None
+
+
+def test_a_signal_inside_a_deferred_block_takes_effect_when_it_ends():
+  import signal  # noqa: PLC0415
+
+  from common.errors import Interrupted  # noqa: PLC0415
+  from common.train import signals  # noqa: PLC0415
+  done = []
+  with pytest.raises(Interrupted) as stopped, signals.interrupt_on_signals():
+    with signals.deferred():
+      os.kill(os.getpid(), signal.SIGTERM)
+      done.append("the whole block ran")
+    done.append("not reached")
+  assert done == ["the whole block ran"] and stopped.value.signum == signal.SIGTERM

@@ -164,7 +164,23 @@ class Checkpointer:
     damaged = []
     for epoch in sorted(self._manager.all_steps(), reverse=True):
       problem = self.verify(epoch)
-      verified = os.path.exists(os.path.join(self._step_dir(epoch), MANIFEST))
+      record = os.path.join(self._step_dir(epoch), MANIFEST)
+      if problem is not None and not os.path.exists(record):
+        # Orbax committed the step (it lists it) but the record was not written: a kill
+        # right after the commit. Its files are whole; if orbax can read them they are
+        # recorded now, else the step is damaged.
+        try:
+          state, meta = self.restore(epoch, like)
+        except Exception as e:  # noqa: BLE001 - orbax raises many types for bad files
+          problem = f"{problem}, and it cannot be read ({type(e).__name__})"
+        else:
+          fileio.atomic_write_json(record, _digests(self._step_dir(epoch)))
+          logging.info("Recorded the missing checksums of epoch %d's checkpoint.", epoch)
+          problem = None
+          if damaged and move_aside:
+            self._move_aside(damaged, epoch)
+          return state, meta, epoch
+      verified = os.path.exists(record)
       if problem is None and verified:
         # Files as written: a failure to restore them is a bug or a wrong `like`, not
         # damage, and must not be hidden behind a fallback.

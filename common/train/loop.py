@@ -26,7 +26,7 @@ from common.config import SCHEMA_VERSION, TrainConfig
 from common.data.arrays import Dataset
 from common.errors import Interrupted, NonFiniteLossError, RunDirError, UserError
 from common.train import hooks as hooks_lib
-from common.train import rundir, steps
+from common.train import rundir, signals, steps
 from common.train.checkpoint import Checkpointer
 from common.train.environment import describe_environment
 from common.train.metrics_log import TIMING_KEYS, MetricsLog
@@ -128,8 +128,9 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
               int(sums["first_nonfinite_step"]), epoch, trainer.steps_per_epoch))
         record = _epoch_record(trainer, state, epoch, sums, train_seconds)
         history.append(record)
-        ckpt.save(epoch, state, {"epoch": epoch, "history": fileio.to_jsonable(history)})
-        log.write(history)
+        with signals.deferred():  # a checkpoint, its checksums and the log: whole or not
+          ckpt.save(epoch, state, {"epoch": epoch, "history": fileio.to_jsonable(history)})
+          log.write(history)
         logging.info(
             "epoch %d/%d  %s  train %.2fs  eval %.2fs", epoch, config.epochs,
             "  ".join(f"{k} {v:.4g}" for k, v in record.items()

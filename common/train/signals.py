@@ -30,6 +30,29 @@ from absl import logging
 from common.errors import Interrupted
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Nesting depth of `deferred()` blocks, and a signal that arrived inside one.
+_deferral = {"depth": 0, "pending": None}
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+  """A block that a caught signal does not cut: the signal takes effect when it ends.
+
+  For the few writes that must be whole together (a checkpoint and its checksum record,
+  the metrics log): they take about a second, and the stop waits for them.
+  """
+  _deferral["depth"] += 1
+  try:
+    yield
+  except BaseException:
+    _deferral["depth"] -= 1
+    if not _deferral["depth"]:
+      _deferral["pending"] = None
+    raise
+  _deferral["depth"] -= 1
+  if not _deferral["depth"] and _deferral["pending"] is not None:
+    signum, _deferral["pending"] = _deferral["pending"], None
+    raise Interrupted(signum)
 
 
 @contextlib.contextmanager
@@ -57,6 +80,9 @@ def interrupt_on_signals(signals: tuple[signal.Signals, ...] = SIGNALS) -> Itera
                       signal.Signals(signum).name, signal.Signals(received[0]).name)
       return
     received.append(signum)
+    if _deferral["depth"]:
+      _deferral["pending"] = signum  # raised when the deferred block ends
+      return
     raise Interrupted(signum)
 
   previous = {}
