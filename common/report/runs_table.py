@@ -1,0 +1,66 @@
+"""One text table of every run under a folder: what each run changed and what it reached.
+
+``python -m common.report --table ROOT`` prints it. Made for recipe grids (the same model
+under several settings) and for checking on a sweep while it runs: the settings columns are
+exactly the training settings whose values differ between the runs found, so a grid's table
+names its own knobs.
+"""
+
+import os
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from common.report.runs import Run, find_runs, fmt
+from common.report.sweep_report import markdown_table
+
+# Settings that say where a run lives or how it reports, not what it trains.
+_NOT_KNOBS = frozenset({"workdir", "result_dir", "data_dir", "cache_dir", "progress",
+                        "tensorboard", "experiment", "model", "num_layers", "seed"})
+
+
+def varying_settings(runs: Sequence[Run]) -> list[str]:
+  """Training settings whose values are not the same in every run, sorted by name."""
+  keys = sorted({k for run in runs for k in run.settings} - _NOT_KNOBS)
+  return [k for k in keys if len({repr(run.settings.get(k)) for run in runs}) > 1]
+
+
+def _median_seconds(run: Run) -> float | None:
+  seconds = [r["train_seconds"] for r in run.metrics if "train_seconds" in r]
+  return statistics.median(seconds) if seconds else None
+
+
+def table_rows(runs: Sequence[Run], root: str) -> list[list[str]]:
+  """Header and one row per run: name, model, seed, varying settings, epochs done, state,
+  the best-validation epoch with its validation and test metric, the final test metric and
+  the median train seconds per epoch."""
+  knobs = varying_settings(runs)
+  header = (["run", "model", "seed"] + knobs +
+            ["epochs", "state", "best-val epoch", "val", "test at best val", "final test",
+             "train s/epoch"])
+  rows = [header]
+  for run in runs:
+    metric = run.primary_metric
+    best: dict[str, Any] = run.best_record() or {}
+    final: dict[str, Any] = run.final_record() or {}
+    total = run.settings.get("epochs")
+    seconds = _median_seconds(run)
+    rows.append(
+        [os.path.relpath(run.path, root), run.name, str(run.seed)] +
+        [str(run.settings.get(k)) for k in knobs] +
+        [f"{final.get('epoch', 0)}/{total if total is not None else '?'}", run.state,
+         str(best.get("epoch", "n/a")), fmt(metric, best.get(f"val_{metric}")),
+         fmt(metric, best.get(f"test_{metric}")), fmt(metric, final.get(f"test_{metric}")),
+         f"{seconds:.1f}" if seconds is not None else "n/a"])
+  return rows
+
+
+def render_table(root: str) -> str:
+  """The runs under ``root`` as a Markdown table (accuracies in percent), then one line
+  per run directory that could not be read; raises FileNotFoundError when there is none."""
+  unreadable: list[str] = []
+  runs = find_runs(root, unreadable)
+  if not runs and not unreadable:
+    raise FileNotFoundError(f"no run directories under {root}")
+  text = markdown_table(table_rows(runs, root)) if runs else ""
+  return text + "".join(f"left out: {reason}\n" for reason in unreadable)
