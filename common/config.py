@@ -30,7 +30,7 @@ CARRIES = ("avgpool_conv", "strided_conv")  # common.models.glonet.CARRIES
 # is stretched over the whole run, so its length changes every step's learning rate.
 RESUMABLE_KEYS = frozenset(
     {"epochs", "data_dir", "workdir", "result_dir", "tensorboard", "progress",
-     "eval_batch_size", "cache_dir"})
+     "eval_batch_size", "cache_dir", "allow_unofficial_data"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +92,8 @@ class TrainConfig:
       the image's area.
     grad_clip_norm: when > 0, clip the loss gradient to this global L2 norm before weight
       decay and the optimizer (0: no clipping).
+    allow_unofficial_data: accept data files whose content differs from the official
+      release's where its hash is known (MNIST); they are refused otherwise.
   """
 
   experiment: str
@@ -132,6 +134,7 @@ class TrainConfig:
   image_size: int | None = None
   min_crop_area: float = 0.35
   grad_clip_norm: float = 0.0
+  allow_unofficial_data: bool = False
 
   def __post_init__(self):
     for name in ("epochs", "batch_size", "eval_batch_size", "features"):

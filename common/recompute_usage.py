@@ -55,6 +55,10 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
   if data_dir:
     config = dataclasses.replace(config, data_dir=data_dir)
   record = fileio.read_json(os.path.join(run_path, rundir.CONFIG))
+  if record.get("data", {}).get("sha256") is not None:
+    # The run's own recorded hashes decide below whether this is the data it trained on;
+    # whether that data was the official release was settled when the run began.
+    config = dataclasses.replace(config, allow_unofficial_data=True)
   data = importlib.import_module(f"{config.experiment}.data")
   dataset, task = data.load_for_config(config)
   dataset = dataset.with_train_size(config.train_size)  # as run_experiment

@@ -3,8 +3,10 @@
 Looks for ``<data_root>/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz`` (also
 directly in ``<data_root>``). When none of the four files is there, it tries TFDS. Any
 problem with local files (one missing, truncated, corrupt, wrong counts) is an error, never
-a reason to fall back to the network. Images are flattened to 784 floats and standardised
-with the mean and std of the training split only; a validation split of
+a reason to fall back to the network, and so is a file whose decompressed content is not
+the official file's (unless ``allow_unofficial``: ``--allow_unofficial_data``). Images
+are flattened to 784 floats and standardised with the mean and std of the training split
+only; a validation split of
 ``validation_size`` examples is held out of the 60,000 training images with
 ``split_seed``; the 10,000 test images are the official test set.
 """
@@ -15,12 +17,14 @@ import numpy as np
 from absl import logging
 
 from common import fileio
-from common.data import Dataset, Split, holdout_split, read_idx_gz, standardize
+from common.data import Dataset, Split, holdout_split, read_idx_gz_hashed, standardize
 from common.data.tfds_source import load_tfds_arrays
 from common.errors import DataError
 from common.train.tasks import Classification
 
-# name -> (file, SHA-256 of the official file, expected leading dimension)
+# name -> (file, SHA-256 of the official .gz file, expected leading dimension). The .gz
+# hash is recorded, but what is checked is CONTENT_SHA256: the same data gzipped again
+# (another tool, another level) is still the official data.
 FILES = {
     "train_images": ("train-images-idx3-ubyte.gz",
                      "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 60000),
@@ -30,6 +34,13 @@ FILES = {
                     "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 10000),
     "test_labels": ("t10k-labels-idx1-ubyte.gz",
                     "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 10000),
+}
+# name -> SHA-256 of the official file's decompressed bytes (IDX header included).
+CONTENT_SHA256 = {
+    "train_images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train_labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "test_images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 NUM_CLASSES = 10
 _FIX = ("Get the four official files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
@@ -46,18 +57,15 @@ def _find_folder(data_dir: str) -> str | None:
   return None
 
 
-def _read_local(folder: str) -> tuple[dict[str, np.ndarray], dict]:
+def _read_local(folder: str, allow_unofficial: bool) -> tuple[dict[str, np.ndarray], dict]:
   missing = [f for f, _, _ in FILES.values() if not os.path.exists(os.path.join(folder, f))]
   if missing:
     raise DataError(f"MNIST in {folder} is incomplete: missing {', '.join(missing)}. {_FIX}")
-  arrays, hashes = {}, {}
-  for key, (fname, official, count) in FILES.items():
+  arrays, hashes, content_hashes = {}, {}, {}
+  for key, (fname, _, count) in FILES.items():
     path = os.path.join(folder, fname)
-    arrays[key] = read_idx_gz(path, fix_hint=_FIX)
+    arrays[key], content_hashes[fname] = read_idx_gz_hashed(path, fix_hint=_FIX)
     hashes[fname] = fileio.sha256(path)
-    if hashes[fname] != official:
-      logging.warning("%s is readable but is not the official file (SHA-256 %s).", path,
-                      hashes[fname])
     if arrays[key].shape[0] != count:
       raise DataError(f"{path} holds {arrays[key].shape[0]} items, expected {count}. {_FIX}")
   for split in ("train", "test"):
@@ -65,9 +73,23 @@ def _read_local(folder: str) -> tuple[dict[str, np.ndarray], dict]:
     if images.shape[1:] != (28, 28) or labels.ndim != 1 or labels.max() >= NUM_CLASSES:
       raise DataError(f"MNIST {split} files in {folder} have unexpected shapes or labels "
                       f"({images.shape}, labels up to {labels.max()}). {_FIX}")
+  # Damage is named first (above); only files that read as valid MNIST get here.
+  differ = [(k, f) for k, (f, _, _) in FILES.items() if content_hashes[f] != CONTENT_SHA256[k]]
+  if differ and not allow_unofficial:
+    key, fname = differ[0]
+    others = f" ({len(differ) - 1} more of the four differ too)" if len(differ) > 1 else ""
+    raise DataError(
+        f"{os.path.join(folder, fname)} is not the official MNIST file: its decompressed "
+        f"content has SHA-256 {content_hashes[fname]}, the official {CONTENT_SHA256[key]}"
+        f"{others}. {_FIX} To train on these files anyway, pass --allow_unofficial_data.")
+  for _, fname in differ:
+    logging.warning("%s is not the official MNIST file (decompressed SHA-256 %s); used "
+                    "because unofficial data is allowed.", os.path.join(folder, fname),
+                    content_hashes[fname])
   official = all(hashes[f] == h for f, h, _ in FILES.values())
   return arrays, {"source": "local IDX files", "folder": os.path.abspath(folder),
-                  "sha256": hashes, "official_files": official}
+                  "sha256": hashes, "official_files": official,
+                  "content_sha256": content_hashes, "official_content": not differ}
 
 
 def _read_tfds(tfds_dir: str | None) -> tuple[dict[str, np.ndarray], dict]:
@@ -81,7 +103,7 @@ def _read_tfds(tfds_dir: str | None) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def load_mnist(data_dir: str | None, validation_size: int = 5000, split_seed: int = 0,
-               tfds_dir: str | None = None) -> Dataset:
+               tfds_dir: str | None = None, allow_unofficial: bool = False) -> Dataset:
   """Loads MNIST, holds out a validation split and standardises the images.
 
   Args:
@@ -89,16 +111,19 @@ def load_mnist(data_dir: str | None, validation_size: int = 5000, split_seed: in
     validation_size: images held out of the 60,000 training images.
     split_seed: seed of the held-out selection.
     tfds_dir: TFDS data directory for the fallback (None: TFDS's default).
+    allow_unofficial: accept local files whose decompressed content differs from the
+      official files' (recorded as ``official_content: false``); refused otherwise.
 
   Returns:
     The dataset: inputs float32 (N, 784), labels int32 (N,).
 
   Raises:
-    DataError: local files incomplete or corrupt, or no local files and no TFDS copy.
+    DataError: local files incomplete, corrupt or (without ``allow_unofficial``) not the
+      official data, or no local files and no TFDS copy.
   """
   folder = _find_folder(data_dir) if data_dir else None
   if folder is not None:
-    arrays, info = _read_local(folder)
+    arrays, info = _read_local(folder, allow_unofficial)
   else:
     looked = (f"looked for {', '.join(f for f, _, _ in FILES.values())} in "
               f"{os.path.join(data_dir, 'mnist')} and {data_dir}" if data_dir
@@ -122,5 +147,6 @@ def load_mnist(data_dir: str | None, validation_size: int = 5000, split_seed: in
 
 def load_for_config(config) -> tuple[Dataset, Classification]:
   """The dataset and task of a ``linear_mnist`` run config (training and later analysis)."""
-  return (load_mnist(config.data_dir, config.validation_size, config.split_seed),
+  return (load_mnist(config.data_dir, config.validation_size, config.split_seed,
+                     allow_unofficial=config.allow_unofficial_data),
           Classification(NUM_CLASSES))

@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import run_module
 
+_FAKE = "--allow_unofficial_data"  # the fake files are not the official MNIST
+
 
 def _error_line(proc) -> str:
   assert proc.returncode == 2, proc.stderr[-2000:]
@@ -24,7 +26,7 @@ def _error_line(proc) -> str:
     ("--no_such_flag=1", "no_such_flag"),
 ])
 def test_a_bad_value_or_flag_is_one_error_line(fake_mnist_root, tmp_path, flag, match):
-  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
+  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,
                     f"--result_dir={tmp_path / 'out'}", "--epochs=1", flag)
   assert match in _error_line(proc)
   assert not os.path.exists(tmp_path / "out")
@@ -32,7 +34,7 @@ def test_a_bad_value_or_flag_is_one_error_line(fake_mnist_root, tmp_path, flag, 
 
 def test_a_result_dir_that_is_a_file_is_one_error_line(fake_mnist_root, tmp_path):
   (tmp_path / "file").write_text("x")
-  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
+  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,
                     f"--result_dir={tmp_path / 'file'}", "--epochs=1")
   line = _error_line(proc)
   assert str(tmp_path / "file") in line and "--result_dir" in line
@@ -42,7 +44,7 @@ def test_a_refused_foreign_workdir_is_left_untouched(fake_mnist_root, tmp_path):
   foreign = tmp_path / "mine"
   foreign.mkdir()
   (foreign / "notes.txt").write_text("keep me")
-  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
+  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,
                     f"--workdir={foreign}", "--epochs=1")
   assert "not a run directory" in _error_line(proc)
   assert os.listdir(foreign) == ["notes.txt"]  # no lock file written into it

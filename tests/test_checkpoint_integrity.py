@@ -33,6 +33,7 @@ def _drop_record(path: str) -> None:
   os.remove(os.path.join(path, MANIFEST))
 
 
+@pytest.mark.slow
 def test_a_record_missing_after_orbax_committed_is_written_at_the_next_start(tmp_path):
   """A kill between orbax's commit and the checksum record (the save is otherwise
   deferred past signals): the files are whole, so they are read, recorded and used."""
@@ -49,6 +50,7 @@ def test_a_record_missing_after_orbax_committed_is_written_at_the_next_start(tmp
   assert _math_only(a) == _math_only(fileio.read_jsonl(os.path.join(run, "metrics.jsonl")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["bit", "truncated", "record_and_bit"])
 def test_a_damaged_latest_checkpoint_is_named_and_the_previous_one_resumes(
     tmp_path, damage, caplog):
@@ -149,6 +151,7 @@ def test_a_run_directory_is_complete_or_not_begun(tmp_path, monkeypatch):
   assert fileio.read_json(run / "scaler.json") == extra["scaler.json"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_save_is_one_clear_failure_and_the_rerun_finishes_equal(
     tmp_path, monkeypatch):
   """Issue 13.3, with the failure orbax raises on a full disk (tensorstore's ValueError

@@ -38,6 +38,7 @@ def test_two_devices_match_one_for_an_augmented_batch_norm_cnn(tmp_path):
     np.testing.assert_allclose(two["final"][key], one["final"][key], rtol=2e-4, err_msg=key)
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
   straight = tmp_path / "straight"
   _run(straight, 1, "GloNet8", "4")
@@ -70,6 +71,7 @@ def _start_and_wait_for_epoch_1(workdir, epochs: str) -> subprocess.Popen:
   return child
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_run_cleanly_and_the_rerun_equals_an_uninterrupted_one(
     tmp_path, signum, code):

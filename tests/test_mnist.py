@@ -1,6 +1,7 @@
 """MNIST loading and ``linear_mnist/train.py`` end to end, including bad inputs and kill -9."""
 
 import gzip
+import hashlib
 import os
 import shutil
 import signal
@@ -18,22 +19,70 @@ from linear_mnist import data as mnist_data
 from tests.conftest import REPO, hermetic_env, run_module
 
 TINY = ["--model=GloNet", "--num_layers=3", "--features=16", "--batch_size=1000",
-        "--eval_batch_size=2000", "--progress=false", "--tensorboard=false"]
+        "--eval_batch_size=2000", "--progress=false", "--tensorboard=false",
+        "--allow_unofficial_data"]  # the fake files are not the official MNIST
 
 
 def test_local_files_are_read_split_and_standardised(fake_mnist_root):
-  ds = mnist_data.load_mnist(fake_mnist_root, validation_size=5000, split_seed=0)
+  ds = mnist_data.load_mnist(fake_mnist_root, validation_size=5000, split_seed=0,
+                             allow_unofficial=True)
   assert ds.sizes() == {"train": 55000, "val": 5000, "test": 10000}
   assert ds.train.x.shape == (55000, 784) and ds.train.x.dtype == np.float32
   assert abs(float(ds.train.x.mean())) < 1e-4 and abs(float(ds.train.x.std()) - 1) < 1e-3
   assert ds.info["source"] == "local IDX files" and ds.info["official_files"] is False
-  again = mnist_data.load_mnist(fake_mnist_root, validation_size=5000, split_seed=0)
+  again = mnist_data.load_mnist(fake_mnist_root, validation_size=5000, split_seed=0,
+                                allow_unofficial=True)
   np.testing.assert_array_equal(ds.val.y, again.val.y)  # the split is fixed by split_seed
 
 
 def _copy_root(src_root, dst):
   shutil.copytree(os.path.join(src_root, "mnist"), os.path.join(dst, "mnist"))
   return str(dst)
+
+
+def test_files_that_are_not_the_official_data_are_refused_unless_allowed(fake_mnist_root,
+                                                                          tmp_path):
+  with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz is not the official MNIST "
+                     r"file: its decompressed content has SHA-256 [0-9a-f]{64}, the official "
+                     r"ba891046.*pass --allow_unofficial_data"):
+    mnist_data.load_mnist(fake_mnist_root)
+  out = tmp_path / "out"
+  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
+                    f"--result_dir={out}", *[a for a in TINY if a != "--allow_unofficial_data"])
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "--allow_unofficial_data" in errors[0]
+  assert not out.exists()  # refused before anything was written
+  # Allowed explicitly, the run says in config.json that the data is not the official one.
+  ds = mnist_data.load_mnist(fake_mnist_root, allow_unofficial=True)
+  assert ds.info["official_content"] is False and ds.info["official_files"] is False
+
+
+def test_the_official_content_gzipped_again_is_accepted(fake_mnist_root, tmp_path,
+                                                        monkeypatch):
+  """What is checked is the decompressed content: the official data recompressed by
+  another tool or level (other .gz bytes) is still the official data."""
+  root = _copy_root(fake_mnist_root, tmp_path)
+  contents = {}
+  for key, (fname, _, _) in mnist_data.FILES.items():
+    path = os.path.join(root, "mnist", fname)
+    with gzip.open(path, "rb") as f:
+      raw = f.read()
+    with gzip.open(path, "wb", compresslevel=1) as f:
+      f.write(raw)
+    contents[key] = hashlib.sha256(raw).hexdigest()
+  # As if the fake content were the official one.
+  monkeypatch.setattr(mnist_data, "CONTENT_SHA256", contents)
+  ds = mnist_data.load_mnist(root)
+  assert ds.info["official_content"] is True and ds.info["official_files"] is False
+
+
+@pytest.mark.skipif(not (os.environ.get("GLONETS_DATA_DIR") and os.path.isdir(
+    os.path.join(os.environ.get("GLONETS_DATA_DIR", ""), "mnist"))),
+    reason="opt-in: set GLONETS_DATA_DIR to a data root holding mnist/")
+def test_real_copy_is_the_official_data():
+  ds = mnist_data.load_mnist(os.environ["GLONETS_DATA_DIR"])
+  assert ds.info["official_content"] is True and ds.info["official_files"] is True
 
 
 def test_truncated_file_is_an_error_not_a_fallback(fake_mnist_root, tmp_path, monkeypatch):
@@ -173,9 +222,11 @@ def test_truncated_gz_exits_with_a_message(fake_mnist_root, tmp_path):
   assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(fake_mnist_root, tmp_path):
   args = [f"--data_dir={fake_mnist_root}", "--epochs=4", "--model=GloNet", "--num_layers=12",
-          "--features=64", "--batch_size=250", "--progress=false", "--tensorboard=false"]
+          "--features=64", "--batch_size=250", "--progress=false", "--tensorboard=false",
+          "--allow_unofficial_data"]
   straight = tmp_path / "straight"
   proc = run_module("linear_mnist.train", f"--workdir={straight}", *args)
   assert proc.returncode == 0, proc.stderr[-2000:]

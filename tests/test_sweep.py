@@ -15,7 +15,7 @@ GRID = ["--module=linear_mnist.train", "--models=GloNet MLP", "--depths=3", "--s
 def test_sweep_runs_skips_and_reports(fake_mnist_root, tmp_path):
   root = tmp_path / "sweep"
   flags = [f"--data_dir={fake_mnist_root}", "--epochs=1", "--features=8", "--batch_size=1000",
-           "--eval_batch_size=5000", "--tensorboard=false"]
+           "--eval_batch_size=5000", "--tensorboard=false", "--allow_unofficial_data"]
   first = run_module("common.sweep", f"--root={root}", *GRID, "--", *flags)
   assert first.returncode == 0, first.stderr[-3000:]
   for model in ("GloNet", "MLP"):

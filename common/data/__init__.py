@@ -2,8 +2,8 @@
 
 from common.data.arrays import Dataset, Split, holdout_split, pad_to_batches, standardize
 from common.data.fake import fake_classification, fake_images, fake_regression
-from common.data.idx import read_idx_gz
+from common.data.idx import read_idx_gz, read_idx_gz_hashed
 
 __all__ = ["Dataset", "Split", "fake_classification", "fake_images", "fake_regression",
            "holdout_split",
-           "pad_to_batches", "read_idx_gz", "standardize"]
+           "pad_to_batches", "read_idx_gz", "read_idx_gz_hashed", "standardize"]

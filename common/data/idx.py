@@ -5,6 +5,7 @@ and turns every failure into one :class:`DataError` naming the file and the fix.
 """
 
 import gzip
+import hashlib
 import os
 import zlib
 
@@ -16,14 +17,21 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
 
 
 def read_idx_gz(path: str | os.PathLike, fix_hint: str = "") -> np.ndarray:
-  """Reads a gzip-compressed IDX file into a numpy array.
+  """Reads a gzip-compressed IDX file into a numpy array (:func:`read_idx_gz_hashed`
+  without the hash)."""
+  return read_idx_gz_hashed(path, fix_hint)[0]
+
+
+def read_idx_gz_hashed(path: str | os.PathLike, fix_hint: str = "") -> tuple[np.ndarray, str]:
+  """Reads a gzip-compressed IDX file into a numpy array, with the SHA-256 of its content.
 
   Args:
     path: the ``.gz`` file.
     fix_hint: appended to error messages (how to get a good copy).
 
   Returns:
-    The array with the shape declared in the IDX header.
+    The array with the shape declared in the IDX header, and the SHA-256 (hex) of the
+    decompressed bytes: what the data is, whatever gzip settings compressed it.
 
   Raises:
     DataError: unreadable, truncated or malformed file.
@@ -48,4 +56,5 @@ def read_idx_gz(path: str | os.PathLike, fix_hint: str = "") -> np.ndarray:
         f"{path} declares shape {shape} ({expected} bytes) but holds {len(raw) - header} "
         f"bytes of data. {fix_hint}")
   array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-  return array.astype(dtype.newbyteorder("="))  # native byte order, a writable copy
+  # Native byte order, a writable copy.
+  return array.astype(dtype.newbyteorder("=")), hashlib.sha256(raw).hexdigest()
