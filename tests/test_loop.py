@@ -197,9 +197,11 @@ def test_bad_batch_size_is_refused_before_anything_is_written(tmp_path):
   assert not os.path.exists(tmp_path / "run")
 
 
-def test_an_epoch_is_the_same_in_one_call_or_in_chunks(tmp_path):
-  """Without a progress bar the epoch is one device call, with one it is ~20 chunks: the
-  same steps in the same order either way, exactly ``steps_per_epoch`` of them."""
+def test_an_epoch_is_the_same_in_one_call_or_in_chunks(tmp_path, monkeypatch):
+  """One device call, ~20 chunks (a progress bar, or a first epoch without one), or chunks
+  sized by time: the same steps in the same order every way, exactly ``steps_per_epoch``
+  of them."""
+  from common.train import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   from common.train.trainer import Trainer  # pylint: disable=g-import-not-at-top
 
   config = canonical_config(_config(tmp_path, batch_size=16), DENSE_MODELS)
@@ -213,6 +215,14 @@ def test_an_epoch_is_the_same_in_one_call_or_in_chunks(tmp_path):
     state, sums, _ = trainer.train_epoch(fresh, 1, progress=progress)
     results.append((state, sums))
     assert int(sums["steps"]) == 20 and float(sums["count"]) == 320 and int(state.step) == 20
-  (a, sa), (b, sb) = results
-  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
-  assert float(sa["loss"]) == float(sb["loss"])
+  # After an epoch, calls are sized to SECONDS_PER_CALL at the measured speed.
+  assert trainer._seconds_per_step is not None  # pylint: disable=protected-access
+  for seconds_per_call, chunks in ((1e9, [20]), (1e-9, [1] * 20)):
+    monkeypatch.setattr(trainer_lib, "SECONDS_PER_CALL", seconds_per_call)
+    assert trainer._timed_chunks() == chunks  # pylint: disable=protected-access
+    fresh = jax.tree.map(lambda a: a.copy(), trainer.state)
+    state, sums, _ = trainer.train_epoch(fresh, 1, progress=False)
+    results.append((state, sums))
+  for b, sb in results[1:]:
+    jax.tree.map(np.testing.assert_array_equal, results[0][0].params, b.params)
+    assert float(results[0][1]["loss"]) == float(sb["loss"])

@@ -9,9 +9,10 @@ and lets the entry point exit with ``128 + signum``.
 
 When the exception lands: Python runs signal handlers between bytecodes of the main
 thread, so a signal that arrives while the host waits for the device takes effect when
-that device call returns: at most one training step where steps are dispatched one by one
-(``loop_free_steps``), at most one epoch's device loop otherwise (the CPU's scanned
-models without a progress bar), plus evaluation when it is running. Nothing of that is
+that wait ends. The trainer splits every epoch into calls of about
+``trainer.SECONDS_PER_CALL`` (5 s, timed on the previous epoch; 20 calls in the first) and
+waits for each before queueing the one after next, so the stop comes within about two
+calls (10 s), plus the evaluation or the checkpoint write in progress. Nothing of that is
 lost: the last finished epoch is already checkpointed, and a rerun of the same command
 resumes from it and ends equal to an uninterrupted run.
 

@@ -28,9 +28,16 @@ from common.train.tasks import Task
 
 # With a progress bar, an epoch runs in about this many device calls: enough for a live
 # bar, few enough to cost little. Each call copies the train state into the step loop's
-# buffers and out again, even with donation (measured in benchmarks/README.md), so
-# without a bar (sweeps, logs, CI) the whole epoch is one call.
+# buffers and out again, even with donation (about 21 ms for 78 MB of state, measured in
+# benchmarks/README.md), so calls are kept long.
 CALLS_PER_EPOCH = 20
+# Without a bar, an epoch runs in calls of about this many seconds (timed on the previous
+# epoch; the first epoch uses CALLS_PER_EPOCH calls): Python runs a signal handler only
+# between device calls, so this bounds how long a SIGTERM waits for the run to stop (about
+# twice this: the call that is running and the one queued behind it), well inside the 30 s
+# a Slurm job gets between SIGTERM and SIGKILL by default. An epoch shorter than this is one
+# call; a longer one pays one state copy per call (under 1% at 5 s per call).
+SECONDS_PER_CALL = 5.0
 
 
 @dataclasses.dataclass
@@ -50,9 +57,9 @@ def pad_split(split: Split, batch_size: int, sharding) -> EvalSplit:
   return EvalSplit(put(x), put(y), put(mask), len(split))
 
 
-def chunk_sizes(steps_per_epoch: int) -> list[int]:
-  """Splits an epoch into at most ``CALLS_PER_EPOCH`` near-equal chunk lengths."""
-  size = max(1, math.ceil(steps_per_epoch / CALLS_PER_EPOCH))
+def chunk_sizes(steps_per_epoch: int, calls: int = CALLS_PER_EPOCH) -> list[int]:
+  """Splits an epoch into at most ``calls`` near-equal chunk lengths."""
+  size = max(1, math.ceil(steps_per_epoch / max(1, calls)))
   full, rest = divmod(steps_per_epoch, size)
   return [size] * full + ([rest] if rest else [])
 
@@ -108,6 +115,7 @@ class Trainer:
   _chunks: list[int]
   _chunk_args: dict[int, jax.Array]
   _loop_free: bool = False
+  _seconds_per_step: float | None = None  # of the last epoch: sizes the calls without a bar
 
   @classmethod
   def build(cls, config: TrainConfig, model: nn.Module, dataset: Dataset, task: Task, *,
@@ -209,22 +217,20 @@ class Trainer:
     jax.block_until_ready((perm, acc, state))
     bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
                disable=None if progress is None else not progress, leave=False)
-    if self._loop_free:  # one call per step; the bar still advances by chunks
-      chunks = self._chunks
-    else:
-      chunks = self._chunks if not bar.disable else [self.steps_per_epoch]
+    chunks = self._chunks if not bar.disable else self._timed_chunks()
     t0 = time.perf_counter()
     pending = None
     for n in chunks:
-      if self._loop_free:
+      if self._loop_free:  # one call per step; the chunk only paces the waits below
         for _ in range(n):  # dispatched asynchronously: no host sync between steps
           state, acc = self._train_exe(state, acc, self._x, self._y, perm, self._aug_key)
       else:
         state, acc = self._train_exe(state, acc, self._x, self._y, perm, self._aug_key,
-                                     self._chunk_args[n])
-      if not bar.disable:
-        # Wait for the *previous* chunk only, so the device always has work queued. The
-        # step count is copied because `acc` is donated to the next call.
+                                     self._steps_arg(n))
+      if len(chunks) > 1:
+        # Wait for the *previous* chunk only, so the device always has work queued while
+        # the host returns to Python between chunks (a bar advances; a signal takes
+        # effect). The step count is copied because `acc` is donated to the next call.
         done = acc["steps"] + 0
         if pending is not None:
           jax.block_until_ready(pending[0])
@@ -235,7 +241,22 @@ class Trainer:
     if pending is not None:
       bar.update(pending[1])
     bar.close()
+    self._seconds_per_step = seconds / self.steps_per_epoch
     return state, jax.device_get(acc), seconds
+
+  def _timed_chunks(self) -> list[int]:
+    """Chunks of about ``SECONDS_PER_CALL`` at the last epoch's speed (``CALLS_PER_EPOCH``
+    near-equal chunks before any epoch was timed)."""
+    if self._seconds_per_step is None:
+      return self._chunks
+    calls = math.ceil(self.steps_per_epoch * self._seconds_per_step / SECONDS_PER_CALL)
+    return chunk_sizes(self.steps_per_epoch, calls)
+
+  def _steps_arg(self, n: int) -> jax.Array:
+    """The step count of a chunk of ``n`` steps, as the device scalar the loop takes."""
+    if n not in self._chunk_args:
+      self._chunk_args[n] = jnp.int32(n)
+    return self._chunk_args[n]
 
   def evaluate(self, state: TrainState, name: str) -> dict[str, float]:
     """Mean metrics of split ``name``, keyed ``<name>_<metric>``."""
