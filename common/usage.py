@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.data.arrays import Split, pad_to_batches
+from common.train import parallel
 from common.train.state import TrainState, model_variables
 from common.train.steps import Preprocess
 from common.train.steps import identity_preprocess as _identity
@@ -206,7 +207,11 @@ def compute_usage(
     A JSON-ready dict.
   """
   glonet = model.usage_mode == "glonet"
-  x, y, mask = (jnp.asarray(a) for a in pad_to_batches(split, batch_size))
+  # Split over every device as evaluation is: each holds and runs its slice of each batch.
+  mesh = parallel.device_mesh()
+  sharding = parallel.batched_split_sharding(mesh)
+  x, y, mask = (jax.device_put(a, sharding) for a in
+                pad_to_batches(split, batch_size, mesh.size if mesh is not None else 1))
   run = jax.jit(functools.partial(_usage_sums, model=model, task=task, glonet=glonet,
                                   preprocess=preprocess or _identity))
   sums = jax.device_get(run(model_variables(state), x, y, mask))

@@ -166,7 +166,7 @@ def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry):
   assert u["num_blocks"] == 4 and u["stage_boundaries"] == [0, 2] and u["mode"] == "glonet"
   assert len(u["l1"]) == 4 and np.isclose(sum(u["share"]), 1.0)
   # The early exit from all blocks is the full model, evaluated by the training evaluator.
-  split = pad_split(ds.test, 10, jax.devices()[0])
+  split = pad_split(ds.test, 10, None)
   sums = jax.jit(steps.make_evaluator(task, pre))(state, split.x, split.y, split.mask)
   assert np.isclose(u["early_exit"]["accuracy"][-1], float(sums["accuracy"]) / 37)
   np.testing.assert_allclose(u["early_exit"]["loss"][-1], float(sums["loss"]) / 37, rtol=1e-4)
@@ -278,7 +278,7 @@ def test_evaluation_never_augments():
   pre = image_preprocess((0.3,) * 3, (0.3,) * 3)
   state = create_train_state(model, make_optimizer("SGD", lambda _: 0.1),
                              pre(None, jnp.asarray(ds.test.x[:1]), False), jax.random.key(0))
-  split = pad_split(Split(ds.test.x, ds.test.y), 12, jax.devices()[0])
+  split = pad_split(Split(ds.test.x, ds.test.y), 12, None)
   evaluate = jax.jit(steps.make_evaluator(Classification(4), pre))
   first = evaluate(state, split.x, split.y, split.mask)
   second = evaluate(state, split.x, split.y, split.mask)

@@ -115,19 +115,22 @@ def standardize(dataset: Dataset, axis: tuple[int, ...] | None = None) -> tuple[
       dataset, train=apply(dataset.train), val=apply(dataset.val), test=apply(dataset.test)), stats
 
 
-def pad_to_batches(split: Split, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pad_to_batches(split: Split, batch_size: int, multiple: int = 1
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Pads ``split`` with zeros to whole batches, for exact masked evaluation.
 
   Args:
     split: the examples.
     batch_size: the wanted batch size (a smaller split gives one batch of its size).
+    multiple: the batch is rounded up to a multiple of this (the number of devices it is
+      split over); the extra rows are padding.
 
   Returns:
     ``(x, y, mask)`` shaped ``(num_batches, batch, ...)``; ``mask`` is 1 for real examples
     and 0 for padding, so sums weighted by it count every example exactly once.
   """
   n = len(split)
-  b = min(batch_size, n)
+  b = math.ceil(min(batch_size, n) / multiple) * multiple
   nb = math.ceil(n / b)
   pad = nb * b - n
 

@@ -50,9 +50,12 @@ class EvalSplit:
   size: int
 
 
-def pad_split(split: Split, batch_size: int, sharding) -> EvalSplit:
-  """Pads ``split`` to whole batches (see ``pad_to_batches``) and puts it on device."""
-  x, y, mask = pad_to_batches(split, batch_size)
+def pad_split(split: Split, batch_size: int, mesh: jax.sharding.Mesh | None) -> EvalSplit:
+  """Pads ``split`` to whole batches (see ``pad_to_batches``) and puts it on the devices,
+  each batch split over ``mesh``'s ``data`` axis (the batch rounded up to a multiple of
+  the device count)."""
+  x, y, mask = pad_to_batches(split, batch_size, mesh.size if mesh is not None else 1)
+  sharding = parallel.batched_split_sharding(mesh)
   put = lambda a: jax.device_put(a, sharding)
   return EvalSplit(put(x), put(y), put(mask), len(split))
 
@@ -146,7 +149,7 @@ class Trainer:
     # Data on device, once. Evaluation splits are padded to whole batches and masked.
     x_train = jax.device_put(dataset.train.x, replicated)
     y_train = jax.device_put(dataset.train.y, replicated)
-    evals = {name: pad_split(getattr(dataset, name), config.eval_batch_size, replicated)
+    evals = {name: pad_split(getattr(dataset, name), config.eval_batch_size, mesh)
              for name in eval_splits}
 
     init_key, data_key, aug_key = seed_keys(config.seed)
