@@ -16,6 +16,7 @@ from absl import app, flags, logging
 
 from common.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from common.errors import ConfigError, Interrupted, NonFiniteLossError, UserError
+from common.train import distributed
 
 DATA_DIR_ENV = "GLONETS_DATA_DIR"
 
@@ -113,6 +114,15 @@ def define_train_flags(
   flags.DEFINE_boolean("remat", remat,
                        "Recompute the scanned blocks' activations in the backward pass "
                        "instead of storing them: less memory, more compute.")
+  flags.DEFINE_integer("num_processes", 1,
+                       "Processes of a multi-process run (one per host, or several on one "
+                       "machine); each is started with the same flags and its own "
+                       "--process_id. Under `srun --ntasks=N` Slurm's environment says it.",
+                       lower_bound=1)
+  flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.",
+                       lower_bound=0)
+  flags.DEFINE_string("coordinator_address", None,
+                      "host:port of process 0 in a multi-process run (a free port).")
 
 
 def define_image_flags(*, augment_help: str, label_smoothing: float = 0.0) -> None:
@@ -221,6 +231,9 @@ def run_main(main: Callable[[list[str]], Any], positional: bool = False) -> None
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
     try:
+      if "num_processes" in flags.FLAGS:  # before any JAX work, as JAX requires
+        f = flags.FLAGS
+        distributed.initialize(f.num_processes, f.process_id, f.coordinator_address)
       return main(argv)
     except UserError as e:
       sys.stderr.write(f"error: {e}\n")

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.data.arrays import Split, pad_to_batches
-from common.train import parallel
+from common.train import distributed, parallel
 from common.train.state import TrainState, model_variables
 from common.train.steps import Preprocess
 from common.train.steps import identity_preprocess as _identity
@@ -210,12 +210,13 @@ def compute_usage(
   # Split over every device as evaluation is: each holds and runs its slice of each batch.
   mesh = parallel.device_mesh()
   sharding = parallel.batched_split_sharding(mesh)
-  x, y, mask = (jax.device_put(a, sharding) for a in
-                pad_to_batches(split, batch_size, mesh.size if mesh is not None else 1))
+  host = pad_to_batches(split, batch_size, mesh.size if mesh is not None else 1)
+  x, y, mask = (distributed.put(a, sharding) for a in host)
   run = jax.jit(functools.partial(_usage_sums, model=model, task=task, glonet=glonet,
-                                  preprocess=preprocess or _identity))
+                                  preprocess=preprocess or _identity),
+                out_shardings=parallel.shardings(mesh)[0])
   sums = jax.device_get(run(model_variables(state), x, y, mask))
-  count = float(np.asarray(mask).sum())
+  count = float(host[2].sum())
   result: dict[str, Any] = {
       "examples": int(count),
       "num_blocks": int(len(sums["l1"])),

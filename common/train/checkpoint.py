@@ -34,6 +34,7 @@ from absl import logging
 
 from common import fileio
 from common.errors import RunDirError, StorageError
+from common.train import distributed
 from common.train.state import TrainState
 
 MANIFEST = "glonets_sha256.json"
@@ -61,7 +62,11 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
     self._manager = ocp.CheckpointManager(self._root, options=options)
-    if not self._manager.all_steps() and not os.path.exists(self._marker):
+    # In a run of several processes every one saves and restores (orbax coordinates
+    # them); process 0 alone writes our own files (marker, checksum records, moves).
+    self._writer = distributed.is_primary()
+    if (self._writer and not self._manager.all_steps()
+        and not os.path.exists(self._marker)):
       try:
         fileio.atomic_write_text(self._marker, "every step here has a glonets_sha256.json\n")
       except OSError:  # a read-only copy of a run: nothing will be saved into it
@@ -96,7 +101,7 @@ class Checkpointer:
             epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
         self._manager.wait_until_finished()
-        if saved:
+        if saved and self._writer:
           step = self._step_dir(epoch)
           fileio.atomic_write_json(os.path.join(step, MANIFEST), _digests(step))
     except Exception as e:
@@ -118,9 +123,11 @@ class Checkpointer:
   def remove_partial_saves(self) -> None:
     """Removes orbax's temporary folders of saves that did not finish (a kill or a full
     disk during a save). Only for the process that holds the run directory's lock."""
-    for name in os.listdir(self._root):
-      if ".orbax-checkpoint-tmp" in name:
-        shutil.rmtree(os.path.join(self._root, name), ignore_errors=True)
+    if self._writer:
+      for name in os.listdir(self._root):
+        if ".orbax-checkpoint-tmp" in name:
+          shutil.rmtree(os.path.join(self._root, name), ignore_errors=True)
+    distributed.barrier("glonets_partial_saves_removed")
     # A step folder without orbax's commit marker or our record is incomplete too; orbax
     # skips it when listing, so it is only in the way of the next save of that epoch.
     self._manager.reload()
@@ -174,8 +181,9 @@ class Checkpointer:
         except Exception as e:  # noqa: BLE001 - orbax raises many types for bad files
           problem = f"{problem}, and it cannot be read ({type(e).__name__})"
         else:
-          fileio.atomic_write_json(record, _digests(self._step_dir(epoch)))
-          logging.info("Recorded the missing checksums of epoch %d's checkpoint.", epoch)
+          if self._writer:
+            fileio.atomic_write_json(record, _digests(self._step_dir(epoch)))
+            logging.info("Recorded the missing checksums of epoch %d's checkpoint.", epoch)
           problem = None
           if damaged and move_aside:
             self._move_aside(damaged, epoch)
@@ -210,12 +218,15 @@ class Checkpointer:
     """Moves damaged steps out of orbax's folder (so their epochs can be saved again)."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     aside = f"{self._root}_damaged"
-    os.makedirs(aside, exist_ok=True)
+    distributed.barrier("glonets_before_move_aside")  # every process has decided
     for epoch, problem in damaged:
       target = os.path.join(aside, f"{epoch}-{stamp}")
-      shutil.move(self._step_dir(epoch), target)
+      if self._writer:
+        os.makedirs(aside, exist_ok=True)
+        shutil.move(self._step_dir(epoch), target)
       logging.warning("The checkpoint of epoch %d is damaged (%s); moved to %s. Resuming "
                       "from epoch %d.", epoch, problem, target, intact)
+    distributed.barrier("glonets_after_move_aside")
     self._manager.reload()
 
   def restore(self, epoch: int, like: TrainState) -> tuple[TrainState, dict[str, Any]]:

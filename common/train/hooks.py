@@ -18,7 +18,7 @@ from absl import logging
 from common import fileio, usage
 from common.config import TrainConfig
 from common.data.arrays import Dataset
-from common.train import rundir, steps
+from common.train import distributed, rundir, steps
 from common.train.tasks import Task
 
 
@@ -77,7 +77,8 @@ class UsageHook(Hook):
                                         batch_size=self.batch_size,
                                         preprocess=self.preprocess)
     recorded[key].update({"epoch": epoch, "batch_stats": note})
-    fileio.atomic_write_json(path, recorded)
+    if distributed.is_primary():  # every process computes (a collective), one writes
+      fileio.atomic_write_json(path, recorded)
     return time.perf_counter() - t0
 
   def on_start(self, trainer, state, run):
@@ -103,6 +104,8 @@ class ReportHook(Hook):
   """Renders the run's figures and PDF when the run ends (also when it fails)."""
 
   def on_exit(self, run_path: str) -> None:
+    if not distributed.is_primary():
+      return
     from common import report  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
     try:
       report.render_run(run_path)

@@ -18,15 +18,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import numpy as np
 from absl import logging
 
 from common import fileio
 from common.config import SCHEMA_VERSION, TrainConfig
 from common.data.arrays import Dataset
-from common.errors import Interrupted, NonFiniteLossError, RunDirError, UserError
+from common.errors import ConfigError, Interrupted, NonFiniteLossError, RunDirError, UserError
+from common.train import distributed, rundir, signals, steps
 from common.train import hooks as hooks_lib
-from common.train import rundir, signals, steps
 from common.train.checkpoint import Checkpointer
 from common.train.environment import describe_environment
 from common.train.metrics_log import TIMING_KEYS, MetricsLog
@@ -138,11 +139,13 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
             train_seconds, record["eval_seconds"])
     finally:
       log.close()
-      fileio.atomic_write_json(run.file(rundir.SUMMARY), summarize(history, task, extra))
+      if run.writer:
+        fileio.atomic_write_json(run.file(rundir.SUMMARY), summarize(history, task, extra))
   for hook in hooks:
     extra.update(hook.on_end(trainer, state, run) or {})
   summary = summarize(history, task, extra)
-  fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
+  if run.writer:
+    fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
   return summary
 
 
@@ -206,8 +209,20 @@ def run_experiment(
   check_inputs(config, dataset)  # before anything is written
   if hooks is None:
     hooks = hooks_lib.default_hooks(config, model, dataset, task, preprocess)
-  run = rundir.open_run_dir(config.workdir, config.result_dir, model_name,
-                           own_files=tuple(extra_files or ()))
+  if jax.process_count() > 1:
+    # Process 0 alone locks and writes the run directory; the others read its checkpoints.
+    if not config.workdir:
+      raise ConfigError("a run of several processes needs --workdir: the same run "
+                        "directory for every process, on storage they all see.")
+    if distributed.is_primary():
+      run = rundir.open_run_dir(config.workdir, config.result_dir, model_name,
+                                own_files=tuple(extra_files or ()))
+    else:
+      run = rundir.RunDir(config.workdir, writer=False)
+    distributed.barrier("glonets_run_dir_open")
+  else:
+    run = rundir.open_run_dir(config.workdir, config.result_dir, model_name,
+                              own_files=tuple(extra_files or ()))
   try:
     with interrupt_on_signals():
       return _train_into(run, config, model, model_name, dataset, task, preprocess,
@@ -232,13 +247,14 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
                         f"--epochs={config.epochs}; pass --epochs={trained} or more.")
     run.record_resume(config.epochs, describe_environment())
     for name, content in (extra_files or {}).items():  # a kill may have cut the first start
-      if not os.path.exists(run.file(name)):
+      if run.writer and not os.path.exists(run.file(name)):
         fileio.atomic_write_json(run.file(name), content)
   else:
     # The experiment's files first: config.json is what makes the directory a run, so a
     # kill before it leaves an empty-looking directory that the next start reuses.
     for name, content in (extra_files or {}).items():
-      fileio.atomic_write_json(run.file(name), content)
+      if run.writer:
+        fileio.atomic_write_json(run.file(name), content)
     extra = dict(extra_config or {})
     run.write_config({
         "schema_version": SCHEMA_VERSION,

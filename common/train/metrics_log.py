@@ -26,7 +26,7 @@ class MetricsLog:
   def __init__(self, run: rundir.RunDir, tensorboard: bool):
     self._run = run
     self._tb = None
-    if tensorboard:
+    if tensorboard and run.writer:
       try:
         import tensorboardX  # pylint: disable=g-import-not-at-top
         self._tb = tensorboardX.SummaryWriter(logdir=run.file(rundir.TENSORBOARD))
@@ -35,6 +35,8 @@ class MetricsLog:
 
   def write(self, history: list[dict[str, Any]]) -> None:
     """Rewrites ``metrics.jsonl`` from ``history`` and logs the newest epoch to TensorBoard."""
+    if not self._run.writer:
+      return
     lines = [json.dumps(fileio.to_jsonable(r)) for r in history]
     fileio.atomic_write_text(self._run.file(rundir.METRICS), "".join(f"{s}\n" for s in lines))
     if self._tb is not None and history:

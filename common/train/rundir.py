@@ -77,10 +77,15 @@ def _makedirs(path: str, flag: str) -> None:
 
 
 class RunDir:
-  """An opened, locked run directory. Only one process may hold it at a time."""
+  """An opened, locked run directory. Only one process may hold it at a time.
 
-  def __init__(self, path: str):
+  In a run of several processes the others open it with ``writer=False``: they read it
+  (checkpoints) but never lock or write it.
+  """
+
+  def __init__(self, path: str, writer: bool = True):
     self.path = os.path.abspath(path)
+    self.writer = writer
     self._lock_file = None
 
   def file(self, name: str) -> str:
@@ -98,6 +103,8 @@ class RunDir:
     Raises:
       RunDirError: another live process holds the directory.
     """
+    if not self.writer:
+      return
     _makedirs(self.path, "--workdir")
     try:
       f = open(self.file(_LOCK), "a+")
@@ -173,6 +180,8 @@ class RunDir:
     A resume on other devices than the run was created on is also logged as a warning:
     the math is the same up to float summation order, but timings are not comparable.
     """
+    if not self.writer:
+      return
     record = fileio.read_json(self.file(CONFIG))
     entry: dict[str, Any] = {"at": _utc_now(), "epochs": epochs}
     if environment:
@@ -189,11 +198,15 @@ class RunDir:
 
   def write_config(self, record: dict[str, Any]) -> None:
     """Writes ``config.json`` (once, when the run is created)."""
+    if not self.writer:
+      return
     fileio.atomic_write_json(self.file(CONFIG), {"created": _utc_now(), **record})
 
   def write_status(self, status: str, message: str = "", **extra: Any) -> None:
     """Writes ``status.json``: ``running``, ``done``, ``diverged``, ``interrupted`` or
     ``failed``, with a message."""
+    if not self.writer:
+      return
     fileio.atomic_write_json(self.file(STATUS), {
         "status": status, "message": message, "updated": _utc_now(), **extra})
 

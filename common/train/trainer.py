@@ -15,13 +15,14 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from tqdm import tqdm
 
 from common.config import TrainConfig
 from common.data.arrays import Dataset, Split, pad_to_batches
 from common.errors import ConfigError
-from common.train import parallel, steps
+from common.train import distributed, parallel, steps
 from common.train.optimizers import optimizer_from_config
 from common.train.state import TrainState, count_params, create_train_state
 from common.train.tasks import Task
@@ -56,7 +57,7 @@ def pad_split(split: Split, batch_size: int, mesh: jax.sharding.Mesh | None) -> 
   the device count)."""
   x, y, mask = pad_to_batches(split, batch_size, mesh.size if mesh is not None else 1)
   sharding = parallel.batched_split_sharding(mesh)
-  put = lambda a: jax.device_put(a, sharding)
+  put = lambda a: distributed.put(a, sharding)
   return EvalSplit(put(x), put(y), put(mask), len(split))
 
 
@@ -119,6 +120,8 @@ class Trainer:
   _chunk_args: dict[int, jax.Array]
   _loop_free: bool = False
   _seconds_per_step: float | None = None  # of the last epoch: sizes the calls without a bar
+  _new_accumulator: Any = None
+  _replicated: Any = None
 
   @classmethod
   def build(cls, config: TrainConfig, model: nn.Module, dataset: Dataset, task: Task, *,
@@ -147,18 +150,21 @@ class Trainer:
     replicated, batch_sharding = parallel.shardings(mesh)
 
     # Data on device, once. Evaluation splits are padded to whole batches and masked.
-    x_train = jax.device_put(dataset.train.x, replicated)
-    y_train = jax.device_put(dataset.train.y, replicated)
+    # Every value a device call takes is a global array placed here (in a run of several
+    # processes each supplies its own devices' slices), never a host value or a constant.
+    x_train = distributed.put(dataset.train.x, replicated)
+    y_train = distributed.put(dataset.train.y, replicated)
     evals = {name: pad_split(getattr(dataset, name), config.eval_batch_size, mesh)
              for name in eval_splits}
 
-    init_key, data_key, aug_key = seed_keys(config.seed)
+    init_key, data_key, aug_key = jax.jit(lambda: seed_keys(config.seed),
+                                          out_shardings=replicated)()
     tx, schedule = optimizer_from_config(config, steps_per_epoch)
 
     t0 = time.perf_counter()
     state = jax.jit(
-        lambda k: create_train_state(model, tx, preprocess(None, x_train[:1], False), k),
-        out_shardings=replicated)(init_key)
+        lambda k, sample: create_train_state(model, tx, preprocess(None, sample, False), k),
+        out_shardings=replicated)(init_key, distributed.put(dataset.train.x[:1], replicated))
     jax.block_until_ready(state)
     timings = {"init_seconds": time.perf_counter() - t0}
 
@@ -167,17 +173,25 @@ class Trainer:
     # Convolutional models on the CPU: one device call per step (see `loop_free_steps`).
     loop_free = bool(getattr(model, "loop_free_steps", False))
     chunks = chunk_sizes(steps_per_epoch)
-    chunk_args = {n: jnp.int32(n) for n in {*chunks, steps_per_epoch}}
-    permute = jax.jit(lambda k: jax.random.permutation(k, n_train).astype(jnp.int32))
-    evaluate = jax.jit(steps.make_evaluator(task, preprocess))
+    chunk_args = {n: distributed.put(np.int32(n), replicated)
+                  for n in {*chunks, steps_per_epoch}}
+    permute = jax.jit(
+        lambda k, epoch: jax.random.permutation(jax.random.fold_in(k, epoch),
+                                                n_train).astype(jnp.int32),
+        out_shardings=replicated)
+    new_accumulator = jax.jit(lambda: steps.init_accumulator(task), out_shardings=replicated)
+    evaluate = jax.jit(steps.make_evaluator(task, preprocess), out_shardings=replicated)
     t0 = time.perf_counter()
-    args = (state, steps.init_accumulator(task), x_train, y_train, permute(data_key), aug_key)
+    args = (state, new_accumulator(), x_train, y_train,
+            permute(data_key, distributed.put(np.int32(1), replicated)), aug_key)
     if loop_free:
       train_exe = jax.jit(steps.make_single_step(train_step, *step_args),
-                          donate_argnums=(0, 1)).lower(*args).compile()
+                          donate_argnums=(0, 1), out_shardings=replicated
+                          ).lower(*args).compile()
     else:
       train_exe = jax.jit(steps.make_step_runner(train_step, *step_args),
-                          donate_argnums=(0, 1)).lower(*args, chunk_args[chunks[0]]).compile()
+                          donate_argnums=(0, 1), out_shardings=replicated
+                          ).lower(*args, chunk_args[chunks[0]]).compile()
     timings["compile_seconds_train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     eval_exes = {}
@@ -191,7 +205,8 @@ class Trainer:
                num_params=count_params(state.params), timings=timings, _x=x_train,
                _y=y_train, _eval=evals, _data_key=data_key, _aug_key=aug_key,
                _train_exe=train_exe, _eval_exes=eval_exes, _permute=permute,
-               _chunks=chunks, _chunk_args=chunk_args, _loop_free=loop_free)
+               _chunks=chunks, _chunk_args=chunk_args, _loop_free=loop_free,
+               _new_accumulator=new_accumulator, _replicated=replicated)
 
   @property
   def train_inputs(self) -> jax.Array:
@@ -215,8 +230,8 @@ class Trainer:
       ``(state, sums, seconds)``: the new state, the epoch's metric sums on the host
       (see ``steps.init_accumulator``) and the training seconds (no compile, no eval).
     """
-    perm = self._permute(jax.random.fold_in(self._data_key, epoch))
-    acc = steps.init_accumulator(self.task)
+    perm = self._permute(self._data_key, distributed.put(np.int32(epoch), self._replicated))
+    acc = self._new_accumulator()
     jax.block_until_ready((perm, acc, state))
     bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
                disable=None if progress is None else not progress, leave=False)
@@ -258,7 +273,7 @@ class Trainer:
   def _steps_arg(self, n: int) -> jax.Array:
     """The step count of a chunk of ``n`` steps, as the device scalar the loop takes."""
     if n not in self._chunk_args:
-      self._chunk_args[n] = jnp.int32(n)
+      self._chunk_args[n] = distributed.put(np.int32(n), self._replicated)
     return self._chunk_args[n]
 
   def evaluate(self, state: TrainState, name: str) -> dict[str, float]:
