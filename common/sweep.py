@@ -16,11 +16,23 @@ and the training loop decides: resume an ``interrupted`` or ``failed`` run, trai
 finished one further, or refuse with a message when the settings differ. Logs go to
 ``ROOT/logs/``. At the end the sweep report is rendered (``python -m common.report --sweep
 ROOT``). Exit status: 0 when every point has an outcome (done or diverged), 1 otherwise.
+
+On a Slurm cluster, ``--launcher=slurm`` (or ``LAUNCHER=slurm`` in the environment, as the
+experiments' ``train_script.sh`` pass it) submits the grid as one job array instead, one
+task per point, with plain ``sbatch``: each task runs this same command with
+``--point=$SLURM_ARRAY_TASK_ID`` (so skipping and resuming work as above) and renders the
+sweep report when it ends. Tasks are requeueable: a preempted task is requeued by Slurm
+and resumes from its run directory; a task about to reach its time limit is sent SIGUSR1
+(``--slurm_requeue_before`` seconds ahead), stops its run cleanly (SIGTERM, status
+``interrupted``) and requeues itself. The script is kept as ``ROOT/logs/slurm_array.sh``;
+``--slurm_wait`` waits for the array and then reports as a local sweep does.
 """
 
 import collections
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +52,28 @@ _MODELS = flags.DEFINE_string("models", "GloNet MLP ResNet",
 _DEPTHS = flags.DEFINE_string("depths", "6 10 24 50 100 200", "Depths (spaces or commas).")
 _SEEDS = flags.DEFINE_string("seeds", "0", "Seeds (spaces or commas).")
 _REPORT = flags.DEFINE_boolean("report", True, "Render the sweep report at the end.")
+_POINT = flags.DEFINE_integer("point", None, "Run only this point of the grid (0-based, in "
+                              "the order models x depths x seeds): what each Slurm array "
+                              "task runs.", lower_bound=0)
+_LAUNCHER = flags.DEFINE_enum("launcher", os.environ.get("LAUNCHER", "local") or "local",
+                              ["local", "slurm"], "local: the points one after another here; "
+                              "slurm: a job array, one task per point (default: $LAUNCHER).")
+_PARTITION = flags.DEFINE_string("slurm_partition", os.environ.get("PARTITION") or None,
+                                 "Slurm partition (default: $PARTITION, else the cluster's).")
+_TIME = flags.DEFINE_string("slurm_time", os.environ.get("TIME_LIMIT") or None,
+                            "Time limit per point, e.g. 04:00:00 (default: $TIME_LIMIT).")
+_GPUS = flags.DEFINE_integer("slurm_gpus", int(os.environ.get("GPUS_PER_POINT", "0") or 0),
+                             "GPUs per point (default: $GPUS_PER_POINT, else 0).",
+                             lower_bound=0)
+_CPUS = flags.DEFINE_integer("slurm_cpus", int(os.environ.get("CPUS_PER_POINT", "2") or 2),
+                             "CPU cores per point (default: $CPUS_PER_POINT, else 2).",
+                             lower_bound=1)
+_SBATCH = flags.DEFINE_list("slurm_extra", [], "More sbatch options, e.g. --mem=16G,--qos=x.")
+_REQUEUE_BEFORE = flags.DEFINE_integer(
+    "slurm_requeue_before", 120, "Seconds before the time limit at which a point stops "
+    "cleanly and requeues itself.", lower_bound=10)
+_WAIT = flags.DEFINE_boolean("slurm_wait", False, "Wait for the job array to finish, then "
+                             "render the report and exit as a local sweep does.")
 
 
 def split_list(text: str) -> list[str]:
@@ -87,6 +121,9 @@ def count_statuses(statuses: Sequence[str]) -> str:
   return f"{settled} of {len(statuses)} points settled ({parts})"
 
 
+_stopped: dict[str, int | None] = {"signal": None}
+
+
 def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
               extra: list[str]) -> str:
   """Runs, resumes or skips one grid point.
@@ -127,11 +164,104 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
   with open(f"{stem}.log", "a", encoding="utf-8") as log:
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
-    code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    # SIGTERM (a scheduler stopping the sweep) goes on to the point, which stops cleanly;
+    # the sweep then starts no further point.
+    def forward(signum, frame):
+      del frame
+      _stopped["signal"] = signum
+      child.send_signal(signum)
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+      code = child.wait()
+    finally:
+      signal.signal(signal.SIGTERM, previous)
   result = status() if code in (0, 1) else f"exit {code}"
   logging.info("     %s depth %d seed %d: %s in %.0fs (log: %s.log)", model_spec, depth, seed,
                result, time.perf_counter() - t0, stem)
   return result
+
+
+def grid_points() -> list[tuple[str, int, int]]:
+  """``(model entry, depth, seed)`` of every point, in the order ``--point`` counts."""
+  return [(model, int(depth), int(seed)) for model in split_list(_MODELS.value)
+          for depth in split_list(_DEPTHS.value) for seed in split_list(_SEEDS.value)]
+
+
+def slurm_array_script(num_points: int, extra: list[str]) -> str:
+  """The ``sbatch`` script of the grid's job array (one task per point)."""
+  root = os.path.abspath(_ROOT.value)
+  name = "glonets-" + re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(root.rstrip("/")))
+  options = [f"--job-name={name}", f"--array=0-{num_points - 1}", "--ntasks=1",
+             f"--cpus-per-task={_CPUS.value}", "--requeue", "--open-mode=append",
+             f"--output={root}/logs/slurm_%A_%a.out",
+             f"--signal=B:USR1@{_REQUEUE_BEFORE.value}"]
+  if _PARTITION.value:
+    options.append(f"--partition={_PARTITION.value}")
+  if _TIME.value:
+    options.append(f"--time={_TIME.value}")
+  if _GPUS.value:
+    options.append(f"--gpus-per-task={_GPUS.value}")
+  options += _SBATCH.value
+  point_cmd = [sys.executable, "-m", "common.sweep", f"--module={_MODULE.value}",
+               f"--root={root}", f"--models={_MODELS.value}", f"--depths={_DEPTHS.value}",
+               f"--seeds={_SEEDS.value}", "--launcher=local", f"--report={_REPORT.value}"]
+  command = " ".join(shlex.quote(c) for c in point_cmd)
+  extra_text = " ".join(shlex.quote(c) for c in ["--", *extra]) if extra else ""
+  header = "\n".join(f"#SBATCH {o}" for o in options)
+  return f"""#!/bin/bash
+{header}
+# Written by common.sweep: one task per grid point; rerun the sweep command to resubmit.
+cd {shlex.quote(os.getcwd())}
+{command} --point="$SLURM_ARRAY_TASK_ID" {extra_text} &
+child=$!
+# Near the time limit Slurm sends USR1 to this script: stop the point cleanly (SIGTERM:
+# status interrupted, checkpoint kept) and requeue this task, which resumes it.
+task="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+trap 'kill -TERM "$child"; wait "$child"; scontrol requeue "$task"; exit 0' USR1
+# Preemption and scancel send SIGTERM to every process of the task: the point stops cleanly.
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+wait "$child"; code=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; code=$?; done
+exit $code
+"""
+
+
+def submit_slurm(points: list[tuple[str, int, int]], extra: list[str]) -> str:
+  """Writes and submits the job array; returns its job id."""
+  os.makedirs(os.path.join(_ROOT.value, "logs"), exist_ok=True)
+  script = os.path.join(_ROOT.value, "logs", "slurm_array.sh")
+  fileio.atomic_write_text(script, slurm_array_script(len(points), extra))
+  try:
+    out = subprocess.run(["sbatch", "--parsable", script], capture_output=True, text=True,
+                         check=False)
+  except FileNotFoundError:
+    raise app.UsageError("--launcher=slurm needs sbatch on the PATH (run it on a Slurm "
+                         "login node)") from None
+  if out.returncode != 0:
+    raise app.UsageError(f"sbatch refused {script}: {out.stderr.strip()}")
+  job = out.stdout.strip().split(";")[0]
+  logging.info("Submitted %d points as Slurm job array %s (script %s); watch with `squeue "
+               "-j %s`, report any time with `python -m common.report --sweep %s`.",
+               len(points), job, script, job, _ROOT.value)
+  return job
+
+
+def wait_for_slurm(job: str, poll_seconds: float = 5.0) -> None:
+  """Returns when no task of ``job`` is pending or running (requeued ones included)."""
+  while True:
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%i %T"], capture_output=True,
+                         text=True, check=False)
+    if out.returncode == 0 and not out.stdout.strip():
+      return
+    time.sleep(poll_seconds)
+
+
+def point_status(root: str, model_spec: str, depth: int, seed: int) -> str:
+  """The effective status of a point's run (``missing`` before it starts)."""
+  _, _, folder = parse_model_spec(model_spec)
+  path = os.path.join(root, folder, f"depth_{depth}", f"seed_{seed}", STATUS)
+  return runs.effective_status(fileio.read_json(path)) if os.path.exists(path) else "missing"
 
 
 def main(argv):
@@ -139,10 +269,29 @@ def main(argv):
   if not _MODULE.value or not _ROOT.value:
     raise app.UsageError("--module and --root are required")
   logging.set_verbosity(logging.INFO)
-  statuses = [run_point(_MODULE.value, _ROOT.value, model, int(depth), int(seed), extra)
-              for model in split_list(_MODELS.value)
-              for depth in split_list(_DEPTHS.value)
-              for seed in split_list(_SEEDS.value)]
+  points = grid_points()
+  if _POINT.value is not None:
+    if _POINT.value >= len(points):
+      raise app.UsageError(f"--point={_POINT.value}, but the grid has {len(points)} points")
+    points = [points[_POINT.value]]
+  elif _LAUNCHER.value == "slurm":
+    job = submit_slurm(points, extra)
+    if not _WAIT.value:
+      print(job)
+      return
+    wait_for_slurm(job)
+    statuses = [point_status(_ROOT.value, *p) for p in points]
+    print(report.render_sweep(_ROOT.value)["report"])
+    logging.info("%s", count_statuses(statuses))
+    sys.exit(0 if all(is_settled(s) for s in statuses) else 1)
+  statuses = []
+  for model, depth, seed in points:
+    if _stopped["signal"] is not None:
+      logging.info("stopped by signal %d: the remaining points were not started",
+                   _stopped["signal"])
+      statuses.append("not started")
+      continue
+    statuses.append(run_point(_MODULE.value, _ROOT.value, model, depth, seed, extra))
   if _REPORT.value:
     print(report.render_sweep(_ROOT.value)["report"])
   logging.info("%s", count_statuses(statuses))
