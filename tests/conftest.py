@@ -56,12 +56,15 @@ def hermetic_env() -> dict[str, str]:
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "TQDM_DISABLE": "1",
          "TFDS_DATA_DIR": os.path.join(tempfile.gettempdir(), "glonets_tests_empty_tfds")}
   env.pop("GLONETS_DATA_DIR", None)
+  env.pop("LAUNCHER", None)  # a sweep test submits nothing unless it says so
   return env
 
 
-def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-  """Runs ``python -m module args`` from the repository root in :func:`hermetic_env`."""
-  full_env = hermetic_env()
+def run_module(module: str, *args: str, timeout: float = 300,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+  """Runs ``python -m module args`` from the repository root in :func:`hermetic_env`
+  (plus ``env``)."""
+  full_env = {**hermetic_env(), **(env or {})}
   return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
 

@@ -64,3 +64,47 @@ def test_run_point_skip_or_rerun(tmp_path, state, message, reruns):
   log = os.path.join(root, "logs", "GloNet_depth6_seed0.log")
   assert os.path.exists(log) == reruns
   assert result == effective_status({"status": state, "message": message})
+
+
+# Stands in for Slurm's sbatch: records its arguments and runs every task of the array
+# (parsed from the script's #SBATCH --array line) one after another, as a cluster would.
+_FAKE_SBATCH = r"""#!/bin/bash
+script="${@: -1}"
+echo "$@" > "$(dirname "$script")/sbatch_args.txt"
+last=$(sed -n 's/^#SBATCH --array=0-\([0-9]*\)$/\1/p' "$script")
+for i in $(seq 0 "$last"); do
+  SLURM_ARRAY_JOB_ID=42 SLURM_ARRAY_TASK_ID=$i bash "$script" > /dev/null 2>&1
+done
+echo "42;fake"
+"""
+
+
+def test_slurm_launcher_submits_one_requeueable_task_per_point(fake_mnist_root, tmp_path):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "sbatch").write_text(_FAKE_SBATCH)
+  (bin_dir / "sbatch").chmod(0o755)
+  root = tmp_path / "sweep"
+  flags = [f"--data_dir={fake_mnist_root}", "--epochs=1", "--features=8", "--batch_size=1000",
+           "--eval_batch_size=5000", "--tensorboard=false", "--allow_unofficial_data"]
+  env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "LAUNCHER": "slurm",
+         "PARTITION": "gpu", "TIME_LIMIT": "01:00:00", "GPUS_PER_POINT": "1"}
+  proc = run_module("common.sweep", f"--root={root}", *GRID, "--seeds=0,1", "--", *flags,
+                    env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip() == "42"  # the job id, and the submitter returns
+  script = (root / "logs" / "slurm_array.sh").read_text()
+  for option in ("--array=0-3", "--requeue", "--partition=gpu", "--time=01:00:00",
+                 "--gpus-per-task=1", "--signal=B:USR1@120"):
+    assert f"#SBATCH {option}\n" in script
+  assert '--point="$SLURM_ARRAY_TASK_ID"' in script and "scontrol requeue" in script
+  for model in ("GloNet", "MLP"):
+    for seed in (0, 1):
+      status = fileio.read_json(root / model / "depth_3" / f"seed_{seed}" / "status.json")
+      assert status["status"] == "done", (model, seed)
+  assert (root / "sweep_report.pdf").exists()  # rendered by the tasks as they ended
+
+
+def test_a_point_out_of_the_grid_is_a_usage_error(tmp_path):
+  proc = run_module("common.sweep", f"--root={tmp_path}", *GRID, "--point=2")
+  assert proc.returncode != 0 and "--point=2, but the grid has 2 points" in proc.stderr
