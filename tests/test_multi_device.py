@@ -119,11 +119,16 @@ def test_evaluation_data_is_split_over_the_devices_not_copied(step_and_eval, dev
   assert "data" in many["eval_spec"]
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> dict:
+  """Three epochs on one device, uninterrupted."""
+  return _python(_RUN, 1, str(tmp_path_factory.mktemp("straight") / "run"), "3")
+
+
 @pytest.mark.parametrize("first,then", [(4, 1), (1, 4)])
-def test_a_checkpoint_moves_between_device_counts(tmp_path, first, then):
+def test_a_checkpoint_moves_between_device_counts(tmp_path, straight, first, then):
   """Two epochs on ``first`` devices, the third on ``then`` devices, equal three epochs on
   one device (to float summation order); the resume records where it ran."""
-  straight = _python(_RUN, 1, str(tmp_path / "straight"), "3")
   moved = tmp_path / "moved"
   assert _python(_RUN, first, str(moved), "2")["devices"] == first
   resumed = _python(_RUN, then, str(moved), "3")
