@@ -69,6 +69,11 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
   assert fileio.read_json(tmp_path / "two" / "status.json")["status"] == "done"
   assert len(fileio.read_jsonl(tmp_path / "two" / "metrics.jsonl")) == 3
   assert os.path.exists(tmp_path / "two" / "training_report.pdf")
+  # The two-process run resumes in one process (and records that it did).
+  (more,) = _run(tmp_path / "two", 4, 1)
+  assert more["final"]["epoch"] == 4
+  (resume,) = fileio.read_json(tmp_path / "two" / "config.json")["resumes"]
+  assert resume["process_count"] == 1
 
 
 @pytest.mark.slow
