@@ -109,8 +109,9 @@ def define_train_flags(
                       "Root of automatically named run directories.")
   flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard event files.")
   flags.DEFINE_boolean("progress", None, "Progress bar per epoch (default: on a terminal).")
-  flags.DEFINE_integer("train_size", None, "Train on the first N training examples only "
-                       "(smoke runs, learning curves; default: all).", lower_bound=1)
+  flags.DEFINE_integer("train_size", None, "Train on a fixed random subset of N training "
+                       "examples (nested as N grows; smoke runs, learning curves; default: "
+                       "all).", lower_bound=1)
   flags.DEFINE_boolean("remat", remat,
                        "Recompute the scanned blocks' activations in the backward pass "
                        "instead of storing them: less memory, more compute.")

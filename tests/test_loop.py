@@ -226,3 +226,16 @@ def test_an_epoch_is_the_same_in_one_call_or_in_chunks(tmp_path, monkeypatch):
   for b, sb in results[1:]:
     jax.tree.map(np.testing.assert_array_equal, results[0][0].params, b.params)
     assert float(results[0][1]["loss"]) == float(sb["loss"])
+
+
+def test_train_size_is_a_nested_random_subset_of_every_class():
+  """Not the first N examples: in a source stored class by class those are one class."""
+  from common.data import Dataset, Split  # pylint: disable=g-import-not-at-top
+  y = np.repeat(np.arange(4), 250)  # sorted by class, as image folders are
+  split = Split(np.arange(1000, dtype=np.float32)[:, None], y)
+  dataset = Dataset(split, split, split)
+  small, large = dataset.with_train_size(40), dataset.with_train_size(400)
+  assert len(small.train) == 40 and set(small.train.y.tolist()) == {0, 1, 2, 3}
+  assert set(small.train.x[:, 0].tolist()) <= set(large.train.x[:, 0].tolist())  # nested
+  assert np.all(np.diff(large.train.x[:, 0]) > 0)  # in the split's order
+  np.testing.assert_array_equal(dataset.with_train_size(40).train.x, small.train.x)

@@ -49,9 +49,12 @@ class Dataset:
     return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
   def with_train_size(self, size: int | None) -> "Dataset":
-    """The same dataset training on the first ``size`` training examples (None: all).
+    """The same dataset training on ``size`` of its training examples (None: all).
 
-    For smoke runs and learning curves; validation and test stay whole.
+    For smoke runs and learning curves; validation and test stay whole. The examples are
+    a fixed random subset (seed 0; each smaller subset inside every larger one), kept in
+    their order: the first ``size`` would be a few classes only in a source stored class
+    by class (image folders).
 
     Raises:
       ConfigError: ``size`` is below 1 or above the training split's size.
@@ -61,7 +64,9 @@ class Dataset:
     if not 1 <= size <= len(self.train):
       raise ConfigError(f"train_size {size} must be between 1 and the training split's "
                         f"{len(self.train)} examples.")
-    train = Split(self.train.x[:size], self.train.y[:size])
+    # Nested subsets: the first `size` of one fixed permutation, in the split's order.
+    keep = np.sort(np.random.default_rng(0).permutation(len(self.train))[:size])
+    train = self.train.take(keep)
     return dataclasses.replace(self, train=train, info={**self.info, "train_size": size})
 
 
