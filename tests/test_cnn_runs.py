@@ -60,10 +60,18 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
   assert fileio.read_json(killed / "status.json")["status"] == "done"
 
 
+def _default_signals() -> None:
+  """In the child: SIGINT and SIGTERM as a terminal gives them, even when the test runner
+  was started in the background (which ignores SIGINT, and an ignored signal stays
+  ignored by design)."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+  signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _start_and_wait_for_epoch_1(workdir, epochs: str) -> subprocess.Popen:
   child = subprocess.Popen([sys.executable, "-m", _MODULE, str(workdir), "GloNet8", epochs],
                            cwd=REPO, env=hermetic_env(), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
   deadline = time.time() + 240
   while not (workdir / "checkpoints" / "1").exists():
     assert child.poll() is None and time.time() < deadline, "run ended before the signal"

@@ -52,39 +52,20 @@ def _math_only(records):
   return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
-def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
-  (one,) = _run(tmp_path / "one", 3, 1)
-  two = _run(tmp_path / "two", 3, 2)
-  assert one["processes"] == 1 and one["devices"] == 4
-  assert [o["processes"] for o in two] == [2, 2] and two[0]["devices"] == 4
-  # Every process computes the same numbers (timings aside).
-  assert _math_only([two[0]["final"]]) == _math_only([two[1]["final"]])
-  for key in ("train_loss", "val_loss", "test_loss", "val_accuracy", "test_accuracy"):
-    np.testing.assert_allclose(two[0]["final"][key], one["final"][key], rtol=5e-4,
-                               err_msg=key)
-  # One run directory, written by process 0 alone, that says how it ran.
-  record = fileio.read_json(tmp_path / "two" / "config.json")
-  assert record["environment"]["process_count"] == 2
-  assert len(record["environment"]["devices"]) == 4
-  assert fileio.read_json(tmp_path / "two" / "status.json")["status"] == "done"
-  assert len(fileio.read_jsonl(tmp_path / "two" / "metrics.jsonl")) == 3
-  assert os.path.exists(tmp_path / "two" / "training_report.pdf")
-  # The two-process run resumes in one process (and records that it did).
-  (more,) = _run(tmp_path / "two", 4, 1)
-  assert more["final"]["epoch"] == 4
-  (resume,) = fileio.read_json(tmp_path / "two" / "config.json")["resumes"]
-  assert resume["process_count"] == 1
-
-
 @pytest.mark.slow
-def test_killing_one_process_and_rerunning_both_resumes(tmp_path):
-  epochs = 30
-  straight = _run(tmp_path / "straight", epochs, 2)
-  killed = tmp_path / "killed"
+def test_two_processes_equal_one_and_resume_after_one_is_killed(tmp_path):
+  """Two processes (2 fake devices each) against one process with the same 4 devices and
+  global batch; one of the two is killed mid-run, both are rerun and resume; then the run
+  resumes once more in a single process."""
+  epochs = 6
+  (one,) = _run(tmp_path / "one", epochs, 1)
+  assert one["processes"] == 1 and one["devices"] == 4
+
+  two = tmp_path / "two"
   port = _free_port()
-  children = [_start(killed, epochs, 2, i, port) for i in range(2)]
+  children = [_start(two, epochs, 2, i, port) for i in range(2)]
   deadline = time.time() + 240
-  while not (killed / "checkpoints" / "2").exists():
+  while not (two / "checkpoints" / "2").exists():
     assert all(c.poll() is None for c in children) and time.time() < deadline
     time.sleep(0.02)
   children[1].send_signal(signal.SIGKILL)
@@ -94,17 +75,25 @@ def test_killing_one_process_and_rerunning_both_resumes(tmp_path):
   except subprocess.TimeoutExpired:
     children[0].kill()
     children[0].communicate()
-  assert not (killed / "checkpoints" / str(epochs)).exists()
-  assert fileio.read_json(killed / "status.json")["status"] in ("running", "failed")
+  assert not (two / "checkpoints" / str(epochs)).exists()
 
-  resumed = _run(killed, epochs, 2)  # the same two commands again
-  assert resumed[0]["final"]["epoch"] == epochs
-  assert fileio.read_json(killed / "status.json")["status"] == "done"
-  a = _math_only(fileio.read_jsonl(tmp_path / "straight" / "metrics.jsonl"))
-  b = _math_only(fileio.read_jsonl(killed / "metrics.jsonl"))
-  assert len(a) == len(b) == epochs
-  for ra, rb in zip(a, b, strict=True):
-    for key in ra:
-      np.testing.assert_allclose(rb[key], ra[key], rtol=1e-5, err_msg=f"{key} {ra['epoch']}")
-  assert straight[0]["final"]["epoch"] == epochs
-  assert len(fileio.read_json(killed / "config.json")["resumes"]) == 1
+  resumed = _run(two, epochs, 2)  # the same two commands again
+  assert [r["processes"] for r in resumed] == [2, 2] and resumed[0]["devices"] == 4
+  # Every process computes the same numbers (timings aside), those of the one process.
+  assert _math_only([resumed[0]["final"]]) == _math_only([resumed[1]["final"]])
+  for key in ("train_loss", "val_loss", "test_loss", "val_accuracy", "test_accuracy"):
+    np.testing.assert_allclose(resumed[0]["final"][key], one["final"][key], rtol=1e-3,
+                               err_msg=key)
+  # One run directory, written by process 0 alone, that says how it ran.
+  record = fileio.read_json(two / "config.json")
+  assert record["environment"]["process_count"] == 2
+  assert len(record["environment"]["devices"]) == 4
+  assert fileio.read_json(two / "status.json")["status"] == "done"
+  assert len(fileio.read_jsonl(two / "metrics.jsonl")) == epochs
+  assert os.path.exists(two / "training_report.pdf")
+
+  # The two-process run resumes in one process (and records that it did).
+  (more,) = _run(two, epochs + 1, 1)
+  assert more["final"]["epoch"] == epochs + 1
+  assert [r["process_count"] for r in fileio.read_json(two / "config.json")["resumes"]] == [
+      2, 1]

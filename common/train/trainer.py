@@ -238,22 +238,32 @@ class Trainer:
     chunks = self._chunks if not bar.disable else self._timed_chunks()
     t0 = time.perf_counter()
     pending = None
-    for n in chunks:
-      if self._loop_free:  # one call per step; the chunk only paces the waits below
-        for _ in range(n):  # dispatched asynchronously: no host sync between steps
-          state, acc = self._train_exe(state, acc, self._x, self._y, perm, self._aug_key)
-      else:
-        state, acc = self._train_exe(state, acc, self._x, self._y, perm, self._aug_key,
-                                     self._steps_arg(n))
-      if len(chunks) > 1:
-        # Wait for the *previous* chunk only, so the device always has work queued while
-        # the host returns to Python between chunks (a bar advances; a signal takes
-        # effect). The step count is copied because `acc` is donated to the next call.
-        done = acc["steps"] + 0
-        if pending is not None:
-          jax.block_until_ready(pending[0])
-          bar.update(pending[1])
-        pending = (done, n)
+    try:
+      for n in chunks:
+        if self._loop_free:  # one call per step; the chunk only paces the waits below
+          for _ in range(n):  # dispatched asynchronously: no host sync between steps
+            state, acc = self._train_exe(state, acc, self._x, self._y, perm, self._aug_key)
+        else:
+          state, acc = self._train_exe(state, acc, self._x, self._y, perm, self._aug_key,
+                                       self._steps_arg(n))
+        if len(chunks) > 1:
+          # Wait for the *previous* chunk only, so the device always has work queued while
+          # the host returns to Python between chunks (a bar advances; a signal takes
+          # effect). The step count is copied because `acc` is donated to the next call.
+          done = acc["steps"] + 0
+          if pending is not None:
+            jax.block_until_ready(pending[0])
+            bar.update(pending[1])
+          pending = (done, n)
+    except BaseException:
+      # A signal (or an error) abandons the epoch: let the chunk still queued finish
+      # before the run records its status and the process exits, so nothing is left
+      # running on buffers that are about to be freed.
+      try:
+        jax.block_until_ready((state, acc))
+      except Exception:  # noqa: BLE001 - the original exception is the one to report
+        pass
+      raise
     jax.block_until_ready((state, acc))
     seconds = time.perf_counter() - t0
     if pending is not None:
