@@ -124,6 +124,17 @@ def count_statuses(statuses: Sequence[str]) -> str:
 _stopped: dict[str, int | None] = {"signal": None}
 
 
+def point_dir(root: str, model_spec: str, depth: int, seed: int) -> str:
+  """The run directory of a grid point: ``ROOT/<model folder>/depth_D/seed_S``."""
+  return os.path.join(root, parse_model_spec(model_spec)[2], f"depth_{depth}", f"seed_{seed}")
+
+
+def point_status(root: str, model_spec: str, depth: int, seed: int) -> str:
+  """The effective status of a point's run (``missing`` before it starts)."""
+  path = os.path.join(point_dir(root, model_spec, depth, seed), STATUS)
+  return runs.effective_status(fileio.read_json(path)) if os.path.exists(path) else "missing"
+
+
 def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
               extra: list[str]) -> str:
   """Runs, resumes or skips one grid point.
@@ -142,16 +153,14 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
     settings were refused, so the status file is not this command's).
   """
   model, model_flags, folder = parse_model_spec(model_spec)
-  workdir = os.path.join(root, folder, f"depth_{depth}", f"seed_{seed}")
+  workdir = point_dir(root, model_spec, depth, seed)
   cmd = [sys.executable, "-m", module, f"--model={model}", f"--num_layers={depth}",
          f"--seed={seed}", f"--workdir={workdir}", *model_flags, *extra]
   os.makedirs(os.path.join(root, "logs"), exist_ok=True)
   stem = os.path.join(root, "logs", f"{folder}_depth{depth}_seed{seed}")
-  status_path = os.path.join(workdir, STATUS)
 
   def status() -> str:
-    return (runs.effective_status(fileio.read_json(status_path))
-            if os.path.exists(status_path) else "missing")
+    return point_status(root, model_spec, depth, seed)
 
   previous = fileio.read_json(f"{stem}.cmd.json") if os.path.exists(f"{stem}.cmd.json") else None
   before = status()
@@ -257,11 +266,6 @@ def wait_for_slurm(job: str, poll_seconds: float = 5.0) -> None:
     time.sleep(poll_seconds)
 
 
-def point_status(root: str, model_spec: str, depth: int, seed: int) -> str:
-  """The effective status of a point's run (``missing`` before it starts)."""
-  _, _, folder = parse_model_spec(model_spec)
-  path = os.path.join(root, folder, f"depth_{depth}", f"seed_{seed}", STATUS)
-  return runs.effective_status(fileio.read_json(path)) if os.path.exists(path) else "missing"
 
 
 def main(argv):

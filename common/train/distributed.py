@@ -66,7 +66,7 @@ def initialize(num_processes: int = 1, process_id: int | None = None,
           f"{process_id}, coordinator_address={coordinator_address!r}.")
     kwargs = {"coordinator_address": coordinator_address, "num_processes": num_processes,
               "process_id": process_id}
-  if jax.config.jax_platforms in (None, "", "cpu") or "cpu" in str(jax.config.jax_platforms):
+  if "cpu" in (jax.config.jax_platforms or "cpu"):
     # CPU devices of different processes talk through gloo (GPUs use NCCL by themselves).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**kwargs)

@@ -209,20 +209,17 @@ def run_experiment(
   check_inputs(config, dataset)  # before anything is written
   if hooks is None:
     hooks = hooks_lib.default_hooks(config, model, dataset, task, preprocess)
-  if jax.process_count() > 1:
-    # Process 0 alone locks and writes the run directory; the others read its checkpoints.
-    if not config.workdir:
-      raise ConfigError("a run of several processes needs --workdir: the same run "
-                        "directory for every process, on storage they all see.")
-    if distributed.is_primary():
-      run = rundir.open_run_dir(config.workdir, config.result_dir, model_name,
-                                own_files=tuple(extra_files or ()))
-    else:
-      run = rundir.RunDir(config.workdir, writer=False)
-    distributed.barrier("glonets_run_dir_open")
-  else:
+  if jax.process_count() > 1 and not config.workdir:
+    raise ConfigError("a run of several processes needs --workdir: the same run directory "
+                      "for every process, on storage they all see.")
+  # Process 0 (the only one, usually) locks and writes the run directory; in a run of
+  # several processes the others only read its checkpoints.
+  if distributed.is_primary():
     run = rundir.open_run_dir(config.workdir, config.result_dir, model_name,
                               own_files=tuple(extra_files or ()))
+  else:
+    run = rundir.RunDir(config.workdir, writer=False)
+  distributed.barrier("glonets_run_dir_open")
   try:
     with interrupt_on_signals():
       return _train_into(run, config, model, model_name, dataset, task, preprocess,

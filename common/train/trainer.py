@@ -274,8 +274,9 @@ class Trainer:
 
   def _timed_chunks(self) -> list[int]:
     """Chunks of about ``SECONDS_PER_CALL`` at the last epoch's speed (``CALLS_PER_EPOCH``
-    near-equal chunks before any epoch was timed)."""
-    if self._seconds_per_step is None:
+    near-equal chunks before any epoch was timed, and always in a run of several
+    processes: each times itself, and every process must make the same calls)."""
+    if self._seconds_per_step is None or jax.process_count() > 1:
       return self._chunks
     calls = math.ceil(self.steps_per_epoch * self._seconds_per_step / SECONDS_PER_CALL)
     return chunk_sizes(self.steps_per_epoch, calls)
