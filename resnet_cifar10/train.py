@@ -16,11 +16,9 @@ import sys
 if __package__ in (None, ""):  # `cd resnet_cifar10 && python train.py` without installing
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import logging  # noqa: E402
-
 from common import flags as common_flags  # noqa: E402
-from common.models import CIFAR_MODELS, build_from_config, canonical_config  # noqa: E402
-from common.train import run_experiment  # noqa: E402
+from common.image_experiment import run_image_experiment  # noqa: E402
+from common.models import CIFAR_MODELS  # noqa: E402
 from resnet_cifar10.data import NUM_CLASSES, load_for_config, preprocess_for  # noqa: E402
 
 # The CPU-budget recipe (the defaults): SGD with Nesterov momentum, a one-epoch linear
@@ -49,17 +47,8 @@ common_flags.define_image_flags(
 
 def main(argv):
   del argv
-  recipe = common_flags.apply_recipe(RECIPES)
-  config = canonical_config(common_flags.config_from_flags(
-      "resnet_cifar10", **common_flags.image_settings()), CIFAR_MODELS)
-  # Fails before any I/O on a bad name or depth.
-  model, name, info = build_from_config(config, NUM_CLASSES, CIFAR_MODELS)
-  dataset, task = load_for_config(config)
-  run_path, summary = run_experiment(config, model, name, dataset, task,
-                                     preprocess=preprocess_for(config),
-                                     extra_config={"model": info, "recipe": recipe})
-  final = summary["final"] or {}
-  logging.info("Done: %s  test_accuracy %.4f", run_path, final.get("test_accuracy", float("nan")))
+  run_image_experiment("resnet_cifar10", CIFAR_MODELS, NUM_CLASSES, load_for_config,
+                       preprocess_for, RECIPES)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ import sys
 if __package__ in (None, ""):  # `cd resnet_imagenette && python train.py` without installing
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from common import flags as common_flags  # noqa: E402
-from common.models import IMAGENET_MODELS, build_from_config, canonical_config  # noqa: E402
-from common.train import run_experiment  # noqa: E402
+from common.image_experiment import run_image_experiment  # noqa: E402
+from common.models import IMAGENET_MODELS  # noqa: E402
 from resnet_imagenette.data import NUM_CLASSES, load_for_config, preprocess_for  # noqa: E402
 
 # The CPU recipe (the defaults): 20 epochs at 128 px, SGD with Nesterov momentum, batch
@@ -59,18 +59,9 @@ _MIN_CROP_AREA = flags.DEFINE_float("min_crop_area", 0.35,
 
 def main(argv):
   del argv
-  recipe = common_flags.apply_recipe(RECIPES)
-  config = canonical_config(common_flags.config_from_flags(
-      "resnet_imagenette", image_size=_IMAGE_SIZE.value, min_crop_area=_MIN_CROP_AREA.value,
-      **common_flags.image_settings()), IMAGENET_MODELS)
-  # Fails before any I/O on a bad name or depth.
-  model, name, info = build_from_config(config, NUM_CLASSES, IMAGENET_MODELS)
-  dataset, task = load_for_config(config)
-  run_path, summary = run_experiment(config, model, name, dataset, task,
-                                     preprocess=preprocess_for(config),
-                                     extra_config={"model": info, "recipe": recipe})
-  final = summary["final"] or {}
-  logging.info("Done: %s  test_accuracy %.4f", run_path, final.get("test_accuracy", float("nan")))
+  run_image_experiment("resnet_imagenette", IMAGENET_MODELS, NUM_CLASSES, load_for_config,
+                       preprocess_for, RECIPES, image_size=_IMAGE_SIZE.value,
+                       min_crop_area=_MIN_CROP_AREA.value)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""The ``main`` of an image-classification experiment (CIFAR-10, Imagenette).
+
+The two convolutional experiments differ only in their flags' defaults, their recipes,
+their model registry and their data module; everything between the parsed flags and the
+finished run directory is this one function, so a fix here reaches both.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from absl import logging
+
+from common import flags as common_flags
+from common.config import TrainConfig
+from common.models import build_from_config, canonical_config
+from common.train import run_experiment
+from common.train.steps import Preprocess
+from common.train.tasks import Classification
+
+
+def run_image_experiment(
+    experiment: str,
+    registry: Mapping[str, Any],
+    num_classes: int,
+    load_for_config: Callable[[TrainConfig], tuple[Any, Classification]],
+    preprocess_for: Callable[[TrainConfig], Preprocess],
+    recipes: Mapping[str, Mapping[str, Any] | None],
+    **settings: Any,
+) -> tuple[str, dict[str, Any]]:
+  """Applies the chosen recipe, builds the model, loads the data and trains.
+
+  Args:
+    experiment: the experiment's name (``resnet_cifar10``), recorded in ``config.json``.
+    registry: the experiment's model registry (``CIFAR_MODELS``).
+    num_classes: classes of the head.
+    load_for_config: the data module's loader: config -> ``(dataset, task)``.
+    preprocess_for: the data module's augmentation: config -> preprocess function.
+    recipes: ``{--recipe value: flag defaults}`` as given to ``define_recipe_flag``.
+    **settings: experiment-specific config fields beyond the common and image flags
+      (``image_size=128``).
+
+  Returns:
+    ``(run_path, summary)`` of :func:`common.train.run_experiment`.
+  """
+  recipe = common_flags.apply_recipe(recipes)
+  config = canonical_config(common_flags.config_from_flags(
+      experiment, **settings, **common_flags.image_settings()), registry)
+  # Fails before any I/O on a bad name or depth.
+  model, name, info = build_from_config(config, num_classes, registry)
+  dataset, task = load_for_config(config)
+  run_path, summary = run_experiment(config, model, name, dataset, task,
+                                     preprocess=preprocess_for(config),
+                                     extra_config={"model": info, "recipe": recipe})
+  final = summary["final"] or {}
+  logging.info("Done: %s  test_accuracy %.4f", run_path, final.get("test_accuracy", float("nan")))
+  return run_path, summary
