@@ -36,7 +36,7 @@ from absl import logging
 from common import fileio
 from common.data import Dataset, Split, holdout_split
 from common.data.augment import image_preprocess
-from common.data.cache import cached_arrays
+from common.data.cache import checked_cached_arrays
 from common.data.images import (
     read_class_folders,
     read_tar_members,
@@ -341,23 +341,18 @@ def _load_arrays(data_dir: str | None, expected_train: int, expected_test: int,
   digest = (fileio.sha256(source.path) if source.is_archive else sha256_of_tree(source.path))
   readers = {"python": _read_python, "binary": _read_binary,
              "folders": lambda s, *_: _read_folders(s)}
-  built = []
 
   def build() -> dict[str, np.ndarray]:
     logging.info("CIFAR-10: decoding %s (done once, then cached).", source.path)
-    arrays = readers[source.format](source, expected_train, expected_test)
-    _check(arrays, expected_train, expected_test, source.path, _FIX)
-    built.append(True)
-    return arrays
+    return readers[source.format](source, expected_train, expected_test)
 
-  arrays, cache_file = cached_arrays(f"cifar10-{source.format}-{digest}", build, cache_dir)
-  if not built:  # a cache hit: verified again, cheaply, and blamed on the cache if wrong
-    _check(arrays, expected_train, expected_test, f"the cache file {cache_file}",
-           "Delete it; the next run rebuilds it from the source.")
-  arrays = dict(arrays)
+  arrays, cache_file, hit = checked_cached_arrays(
+      f"cifar10-{source.format}-{digest}", build,
+      lambda a, where, fix: _check(a, expected_train, expected_test, where, fix),
+      source.path, _FIX, cache_dir)
   formats = tuple(str(f) for f in arrays.pop("image_formats", ()))
   info = {"source": os.path.abspath(source.path), "format": _source_format(source),
-          "sha256": digest, "cache": cache_file, "cache_hit": not built}
+          "sha256": digest, "cache": cache_file, "cache_hit": hit}
   if source.is_archive and os.path.basename(source.path) in _OFFICIAL_SHA256:
     official = _OFFICIAL_SHA256[os.path.basename(source.path)] == digest
     info["official_file"] = official

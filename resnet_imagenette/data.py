@@ -34,7 +34,7 @@ from absl import logging
 from common import fileio
 from common.data import Dataset, Split, holdout_split
 from common.data.augment import resized_crop_preprocess
-from common.data.cache import cached_arrays
+from common.data.cache import checked_cached_arrays
 from common.data.images import SquareResize, read_class_folders, sha256_of_tree
 from common.errors import ConfigError, DataError
 from common.train.steps import Preprocess
@@ -173,7 +173,6 @@ def _load_arrays(data_dir: str | None, image_size: int, cache_dir: str | None = 
         f"{os.path.join(data_dir, 'imagenette')} and {data_dir}. {_FIX}")
   side = stored_size(image_size)
   digest = fileio.sha256(source.path) if source.is_archive else sha256_of_tree(source.path)
-  built = []
 
   def build() -> dict[str, np.ndarray]:
     logging.info("Imagenette: decoding %s at %dx%d (done once, then cached).", source.path,
@@ -185,20 +184,16 @@ def _load_arrays(data_dir: str | None, image_size: int, cache_dir: str | None = 
               "val_x": out["val"][0], "val_y": out["val"][1],
               # Kept with the arrays so that a cache hit still knows what was decoded.
               "modes": np.asarray([f"{m}={n}" for m, n in out["modes"].items()], dtype=str)}
-    _check(arrays, counts, side, source.path, _FIX)
-    built.append(True)
     return arrays
 
-  arrays, cache_file = cached_arrays(f"imagenette-{digest}-{side}px", build, cache_dir)
-  if not built:  # a cache hit: verified again, cheaply, and blamed on the cache if wrong
-    _check(arrays, counts, side, f"the cache file {cache_file}",
-           "Delete it; the next run rebuilds it from the source.")
-  arrays = dict(arrays)
+  arrays, cache_file, hit = checked_cached_arrays(
+      f"imagenette-{digest}-{side}px", build,
+      lambda a, where, fix: _check(a, counts, side, where, fix), source.path, _FIX, cache_dir)
   modes = {m.split("=")[0]: int(m.split("=")[1]) for m in arrays.pop("modes", ())}
   info = {"source": os.path.abspath(source.path),
           "format": f"class folders ({'archive' if source.is_archive else 'folder'})",
           "release": f"imagenette2-{source.size}" if source.size else "imagenette2",
-          "sha256": digest, "cache": cache_file, "cache_hit": not built,
+          "sha256": digest, "cache": cache_file, "cache_hit": hit,
           "stored_size": side, "image_modes": modes,
           "converted_to_rgb": sum(n for m, n in modes.items() if m != "RGB")}
   if source.size is not None and source.size not in _OFFICIAL_SIZES:

@@ -8,6 +8,7 @@ JPEG copy when ``GLONETS_DATA_DIR`` holds ``cifar10/``.
 import io
 import os
 import pickle
+import re
 import stat
 import struct
 import tarfile
@@ -447,6 +448,32 @@ def test_unwritable_cache_still_returns_the_arrays(tmp_path):
   calls = []
   arrays, path = cache_lib.cached_arrays("k", _counting_build(calls), str(tmp_path / "file"))
   assert len(calls) == 1 and arrays["a"].shape == (3, 2) and not os.path.exists(path)
+
+
+def test_checked_cache_blames_the_source_when_built_and_the_cache_file_when_loaded(tmp_path):
+  def check(arrays, where, fix):
+    if arrays["a"].shape != (3, 2):
+      raise DataError(f"{where}: wrong shape {arrays['a'].shape}. {fix}")
+
+  calls = []
+  with pytest.raises(DataError, match=r"^src.tar: wrong shape \(1,\). Fetch it again"):
+    cache_lib.checked_cached_arrays("k", lambda: calls.append(1) or {"a": np.zeros(1)},
+                                    check, "src.tar", "Fetch it again.", str(tmp_path))
+  assert os.listdir(tmp_path) == []  # a build that fails its check is never cached
+  arrays, path, hit = cache_lib.checked_cached_arrays(
+      "k", _counting_build(calls), check, "src.tar", "Fetch it again.", str(tmp_path))
+  arrays["new"] = 1  # a mutable copy
+  assert (len(calls), hit) == (2, False)
+  assert cache_lib.checked_cached_arrays("k", _counting_build(calls), check, "src.tar", "",
+                                         str(tmp_path))[2]
+  # A readable cache file of the right key but wrong content (an older writer, a bad disk).
+  with open(path, "wb") as f:
+    np.savez(f, a=np.zeros(1))
+  with pytest.raises(DataError, match=f"^the cache file {re.escape(path)}: wrong shape .* "
+                                      "Delete it; the next run rebuilds it"):
+    cache_lib.checked_cached_arrays("k", _counting_build(calls), check, "src.tar", "",
+                                    str(tmp_path))
+  assert len(calls) == 2
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):

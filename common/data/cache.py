@@ -154,3 +154,37 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]],
   if _write(path, arrays, key):
     logging.info("Cached %s in %s.", key, path)
   return arrays, path
+
+
+def checked_cached_arrays(
+    key: str, build: Callable[[], dict[str, np.ndarray]],
+    check: Callable[[dict[str, np.ndarray], str, str], None], source: str, fix: str,
+    cache_dir: str | None = None) -> tuple[dict[str, np.ndarray], str, bool]:
+  """:func:`cached_arrays` with the arrays verified, built or loaded.
+
+  Args:
+    key: as for :func:`cached_arrays`.
+    build: decodes the source.
+    check: ``check(arrays, where, fix)`` raises a ``DataError`` naming ``where`` and
+      ``fix`` when the arrays are wrong (counts, shapes, labels).
+    source: the source's path, blamed when freshly built arrays fail the check.
+    fix: what the user should do about a bad source.
+    cache_dir: as for :func:`cached_arrays`.
+
+  Returns:
+    ``(arrays, path, hit)``: a mutable copy of the arrays, the cache file's path, and
+    whether they came from the cache. A cache hit is checked again (cheaply) and, when
+    wrong, blamed on the cache file, whose deletion is the fix.
+  """
+  built = []
+
+  def build_and_check() -> dict[str, np.ndarray]:
+    arrays = build()
+    check(arrays, source, fix)
+    built.append(True)
+    return arrays
+
+  arrays, path = cached_arrays(key, build_and_check, cache_dir)
+  if not built:
+    check(arrays, f"the cache file {path}", "Delete it; the next run rebuilds it from the source.")
+  return dict(arrays), path, not built
