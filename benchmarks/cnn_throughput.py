@@ -1,14 +1,17 @@
 r"""CNN train-step images per second in JAX (oneDNN and XLA convolutions) and PyTorch.
 
   python -m benchmarks.cnn_throughput                   # the full table (about 10 minutes)
-  python -m benchmarks.cnn_throughput --models=GloNet20 --batch_norm=true --resnet18=false
+  python -m benchmarks.cnn_throughput --models=GloNet20 --batch_norm=true --imagenet_models=
+  python -m benchmarks.cnn_throughput --models= --shapes=false --conv_paths=onednn \
+      --imagenet_models=ResNet18,Plain18,GloNet18,ResNet34,Plain34,GloNet34   # Imagenette
 
-Three tables, one run, one machine:
+Two tables, one run, one machine:
 
 1. Train-step images/s of ResNet20, Plain20 and GloNet20 (CIFAR, batch norm on and off)
-   and of ResNet18-v2 at 128 px (ImageNet stem), with the CPU convolutions on oneDNN
-   (``common/ops``, the default) and on XLA (``GLONETS_CPU_OPS=xla``), and the ratio to
-   the same ResNet20 / ResNet18-v2 in PyTorch eager (float32, ``channels_last``).
+   and of the Imagenette models (``--imagenet_models``, ResNet18 by default; batch norm
+   on) at 128 px, with the CPU convolutions on oneDNN (``common/ops``, the default) and on
+   XLA (``GLONETS_CPU_OPS=xla``), and the ratio to the same ResNet20 / ResNet18 in
+   PyTorch eager (float32, ``channels_last``).
 2. GFLOP/s of each convolution shape of those networks, for the forward pass, the input
    gradient and the weight gradient, in the same three implementations.
 
@@ -35,8 +38,13 @@ from jax import lax
 from benchmarks.harness import EpochTimer, bench_config, median_seconds, synthetic_dataset
 from benchmarks.torch_models import torch_resnet_v2
 from common.data.augment import image_preprocess
-from common.models import CIFAR_MODELS, build_from_config, canonical_config
-from common.models.resnet_v2 import ResNetV2
+from common.models import (
+  CIFAR_MODELS,
+  IMAGENET_MODELS,
+  build_from_config,
+  canonical_config,
+  resnet_v2,
+)
 from common.ops import conv as conv_ops
 from common.ops import native
 from common.train.tasks import Classification
@@ -45,15 +53,18 @@ from common.train.trainer import Trainer
 _MODELS = flags.DEFINE_list("models", ["ResNet20", "Plain20", "GloNet20"], "CIFAR models.")
 _BN = flags.DEFINE_list("batch_norm", ["true", "false"], "Batch-norm settings to time.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size of the CIFAR models.")
-_RESNET18 = flags.DEFINE_boolean("resnet18", True, "Also time ResNet18-v2 at 128 px.")
-_BATCH18 = flags.DEFINE_integer("resnet18_batch_size", 64, "Batch size of ResNet18-v2.")
+_IMAGENET = flags.DEFINE_list("imagenet_models", ["ResNet18"],
+                              "Imagenette models to time at 128 px with batch norm "
+                              "(ResNet18, Plain34, GloNet18...; empty: none).")
+_BATCH18 = flags.DEFINE_integer("imagenet_batch_size", 64, "Batch size of the Imagenette "
+                                "models (their CPU recipe's).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Train steps per timed epoch.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed epochs (the median is kept).")
 _PATHS = flags.DEFINE_list("conv_paths", ["onednn", "xla"],
                            "CPU paths to time (GLONETS_CPU_OPS values).")
-_RESNET18_XLA = flags.DEFINE_boolean(
-    "resnet18_xla", False, "Also time ResNet18-v2 on XLA's CPU convolutions (about 1 image/s "
-    "on a 2-core machine: minutes per epoch).")
+_IMAGENET_XLA = flags.DEFINE_boolean(
+    "imagenet_xla", False, "Also time the Imagenette models on XLA's CPU convolutions "
+    "(ResNet18: about 1 image/s on a 2-core machine, minutes per epoch).")
 _SHAPES = flags.DEFINE_boolean("shapes", True, "Also time each convolution shape.")
 _TORCH = flags.DEFINE_boolean("torch", True, "Also time PyTorch when installed.")
 
@@ -70,8 +81,6 @@ CONV_SHAPES = [
     ("R18 stage3 3x3", 64, 8, 256, 256, 3, 1),
     ("R18 stage4 3x3", 64, 4, 512, 512, 3, 1),
 ]
-
-RESNET18 = {"stage_sizes": (2, 2, 2, 2), "widths": (64, 128, 256, 512)}
 
 
 @contextlib.contextmanager
@@ -115,11 +124,11 @@ def cifar_timer(name: str, use_bn: bool) -> EpochTimer:
   return _epoch_timer(config, model, _BATCH.value, 32)
 
 
-def resnet18_timer() -> EpochTimer:
-  """The production train epoch of ResNet18-v2 (ImageNet stem, BN) at 128 px."""
-  config = _sgd(model="ResNet18-v2", num_layers=18, use_batch_norm=True,
-                batch_size=_BATCH18.value)
-  model = ResNetV2(out_dim=10, mode="residual", stem="imagenet", **RESNET18)
+def imagenet_timer(name: str) -> EpochTimer:
+  """The production train epoch of the Imagenette model ``name`` (BN) at 128 px."""
+  config = canonical_config(_sgd(model=name, num_layers=None, use_batch_norm=True,
+                                 batch_size=_BATCH18.value), IMAGENET_MODELS)
+  model, _, _ = build_from_config(config, 10, IMAGENET_MODELS)
   return _epoch_timer(config, model, _BATCH18.value, 128)
 
 
@@ -228,7 +237,7 @@ def main(argv):
   del argv
   has_torch = _TORCH.value and torch_available()
   print(f"devices: {jax.devices()}  jax {jax.__version__}; CIFAR batch {_BATCH.value}, "
-        f"ResNet18-v2 batch {_BATCH18.value} at 128 px; {_STEPS.value} steps per epoch, "
+        f"Imagenette batch {_BATCH18.value} at 128 px; {_STEPS.value} steps per epoch, "
         f"median of {_REPEATS.value} interleaved rounds")
   print(f"oneDNN operations: {native.load()}")
   # Everything is built first, then timed in interleaved rounds (one epoch of each per
@@ -242,21 +251,26 @@ def main(argv):
           timer = cifar_timer(name, use_bn)
         entries.append((name, use_bn, path, _BATCH.value * _STEPS.value, timer.run,
                         timer.trainer.timings["compile_seconds_train"], "ResNet20"))
-  if _RESNET18.value:
+  imagenet_depths = set()
+  for name in _IMAGENET.value:
     for path in _PATHS.value:
-      if path == "xla" and not _RESNET18_XLA.value:
+      if path == "xla" and not _IMAGENET_XLA.value:
         continue
       with conv_path(path):
-        timer = resnet18_timer()
-      entries.append(("ResNet18-v2", True, path, _BATCH18.value * _STEPS.value, timer.run,
-                      timer.trainer.timings["compile_seconds_train"], "ResNet18-v2"))
-  if has_torch:
+        timer = imagenet_timer(name)
+      depth = timer.trainer.config.num_layers
+      imagenet_depths.add(depth)
+      entries.append((name, True, path, _BATCH18.value * _STEPS.value, timer.run,
+                      timer.trainer.timings["compile_seconds_train"], f"ResNet{depth}"))
+  if has_torch and _MODELS.value:
     entries.append(("ResNet20", True, "torch", _BATCH.value * _STEPS.value, torch_epoch(
         (3, 3, 3), (16, 32, 64), "cifar", _BATCH.value, 32), None, None))
-    if _RESNET18.value:
-      entries.append(("ResNet18-v2", True, "torch", _BATCH18.value * _STEPS.value,
-                      torch_epoch(RESNET18["stage_sizes"], RESNET18["widths"], "imagenet",
-                                  _BATCH18.value, 128), None, None))
+  if has_torch:
+    for depth in sorted(imagenet_depths):  # each depth's peer: the same ResNet-v2
+      entries.append((f"ResNet{depth}", True, "torch", _BATCH18.value * _STEPS.value,
+                      torch_epoch(resnet_v2.imagenet_stage_sizes(depth),
+                                  resnet_v2.IMAGENET_WIDTHS, "imagenet", _BATCH18.value,
+                                  128), None, None))
   seconds = [[] for _ in entries]
   for _ in range(_REPEATS.value):
     for i, entry in enumerate(entries):
