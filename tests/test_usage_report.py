@@ -1,5 +1,6 @@
 """Layer usage (order, shares, early exit) and the run / sweep reports."""
 
+import json
 import os
 
 import jax
@@ -284,3 +285,20 @@ def test_reports_escape_paths_and_messages_and_render_the_same_bytes_twice(tmp_p
   data = open(out["report"], "rb").read()
   report.render_sweep(root)
   assert open(out["report"], "rb").read() == data
+
+
+def test_sweep_seconds_per_epoch_is_each_runs_median(tmp_path):
+  # An epoch paused or shared with other work must not stand for the model's speed.
+  root = str(tmp_path / "sweep")
+  for seed, slow in ((0, 1000.0), (1, 2000.0)):
+    path = fake_run(root, "GloNet", 10, seed, 0.9, seconds=10.0)
+    with open(os.path.join(path, "metrics.jsonl")) as f:
+      records = [json.loads(line) for line in f]
+    records.append({**records[-1], "epoch": 3, "train_seconds": slow})
+    records.append({**records[-1], "epoch": 4, "train_seconds": 12.0})
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+      f.writelines(f"{json.dumps(r)}\n" for r in records)
+  out = report.render_sweep(root)
+  (group,) = fileio.read_json(out["summary"])["groups"]
+  assert group["seconds_per_epoch"][0] == 11.0  # median of 10, 10, slow, 12 per run
+  assert "Median seconds per epoch" in open(out["markdown"]).read()

@@ -13,6 +13,7 @@ import fcntl
 import json
 import math
 import os
+import statistics
 from collections.abc import Mapping
 from typing import Any
 
@@ -253,6 +254,12 @@ class Run:
 
   def final_record(self) -> dict[str, Any] | None:
     return self.metrics[-1] if self.metrics else None
+
+  def median_train_seconds(self) -> float | None:
+    """Median train seconds per epoch: an epoch slowed by other work on the machine, or
+    paused and resumed, moves it far less than the mean."""
+    seconds = [r["train_seconds"] for r in self.metrics if "train_seconds" in r]
+    return statistics.median(seconds) if seconds else None
 
 
 def loss_label(run: "Run") -> str:

@@ -7,7 +7,6 @@ names its own knobs.
 """
 
 import os
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,11 +24,6 @@ def varying_settings(runs: Sequence[Run]) -> list[str]:
   return [k for k in keys if len({repr(run.settings.get(k)) for run in runs}) > 1]
 
 
-def _median_seconds(run: Run) -> float | None:
-  seconds = [r["train_seconds"] for r in run.metrics if "train_seconds" in r]
-  return statistics.median(seconds) if seconds else None
-
-
 def table_rows(runs: Sequence[Run], root: str) -> list[list[str]]:
   """Header and one row per run: name, model, seed, varying settings, epochs done, state,
   the best-validation epoch with its validation and test metric, the final test metric and
@@ -44,7 +38,7 @@ def table_rows(runs: Sequence[Run], root: str) -> list[list[str]]:
     best: dict[str, Any] = run.best_record() or {}
     final: dict[str, Any] = run.final_record() or {}
     total = run.settings.get("epochs")
-    seconds = _median_seconds(run)
+    seconds = run.median_train_seconds()
     rows.append(
         [os.path.relpath(run.path, root), run.name, str(run.seed)] +
         [str(run.settings.get(k)) for k in knobs] +

@@ -29,6 +29,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from absl import logging
+from matplotlib import ticker
 from matplotlib.figure import Figure
 from reportlab.platypus import PageBreak, Spacer
 
@@ -115,8 +116,7 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
         "blocks_needed": _mean_std([_final_usage(r, "blocks_needed") for r in done]),
         "blocks_needed_rule": next((needed_rule(r.usage["final"]) for r in done
                                     if _final_usage(r, "blocks_needed") is not None), None),
-        "seconds_per_epoch": _mean_std([r.summary.get("mean_train_seconds_per_epoch")
-                                        for r in done]),
+        "seconds_per_epoch": _mean_std([r.median_train_seconds() for r in done]),
         "messages": [{"seed": r.seed, "status": r.state, "message": _message(r)}
                      for r in sorted(members, key=lambda r: r.seed)
                      if r.state != DONE or r.problems],
@@ -242,6 +242,7 @@ def plot_usage_curves(runs: list[Run]) -> Figure:
     depths = sorted({r.depth for r in members})
     cmap = matplotlib.colormaps["viridis"].resampled(max(2, len(depths)))
     seen = set()
+    longest = 0
     for run in members:
       u = run.usage["final"]
       values = np.asarray(u.get("share") or u["l1"], dtype=float)
@@ -251,7 +252,11 @@ def plot_usage_curves(runs: list[Run]) -> Figure:
       ax.plot(np.arange(1, len(values) + 1), values, color=color, lw=1,
               label=None if run.depth in seen else f"depth {run.depth}")
       seen.add(run.depth)
-    ax.set_xscale("log")
+      longest = max(longest, len(values))
+    if longest > 20:  # hundreds of blocks: a log axis keeps the first ones readable
+      ax.set_xscale("log")
+    else:
+      ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     what = ("share of the head output" if any("share" in r.usage["final"] for r in members)
             else "normalised mean |block output|")
     ax.set(xlabel="block (network order)", ylabel=what, title=f"{label}: usage per block")
@@ -282,7 +287,7 @@ def results_table(summary: dict[str, Any]) -> list[list[str]]:
   """Rows (header first): model, depth, statuses, test metric, blocks used/needed, s/epoch."""
   metric = summary["metric"]
   rows = [["model", "depth", "runs (status)", f"test {metric} @ best val", f"final test {metric}",
-           "blocks used", "blocks needed", "s / epoch"]]
+           "blocks used", "blocks needed", "median s / epoch"]]
   for g in summary["groups"]:
     status = ", ".join(f"{n} {k}" for k, n in sorted(g["status"].items()))
     rows.append([g["label"], g["depth"], status, _pm(metric, g["test_best_val"]),
@@ -294,7 +299,8 @@ def results_table(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def seconds_table(summary: dict[str, Any]) -> list[list[str]]:
-  """Rows (header first): mean seconds per epoch, one row per model, one column per depth."""
+  """Rows (header first): seconds per epoch (each run's median over its epochs, averaged
+  over seeds), one row per model, one column per depth."""
   by_label = _by_label(summary)
   depths = sorted({g["depth"] for g in summary["groups"]})
   rows = [["model \\ depth", *map(str, depths)]]
@@ -364,7 +370,8 @@ def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
 def _markdown(summary: dict[str, Any], roots: Sequence[str],
               hooks: dict[str, ModuleType]) -> str:
   text = (f"Sweep {', '.join(os.path.abspath(f) for f in roots)} ({summary['device']})\n\n"
-          + markdown_table(results_table(summary)) + "\nSeconds per epoch (training only)\n\n"
+          + markdown_table(results_table(summary))
+          + "\nMedian seconds per epoch (training only)\n\n"
           + markdown_table(seconds_table(summary)))
   messages = messages_table(summary)
   if len(messages) > 1:
@@ -429,7 +436,8 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
                "sum over blocks of mean |W x_i|, the logit contributions). Blocks needed: the "
                "smallest k whose early exit (the output from blocks 1..k only) is within the "
                "recorded tolerance of the full model's test metric."),
-      Spacer(1, 6), pdf.heading("Seconds per epoch (training only: no compile, no evaluation)"),
+      Spacer(1, 6),
+      pdf.heading("Median seconds per epoch (training only: no compile, no evaluation)"),
       pdf.table(seconds_table(summary)),
   ]
   for hook in hooks.values():
