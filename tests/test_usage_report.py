@@ -302,3 +302,11 @@ def test_sweep_seconds_per_epoch_is_each_runs_median(tmp_path):
   (group,) = fileio.read_json(out["summary"])["groups"]
   assert group["seconds_per_epoch"][0] == 11.0  # median of 10, 10, slow, 12 per run
   assert "Median seconds per epoch" in open(out["markdown"]).read()
+
+
+def test_run_report_gives_the_median_epoch_time_beside_the_mean(tmp_path):
+  path = fake_run(str(tmp_path), "GloNet", 10, 0, 0.9, seconds=10.0)
+  run = Run.load(path)
+  run.metrics.append({**run.metrics[-1], "epoch": 3, "train_seconds": 1000.0})
+  rows = dict(run_report._timing_rows(run)[1:])
+  assert rows["median train time per epoch (no compile, no evaluation)"] == "10.00 s"
