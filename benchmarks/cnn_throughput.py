@@ -56,8 +56,8 @@ _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size of the CIFAR models
 _IMAGENET = flags.DEFINE_list("imagenet_models", ["ResNet18"],
                               "Imagenette models to time at 128 px with batch norm "
                               "(ResNet18, Plain34, GloNet18...; empty: none).")
-_BATCH18 = flags.DEFINE_integer("imagenet_batch_size", 64, "Batch size of the Imagenette "
-                                "models (their CPU recipe's).")
+_IMAGENET_BATCH = flags.DEFINE_integer("imagenet_batch_size", 64, "Batch size of the "
+                                       "Imagenette models (their CPU recipe's).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Train steps per timed epoch.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed epochs (the median is kept).")
 _PATHS = flags.DEFINE_list("conv_paths", ["onednn", "xla"],
@@ -127,9 +127,9 @@ def cifar_timer(name: str, use_bn: bool) -> EpochTimer:
 def imagenet_timer(name: str) -> EpochTimer:
   """The production train epoch of the Imagenette model ``name`` (BN) at 128 px."""
   config = canonical_config(_sgd(model=name, num_layers=None, use_batch_norm=True,
-                                 batch_size=_BATCH18.value), IMAGENET_MODELS)
+                                 batch_size=_IMAGENET_BATCH.value), IMAGENET_MODELS)
   model, _, _ = build_from_config(config, 10, IMAGENET_MODELS)
-  return _epoch_timer(config, model, _BATCH18.value, 128)
+  return _epoch_timer(config, model, _IMAGENET_BATCH.value, 128)
 
 
 # --- PyTorch ------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def main(argv):
   del argv
   has_torch = _TORCH.value and torch_available()
   print(f"devices: {jax.devices()}  jax {jax.__version__}; CIFAR batch {_BATCH.value}, "
-        f"Imagenette batch {_BATCH18.value} at 128 px; {_STEPS.value} steps per epoch, "
+        f"Imagenette batch {_IMAGENET_BATCH.value} at 128 px; {_STEPS.value} steps per epoch, "
         f"median of {_REPEATS.value} interleaved rounds")
   print(f"oneDNN operations: {native.load()}")
   # Everything is built first, then timed in interleaved rounds (one epoch of each per
@@ -260,16 +260,16 @@ def main(argv):
         timer = imagenet_timer(name)
       depth = timer.trainer.config.num_layers
       imagenet_depths.add(depth)
-      entries.append((name, True, path, _BATCH18.value * _STEPS.value, timer.run,
+      entries.append((name, True, path, _IMAGENET_BATCH.value * _STEPS.value, timer.run,
                       timer.trainer.timings["compile_seconds_train"], f"ResNet{depth}"))
   if has_torch and _MODELS.value:
     entries.append(("ResNet20", True, "torch", _BATCH.value * _STEPS.value, torch_epoch(
         (3, 3, 3), (16, 32, 64), "cifar", _BATCH.value, 32), None, None))
   if has_torch:
     for depth in sorted(imagenet_depths):  # each depth's peer: the same ResNet-v2
-      entries.append((f"ResNet{depth}", True, "torch", _BATCH18.value * _STEPS.value,
+      entries.append((f"ResNet{depth}", True, "torch", _IMAGENET_BATCH.value * _STEPS.value,
                       torch_epoch(resnet_v2.imagenet_stage_sizes(depth),
-                                  resnet_v2.IMAGENET_WIDTHS, "imagenet", _BATCH18.value,
+                                  resnet_v2.IMAGENET_WIDTHS, "imagenet", _IMAGENET_BATCH.value,
                                   128), None, None))
   seconds = [[] for _ in entries]
   for _ in range(_REPEATS.value):

@@ -92,10 +92,11 @@ def report_sections(summary: dict, root: str) -> list:
   png = pdf.save_figure(plot_seconds(summary), os.path.join(root, TIMING_PNG))
   rows = table1_rows(summary)
   ratios = [float(r[3]) for r in rows[1:] if r[3]]
-  note = (f"Ours: mean seconds per epoch over seeds, training steps only (no compile, no "
-          f"evaluation), on {summary.get('device', 'this machine')}. Ratio = GloNet / ResNet "
-          f"(with batch norm) at the same depth; ours range {min(ratios):.2f}-"
-          f"{max(ratios):.2f}." if ratios else "No finished GloNet/ResNet pair yet.")
+  note = (f"Ours: each run's median seconds per epoch, averaged over seeds; training steps "
+          f"only (no compile, no evaluation), on {summary.get('device', 'this machine')}. "
+          f"Ratio = GloNet / ResNet (with batch norm) at the same depth; ours range "
+          f"{min(ratios):.2f}-{max(ratios):.2f}."
+          if ratios else "No finished GloNet/ResNet pair yet.")
   return [Spacer(1, 6), pdf.heading(f"{_TITLE}: GloNet vs ResNet-v2 time"),
           pdf.table(rows), pdf.para(note),
           pdf.para("Paper: Di Cecco et al., Table 1 (hardware and framework not stated)."),
