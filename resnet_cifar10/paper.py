@@ -33,9 +33,10 @@ def comparison_rows(summary: dict[str, Any]) -> list[list]:
     if g["depth"] != 20 or g["test_best_val"][0] is None:
       continue
     best, final = g["test_best_val"], g["test_final"]
+    spread = f" ± {100 * best[1]:.2f}" if len(g["seeds"]) > 1 else ""  # none for one seed
     epochs = "/".join(str(e) for e in g.get("epochs", []))
     rows.append([f"ours: {g['label']}20 ({g['runs']} run(s))", epochs,
-                 f"{100 * best[0]:.2f}%" + (f" ± {100 * best[1]:.2f}" if best[1] else ""),
+                 f"{100 * best[0]:.2f}%{spread}",
                  "" if final[0] is None else f"{100 * final[0]:.2f}%"])
   return rows
 

@@ -310,3 +310,17 @@ def test_run_report_gives_the_median_epoch_time_beside_the_mean(tmp_path):
   run.metrics.append({**run.metrics[-1], "epoch": 3, "train_seconds": 1000.0})
   rows = dict(run_report._timing_rows(run)[1:])
   assert rows["median train time per epoch (no compile, no evaluation)"] == "10.00 s"
+
+
+def test_sweep_table_gives_a_spread_only_where_two_seeds_or_more_are_done(tmp_path):
+  # One seed has an unknown spread, not a spread of zero.
+  root = str(tmp_path / "sweep")
+  fake_run(root, "GloNet", 6, 0, 0.90)
+  fake_run(root, "GloNet", 10, 0, 0.90)
+  fake_run(root, "GloNet", 10, 1, 0.94)
+  fake_run(root, "GloNet", 10, 2, 0.5, state="failed")
+  out = report.render_sweep(root)
+  rows = {row[1]: row for row in sweep_report.results_table(fileio.read_json(out["summary"]))[1:]}
+  assert rows[6][3:5] == ["90.00", "90.00"]
+  assert rows[10][3:5] == ["92.00 ± 2.00", "92.00 ± 2.00"]
+  assert "| 90.00 | 90.00 |" in open(out["markdown"]).read()

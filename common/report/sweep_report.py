@@ -269,13 +269,16 @@ def plot_usage_curves(runs: list[Run]) -> Figure:
   return fig
 
 
-def _pm(metric: str, pair) -> str:
+def _pm(metric: str, pair, seeds: int) -> str:
+  """Mean ± standard deviation; the value alone for one seed (whose spread is unknown, not
+  zero)."""
   m, s = pair
   if m is None:
     return "n/a"
   if metric == "accuracy":
-    return f"{100 * m:.2f} ± {100 * s:.2f}"
-  return f"{m:.4g} ± {s:.2g}"
+    m, s = 100 * m, 100 * s
+    return f"{m:.2f}" if seeds < 2 else f"{m:.2f} ± {s:.2f}"
+  return f"{m:.4g}" if seeds < 2 else f"{m:.4g} ± {s:.2g}"
 
 
 def _blocks(pair, num_blocks) -> str:
@@ -290,8 +293,9 @@ def results_table(summary: dict[str, Any]) -> list[list[str]]:
            "blocks used", "blocks needed", "median s / epoch"]]
   for g in summary["groups"]:
     status = ", ".join(f"{n} {k}" for k, n in sorted(g["status"].items()))
-    rows.append([g["label"], g["depth"], status, _pm(metric, g["test_best_val"]),
-                 _pm(metric, g["test_final"]), _blocks(g["blocks_used"], g["num_blocks"]),
+    seeds = len(g["seeds"])
+    rows.append([g["label"], g["depth"], status, _pm(metric, g["test_best_val"], seeds),
+                 _pm(metric, g["test_final"], seeds), _blocks(g["blocks_used"], g["num_blocks"]),
                  _blocks(g.get("blocks_needed"), g["num_blocks"]),
                  "n/a" if g["seconds_per_epoch"][0] is None else
                  f"{g['seconds_per_epoch'][0]:.2f}"])
@@ -430,7 +434,8 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
       pdf.para(f"<b>Experiment:</b> {pdf.esc(', '.join(summary['experiments']))}; {len(runs)} runs "
                f"({_counts_text(summary)})."),
       Spacer(1, 6), pdf.heading("Results by model and depth"), pdf.table(results_table(summary)),
-      pdf.para("Mean ± standard deviation over the seeds of done runs; diverged, interrupted "
+      pdf.para("Mean ± standard deviation over the seeds of done runs (the value alone "
+               "where one seed is done); diverged, interrupted "
                "and failed runs are counted, not averaged. Accuracy in %. Blocks used: the "
                "smallest k whose first k blocks carry 95% of the GloNet head's output (the "
                "sum over blocks of mean |W x_i|, the logit contributions). Blocks needed: the "
