@@ -14,6 +14,7 @@ from common.errors import ConfigError, RunDirError
 from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import TIMING_KEYS, Classification, NonFiniteLossError, run_experiment, rundir
 from common.train.checkpoint import Checkpointer
+from common.train.loop import nonfinite_message
 
 
 def _config(tmp_path, **overrides) -> TrainConfig:
@@ -132,6 +133,16 @@ def test_nonfinite_loss_marks_the_run_diverged_and_keeps_what_was_written(tmp_pa
   assert "non-finite training loss at epoch 1" in status["message"]
   assert fileio.read_jsonl(os.path.join(run, "metrics.jsonl")) == []
   assert fileio.read_json(os.path.join(run, "summary.json"))["epochs_completed"] == 0
+
+
+def test_nonfinite_message_suggests_clipping_only_where_it_is_off():
+  unclipped = nonfinite_message(10, 2, 10)
+  assert unclipped.startswith("non-finite training loss at epoch 2, step 1 of 10 (global step 11)")
+  assert "last good checkpoint is epoch 1" in unclipped
+  assert "--learning_rate or clip the gradient norm (--grad_clip_norm=1)" in unclipped
+  clipped = nonfinite_message(10, 2, 10, grad_clip_norm=1.0)
+  assert "--learning_rate" in clipped and "grad_clip_norm" not in clipped
+  assert "will not help" in nonfinite_message(0, 1, 10)  # step 0: the initial model
 
 
 def test_a_locked_run_directory_is_refused(tmp_path):

@@ -71,7 +71,8 @@ def summarize(history: list[dict[str, Any]], task: Task, extra: dict[str, Any]) 
   }
 
 
-def nonfinite_message(step: int, epoch: int, steps_per_epoch: int) -> str:
+def nonfinite_message(step: int, epoch: int, steps_per_epoch: int,
+                      grad_clip_norm: float = 0.0) -> str:
   """What to say when global step ``step`` (0-based) of ``epoch`` had a NaN/inf loss."""
   in_epoch = step - (epoch - 1) * steps_per_epoch + 1
   where = (f"non-finite training loss at epoch {epoch}, step {in_epoch} of "
@@ -82,6 +83,11 @@ def nonfinite_message(step: int, epoch: int, steps_per_epoch: int) -> str:
   else:
     hint = (f"the last good checkpoint is epoch {epoch - 1}" if epoch > 1 else
             "no epoch finished") + "; try a lower --learning_rate"
+    if not grad_clip_norm:
+      # A GloNet's head receives every block's update at once (the sum), so SGD at a
+      # ResNet's learning rate can blow up where clipping the update's norm trains
+      # (measured on CIFAR-10: resnet_cifar10/README.md).
+      hint += " or clip the gradient norm (--grad_clip_norm=1)"
   return f"{where}: {hint}."
 
 
@@ -126,7 +132,8 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
         state, sums, train_seconds = trainer.train_epoch(state, epoch, config.progress)
         if sums["first_nonfinite_step"] >= 0:
           raise NonFiniteLossError(nonfinite_message(
-              int(sums["first_nonfinite_step"]), epoch, trainer.steps_per_epoch))
+              int(sums["first_nonfinite_step"]), epoch, trainer.steps_per_epoch,
+              config.grad_clip_norm))
         record = _epoch_record(trainer, state, epoch, sums, train_seconds)
         history.append(record)
         with signals.deferred():  # a checkpoint, its checksums and the log: whole or not
