@@ -9,6 +9,8 @@
 #
 # Variables: MODELS, DEPTHS, SEEDS, EPOCHS, SWEEP_ROOT, EXTRA_FLAGS (passed to train.py as
 # they are, e.g. EXTRA_FLAGS="--data_dir=/data --use_batch_norm=false").
+# GloNets deeper than 20 layers diverge at these learning rates unless the gradient is
+# clipped: EXTRA_FLAGS="--grad_clip_norm=1" clips every point (resnet_cifar10/README.md).
 # Rerun the same command to resume: finished points are skipped, interrupted ones resume.
 # On a Slurm cluster: LAUNCHER=slurm (with PARTITION, TIME_LIMIT, GPUS_PER_POINT,
 # CPUS_PER_POINT) submits the grid as a job array, one requeueable task per point.
