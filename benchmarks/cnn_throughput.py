@@ -12,6 +12,9 @@ Two tables, one run, one machine:
    on) at 128 px, with the CPU convolutions on oneDNN (``common/ops``, the default) and on
    XLA (``GLONETS_CPU_OPS=xla``), and the ratio to the same ResNet20 / ResNet18 in
    PyTorch eager (float32, ``channels_last``).
+   Each model's train-step GFLOP/s (three forward passes' convolutions and matrix
+   products, counted from its jaxpr: ``benchmarks/flops.py``) is printed beside it, with
+   its fraction of the device's float32 matmul rate measured in the same run.
 2. GFLOP/s of each convolution shape of those networks, for the forward pass, the input
    gradient and the weight gradient, in the same three implementations.
 
@@ -35,6 +38,7 @@ import numpy as np
 from absl import app, flags
 from jax import lax
 
+from benchmarks.flops import count_flops, matmul_gflops
 from benchmarks.harness import EpochTimer, bench_config, median_seconds, synthetic_dataset
 from benchmarks.torch_models import torch_resnet_v2
 from common.data.augment import image_preprocess
@@ -111,25 +115,44 @@ def _epoch_timer(config, model, batch: int, size: int) -> EpochTimer:
   return timer
 
 
+def train_gflop_per_image(model, size: int) -> float:
+  """GFLOP of one training image: three forward passes (forward, input and weight
+  gradients) of the model's convolutions and matrix products."""
+  x = jnp.zeros((1, size, size, 3), jnp.float32)
+  with conv_path("xla"):  # convolutions as XLA primitives, which count_flops reads
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    forward = count_flops(lambda v, x: model.apply(v, x, train=False), variables, x)
+  return 3.0 * forward / 1e9
+
+
+def resnet_gflop(name: str, registry, size: int) -> float:
+  """Train GFLOP per image of the model ``name`` with batch norm (a PyTorch peer's work)."""
+  config = canonical_config(bench_config(model=name, num_layers=None, use_batch_norm=True),
+                            registry)
+  return train_gflop_per_image(build_from_config(config, 10, registry)[0], size)
+
+
 def _sgd(**overrides):
   return bench_config(learning_rate=0.05, optimizer="SGD", nesterov=True, weight_decay=5e-4,
                       **overrides)
 
 
-def cifar_timer(name: str, use_bn: bool) -> EpochTimer:
-  """The production train epoch of the CIFAR model ``name``."""
+def cifar_timer(name: str, use_bn: bool) -> tuple[EpochTimer, float]:
+  """The production train epoch of the CIFAR model ``name``, and its GFLOP per image."""
   config = canonical_config(_sgd(model=name, num_layers=None, use_batch_norm=use_bn,
                                  batch_size=_BATCH.value), CIFAR_MODELS)
   model, _, _ = build_from_config(config, 10, CIFAR_MODELS)
-  return _epoch_timer(config, model, _BATCH.value, 32)
+  return _epoch_timer(config, model, _BATCH.value, 32), train_gflop_per_image(model, 32)
 
 
-def imagenet_timer(name: str) -> EpochTimer:
-  """The production train epoch of the Imagenette model ``name`` (BN) at 128 px."""
+def imagenet_timer(name: str) -> tuple[EpochTimer, float]:
+  """The production train epoch of the Imagenette model ``name`` (BN) at 128 px, and its
+  GFLOP per image."""
   config = canonical_config(_sgd(model=name, num_layers=None, use_batch_norm=True,
                                  batch_size=_IMAGENET_BATCH.value), IMAGENET_MODELS)
   model, _, _ = build_from_config(config, 10, IMAGENET_MODELS)
-  return _epoch_timer(config, model, _IMAGENET_BATCH.value, 128)
+  return (_epoch_timer(config, model, _IMAGENET_BATCH.value, 128),
+          train_gflop_per_image(model, 128))
 
 
 # --- PyTorch ------------------------------------------------------------------------------
@@ -242,41 +265,47 @@ def main(argv):
   print(f"oneDNN operations: {native.load()}")
   # Everything is built first, then timed in interleaved rounds (one epoch of each per
   # round), so a shared machine's drift lands on every entry alike, PyTorch's included.
-  entries = []  # (label, BN, path, images per epoch, epoch fn, compile s, peer)
+  entries = []  # (label, BN, path, images per epoch, epoch fn, compile s, peer, GFLOP/image)
   for name in _MODELS.value:
     for bn in _BN.value:
       use_bn = bn.lower() in ("1", "true", "yes")
       for path in _PATHS.value:
         with conv_path(path):
-          timer = cifar_timer(name, use_bn)
+          timer, gflop = cifar_timer(name, use_bn)
         entries.append((name, use_bn, path, _BATCH.value * _STEPS.value, timer.run,
-                        timer.trainer.timings["compile_seconds_train"], "ResNet20"))
+                        timer.trainer.timings["compile_seconds_train"], "ResNet20", gflop))
   imagenet_depths = set()
   for name in _IMAGENET.value:
     for path in _PATHS.value:
       if path == "xla" and not _IMAGENET_XLA.value:
         continue
       with conv_path(path):
-        timer = imagenet_timer(name)
+        timer, gflop = imagenet_timer(name)
       depth = timer.trainer.config.num_layers
       imagenet_depths.add(depth)
       entries.append((name, True, path, _IMAGENET_BATCH.value * _STEPS.value, timer.run,
-                      timer.trainer.timings["compile_seconds_train"], f"ResNet{depth}"))
+                      timer.trainer.timings["compile_seconds_train"], f"ResNet{depth}", gflop))
+  # The peers are the same ResNet-v2 networks, so they do the JAX ResNet's work.
   if has_torch and _MODELS.value:
     entries.append(("ResNet20", True, "torch", _BATCH.value * _STEPS.value, torch_epoch(
-        (3, 3, 3), (16, 32, 64), "cifar", _BATCH.value, 32), None, None))
+        (3, 3, 3), (16, 32, 64), "cifar", _BATCH.value, 32), None, None,
+        resnet_gflop("ResNet20", CIFAR_MODELS, 32)))
   if has_torch:
     for depth in sorted(imagenet_depths):  # each depth's peer: the same ResNet-v2
       entries.append((f"ResNet{depth}", True, "torch", _IMAGENET_BATCH.value * _STEPS.value,
                       torch_epoch(resnet_v2.imagenet_stage_sizes(depth),
                                   resnet_v2.IMAGENET_WIDTHS, "imagenet", _IMAGENET_BATCH.value,
-                                  128), None, None))
+                                  128), None, None,
+                      resnet_gflop(f"ResNet{depth}", IMAGENET_MODELS, 128)))
   seconds = [[] for _ in entries]
   for _ in range(_REPEATS.value):
     for i, entry in enumerate(entries):
       seconds[i].append(entry[4]())
   ips = {(e[0], e[1], e[2]): e[3] / float(np.median(t)) for e, t in zip(entries, seconds,
                                                                       strict=True)}
+  peak = matmul_gflops()
+  print(f"float32 matmul at default precision on {jax.devices()[0].device_kind}: "
+        f"{peak:.0f} GFLOP/s (the peak below)")
   if has_torch:
     import torch  # pylint: disable=g-import-not-at-top
     print(f"PyTorch {torch.__version__}: eager, float32, channels_last, "
@@ -285,14 +314,17 @@ def main(argv):
     print("PyTorch: not timed" + ("" if _TORCH.value else " (--torch=false)")
           + ("" if torch_available() else " (not installed: pip install torch)"))
   print(f"{'model':>12} {'BN':>5} {'path':>7} {'images/s':>9} {'(min-max)':>11} "
-        f"{'vs torch':>9} {'compile s':>10}")
-  for (name, use_bn, path, n, _, compile_s, peer), t in zip(entries, seconds, strict=True):
+        f"{'vs torch':>9} {'compile s':>10} {'GFLOP/s':>8} {'of peak':>8}")
+  for (name, use_bn, path, n, _, compile_s, peer, gflop), t in zip(entries, seconds,
+                                                                   strict=True):
     ref = ips.get((peer, True, "torch")) if peer else None
     ratio = f"{ips[(name, use_bn, path)] / ref:.2f}" if ref else "n/a"
     compile_text = f"{compile_s:>10.2f}" if compile_s is not None else f"{'':>10}"
     spread = f"{n / max(t):.0f}-{n / min(t):.0f}"
+    achieved = ips[(name, use_bn, path)] * gflop
+    rate = f"{achieved:>8.1f} {achieved / peak:>8.1%}"
     print(f"{name:>12} {str(use_bn):>5} {path:>7} {ips[(name, use_bn, path)]:>9.1f} "
-          f"{spread:>11} {ratio:>9} {compile_text}")
+          f"{spread:>11} {ratio:>9} {compile_text} {rate}")
 
   if _SHAPES.value:
     impls = list(_PATHS.value) + (["torch"] if has_torch else [])
