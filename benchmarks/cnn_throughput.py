@@ -28,8 +28,6 @@ of them alike. Nothing is asserted;
 compare numbers only within one run, and name the machine beside them.
 """
 
-import contextlib
-import os
 import time
 
 import jax
@@ -38,8 +36,14 @@ import numpy as np
 from absl import app, flags
 from jax import lax
 
-from benchmarks.flops import count_flops, matmul_gflops
-from benchmarks.harness import EpochTimer, bench_config, median_seconds, synthetic_dataset
+from benchmarks.flops import matmul_gflops, resnet_gflop, train_gflop_per_image
+from benchmarks.harness import (
+  EpochTimer,
+  bench_config,
+  conv_path,
+  median_seconds,
+  synthetic_dataset,
+)
 from benchmarks.torch_models import torch_resnet_v2
 from common.data.augment import image_preprocess
 from common.models import (
@@ -87,20 +91,6 @@ CONV_SHAPES = [
 ]
 
 
-@contextlib.contextmanager
-def conv_path(path: str):
-  """Sets ``$GLONETS_CPU_OPS`` while models are traced (it is read at trace time)."""
-  old = os.environ.get(native.CPU_OPS_ENV)
-  os.environ[native.CPU_OPS_ENV] = path
-  try:
-    yield
-  finally:
-    if old is None:
-      os.environ.pop(native.CPU_OPS_ENV)
-    else:
-      os.environ[native.CPU_OPS_ENV] = old
-
-
 def _epoch_timer(config, model, batch: int, size: int) -> EpochTimer:
   """A built (compiled, warmed-up) production trainer over ``--steps`` synthetic batches."""
   rng = np.random.default_rng(0)
@@ -113,23 +103,6 @@ def _epoch_timer(config, model, batch: int, size: int) -> EpochTimer:
   timer = EpochTimer(trainer)
   timer.run()  # warm-up
   return timer
-
-
-def train_gflop_per_image(model, size: int) -> float:
-  """GFLOP of one training image: three forward passes (forward, input and weight
-  gradients) of the model's convolutions and matrix products."""
-  x = jnp.zeros((1, size, size, 3), jnp.float32)
-  with conv_path("xla"):  # convolutions as XLA primitives, which count_flops reads
-    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
-    forward = count_flops(lambda v, x: model.apply(v, x, train=False), variables, x)
-  return 3.0 * forward / 1e9
-
-
-def resnet_gflop(name: str, registry, size: int) -> float:
-  """Train GFLOP per image of the model ``name`` with batch norm (a PyTorch peer's work)."""
-  config = canonical_config(bench_config(model=name, num_layers=None, use_batch_norm=True),
-                            registry)
-  return train_gflop_per_image(build_from_config(config, 10, registry)[0], size)
 
 
 def _sgd(**overrides):

@@ -22,6 +22,9 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.harness import bench_config, conv_path
+from common.models import build_from_config, canonical_config
+
 # Primitives whose sub-jaxprs run once per call (for a cond, the costliest branch).
 _LOOPED = {"scan": lambda params: params["length"]}
 
@@ -84,3 +87,20 @@ def matmul_gflops(n: int | None = None, repeats: int = 10) -> float:
     jax.block_until_ready(matmul(a, b))
     times.append(time.perf_counter() - t0)
   return 2.0 * n ** 3 / float(np.median(times)) / 1e9
+
+
+def train_gflop_per_image(model, size: int) -> float:
+  """GFLOP of one training image: three forward passes (forward, input and weight
+  gradients) of the model's convolutions and matrix products."""
+  x = jnp.zeros((1, size, size, 3), jnp.float32)
+  with conv_path("xla"):  # convolutions as XLA primitives, which count_flops reads
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    forward = count_flops(lambda v, x: model.apply(v, x, train=False), variables, x)
+  return 3.0 * forward / 1e9
+
+
+def resnet_gflop(name: str, registry, size: int) -> float:
+  """Train GFLOP per image of the model ``name`` with batch norm (a PyTorch peer's work)."""
+  config = canonical_config(bench_config(model=name, num_layers=None, use_batch_norm=True),
+                            registry)
+  return train_gflop_per_image(build_from_config(config, 10, registry)[0], size)

@@ -5,7 +5,9 @@ they time exactly the compiled epoch a run executes (batch gather on device, for
 backward, optimizer update), never a copy of it.
 """
 
+import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,7 @@ import numpy as np
 
 from common.config import TrainConfig
 from common.data import Dataset, Split
+from common.ops import native
 
 
 def bench_config(**overrides: Any) -> TrainConfig:
@@ -61,3 +64,17 @@ class EpochTimer:
     self.epoch += 1
     self.state, _, seconds = self.trainer.train_epoch(self.state, self.epoch, progress=False)
     return seconds
+
+
+@contextlib.contextmanager
+def conv_path(path: str):
+  """Sets ``$GLONETS_CPU_OPS`` while models are traced (it is read at trace time)."""
+  old = os.environ.get(native.CPU_OPS_ENV)
+  os.environ[native.CPU_OPS_ENV] = path
+  try:
+    yield
+  finally:
+    if old is None:
+      os.environ.pop(native.CPU_OPS_ENV)
+    else:
+      os.environ[native.CPU_OPS_ENV] = old

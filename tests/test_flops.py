@@ -3,8 +3,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from benchmarks.cnn_throughput import resnet_gflop, train_gflop_per_image
-from benchmarks.flops import count_flops, matmul_gflops
+from benchmarks.flops import count_flops, matmul_gflops, resnet_gflop, train_gflop_per_image
 from benchmarks.harness import bench_config
 from common.models import CIFAR_MODELS, build_from_config, canonical_config
 
