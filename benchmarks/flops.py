@@ -25,9 +25,6 @@ import numpy as np
 from benchmarks.harness import bench_config, conv_path
 from common.models import build_from_config, canonical_config
 
-# Primitives whose sub-jaxprs run once per call (for a cond, the costliest branch).
-_LOOPED = {"scan": lambda params: params["length"]}
-
 
 def _sub_jaxprs(value: Any):
   """The jaxprs held in one equation parameter (a jaxpr, closed jaxpr or a list of them)."""
@@ -54,7 +51,8 @@ def _jaxpr_flops(jaxpr) -> float:
       lhs = eqn.invars[0].aval.shape
       total += 2.0 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in contract)
     else:
-      times = _LOOPED[name](eqn.params) if name in _LOOPED else 1
+      # A scan runs its body `length` times; a cond runs one branch (count the costliest).
+      times = eqn.params["length"] if name == "scan" else 1
       subs = [_jaxpr_flops(j) for v in eqn.params.values() for j in _sub_jaxprs(v)]
       if subs:
         total += times * (max(subs) if name == "cond" else sum(subs))
