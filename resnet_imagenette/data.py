@@ -94,8 +94,12 @@ def find_source(data_dir: str) -> _Source | None:
 
   Returns:
     The source, or None when there is none.
+
+  Raises:
+    DataError: no usable copy, but an ``imagenette2*/`` folder without ``train/`` or
+      ``val/`` (an incomplete extraction): the message names it.
   """
-  found = []
+  found, incomplete = [], []
   for folder in (os.path.join(data_dir, "imagenette"), data_dir):
     if not os.path.isdir(folder):
       continue
@@ -104,13 +108,20 @@ def find_source(data_dir: str) -> _Source | None:
       path = os.path.join(folder, name)
       if not match:
         continue
-      is_archive = bool(match.group(2)) and os.path.isfile(path)
-      is_tree = not match.group(2) and all(
-          os.path.isdir(os.path.join(path, s)) for s in SPLITS)
-      if is_archive or is_tree:
-        found.append(_Source(path, int(match.group(1)) if match.group(1) else None))
+      source = _Source(path, int(match.group(1)) if match.group(1) else None)
+      if match.group(2) and os.path.isfile(path):
+        found.append(source)
+      elif not match.group(2) and os.path.isdir(path):
+        missing = [f"{s}/" for s in SPLITS if not os.path.isdir(os.path.join(path, s))]
+        if missing:
+          incomplete.append(f"{path} has no {' or '.join(missing)}")
+        else:
+          found.append(source)
     if found:
       break
+  if not found and incomplete:
+    raise DataError(f"Imagenette folder incomplete: {'; '.join(incomplete)} (an extraction "
+                    f"cut short?). Extract the archive again, or {_FIX[0].lower()}{_FIX[1:]}")
   if not found:
     return None
   found.sort(key=_rank)

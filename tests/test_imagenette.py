@@ -2,6 +2,7 @@
 augmentation, the ImageNet-shaped families, and train.py end to end on a fake copy of the
 official sizes."""
 
+import gzip
 import io
 import os
 import tarfile
@@ -16,8 +17,14 @@ from common import fileio
 from common.data.augment import center_crop, random_resized_crop_flip, resized_crop_preprocess
 from common.errors import ConfigError, DataError
 from common.models import IMAGENET_MODELS, build_model
+from common.train import steps
+from common.train.optimizers import make_optimizer
+from common.train.state import create_train_state
+from common.train.tasks import Classification
 from resnet_imagenette import data as imagenette
 from tests.conftest import run_module
+from tests.test_bad_settings import _error_line
+from tests.test_trunk import _assert_same_model
 
 _COUNTS = {"train": (2,) * 10, "val": (1,) * 10}
 
@@ -84,9 +91,24 @@ def test_archive_and_folder_give_the_same_verified_arrays(tmp_path):
   assert not info["cache_hit"]
   assert _load(tmp_path / "a", tmp_path).info["cache_hit"]  # decoded once
   folder = _load(tmp_path / "b", tmp_path)
+  assert not folder.info["cache_hit"]  # another source, another key
+  assert folder.info["sha256"] != info["sha256"] and folder.info["cache"] != info["cache"]
   np.testing.assert_array_equal(folder.test.x, first.test.x)
   np.testing.assert_array_equal(folder.train.x, first.train.x)
-  assert not os.path.exists(tmp_path / "a" / "imagenette" / "cache")  # never in the data root
+  larger = _load(tmp_path / "a", tmp_path, image_size=48)  # another size, another key
+  assert not larger.info["cache_hit"] and larger.train.x.shape[1] == imagenette.stored_size(48)
+  assert len(os.listdir(tmp_path / "cache")) == 3
+
+
+def test_the_default_cache_is_a_user_folder_never_the_data_root(tmp_path, monkeypatch):
+  root = tmp_path / "data"
+  _write_tar(str(root / "imagenette" / "imagenette2-160.tgz"), _members())
+  before = sorted(str(p) for p in root.rglob("*"))
+  monkeypatch.delenv("GLONETS_CACHE_DIR", raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  dataset = imagenette.load_imagenette(str(root), 32, validation_size=2, counts=_COUNTS)
+  assert os.path.dirname(dataset.info["cache"]) == str(tmp_path / "xdg" / "glonets")
+  assert sorted(str(p) for p in root.rglob("*")) == before
 
 
 def test_the_largest_release_is_chosen(tmp_path):
@@ -108,28 +130,86 @@ def test_the_largest_release_is_chosen(tmp_path):
   assert "substitute" in _load(tmp_path, tmp_path).info
 
 
-@pytest.mark.parametrize("damage,match", [
-    ("count", r"holds 19 train images, expected 20 \(n03888257 1 \(expected 2\)\)"),
-    ("class", r"missing class folder\(s\) n03888257"),
-    ("image", r"n01440764_0\.JPEG is not a readable image"),
-    ("truncated", r"truncated or corrupt"),
-])
-def test_bad_copies_are_one_clear_error_and_no_cache(tmp_path, damage, match):
-  members = _members()
+def _damaged(members: dict[str, bytes], damage: str) -> dict[str, bytes]:
   if damage == "count":
     del members["imagenette2-160/train/n03888257/n03888257_1.JPEG"]
   elif damage == "class":
     members = {k: v for k, v in members.items() if "/n03888257/" not in k}
   elif damage == "image":
     members["imagenette2-160/train/n01440764/n01440764_0.JPEG"] = b"not an image"
-  path = _write_tar(str(tmp_path / "imagenette" / "imagenette2-160.tgz"), members)
+  return members
+
+
+_DAMAGES = {
+    "count": r"holds 19 train images, expected 20 \(n03888257 1 \(expected 2\)\)",
+    "class": r"missing class folder\(s\) n03888257",
+    "image": r"n01440764_0\.JPEG is not a readable image",
+    "truncated": r"truncated or corrupt",
+}
+
+
+@pytest.mark.parametrize("layout,damage", [
+    *(("archive", d) for d in _DAMAGES),
+    *(("folder", d) for d in _DAMAGES if d != "truncated"),  # a folder has no archive to cut
+])
+def test_bad_copies_are_one_clear_error_and_no_cache(tmp_path, layout, damage):
+  match = _DAMAGES[damage]
+  members = _damaged(_members(), damage)
+  if layout == "archive":
+    path = _write_tar(str(tmp_path / "imagenette" / "imagenette2-160.tgz"), members)
+  else:
+    _write_tree(str(tmp_path / "imagenette"), members)
+    path = str(tmp_path / "imagenette" / "imagenette2-160")
   if damage == "truncated":
     with open(path, "r+b") as f:
       f.truncate(os.path.getsize(path) // 2)
   with pytest.raises(DataError, match=match) as error:
     _load(tmp_path, tmp_path)
-  assert "imagenette2-160.tgz" in str(error.value)
+  assert os.path.basename(path) in str(error.value)
   assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")
+
+
+def _cut_at_member(members: dict[str, bytes], name: str, path: str) -> str:
+  """Writes the tar of ``members`` cut exactly where member ``name`` begins: every
+  earlier member whole, no end-of-archive blocks (``.tgz``: that cut tar, compressed)."""
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode="w") as tar:
+    for member, content in members.items():
+      info = tarfile.TarInfo(member)
+      info.size = len(content)
+      tar.addfile(info, io.BytesIO(content))
+  with tarfile.open(fileobj=io.BytesIO(buffer.getvalue())) as tar:
+    offset = tar.getmember(name).offset
+  cut = buffer.getvalue()[:offset]
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(gzip.compress(cut, mtime=0) if path.endswith("gz") else cut)
+  return path
+
+
+@pytest.mark.parametrize("name", ["imagenette2-160.tar", "imagenette2-160.tgz"])
+def test_a_tar_cut_at_a_member_boundary_is_caught_by_the_counts(tmp_path, name):
+  # Every member before the cut is whole, so the archive reads without a tar error: only
+  # the count per class shows that the last validation image is missing.
+  counts = {"train": (2,) * 10, "val": (2,) * 10}
+  members = _members(counts)
+  _cut_at_member(members, list(members)[-1], str(tmp_path / "imagenette" / name))
+  with pytest.raises(DataError, match=r"holds 19 val images, expected 20 \(n03888257 1 "
+                                      r"\(expected 2\)\); the archive may be truncated"
+                     ) as error:
+    _load(tmp_path, tmp_path, counts=counts)
+  assert name in str(error.value)
+  assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")
+
+
+def test_an_incomplete_folder_is_named(tmp_path):
+  members = {k: v for k, v in _members().items() if "/val/" not in k}
+  _write_tree(str(tmp_path / "imagenette"), members)
+  folder = os.path.join(tmp_path, "imagenette", "imagenette2-160")
+  with pytest.raises(DataError, match=f"Imagenette folder incomplete: {folder} has no val/"):
+    _load(tmp_path, tmp_path)
+  _write_tar(str(tmp_path / "imagenette" / "imagenette2-160.tgz"), _members())
+  assert imagenette.find_source(str(tmp_path)).name == "imagenette2-160.tgz"  # a whole copy wins
 
 
 def test_no_copy_and_bad_sizes_are_reported(tmp_path):
@@ -179,6 +259,7 @@ def _imagenet_params(sizes, skips: bool = True, final_bn: bool = True,
 @pytest.mark.parametrize("name,expected", [
     ("ResNet18", 11_179_850), ("ResNet34", _imagenet_params((3, 4, 6, 3))),
     ("Plain18", _imagenet_params((2, 2, 2, 2), skips=False)),
+    ("Plain34", _imagenet_params((3, 4, 6, 3), skips=False)),
     ("GloNet18", _imagenet_params((2, 2, 2, 2), skips=False, final_bn=False, carries=True)),
     ("GloNet34", _imagenet_params((3, 4, 6, 3), skips=False, final_bn=False, carries=True)),
 ])
@@ -190,6 +271,29 @@ def test_imagenet_families_have_exact_parameter_counts(name, expected):
   assert _imagenet_params((2, 2, 2, 2)) == 11_179_850  # the formula agrees with ResNet18
   blocks = 8 if name.endswith("18") else 16
   assert model.num_blocks == blocks + (0 if name.startswith("ResNet") else 1)
+
+
+@pytest.mark.parametrize("family,bn", [("ResNet", True), ("Plain", True), ("GloNet", True),
+                                       ("GloNet", False)])  # one code path switches BN off
+def test_each_family_takes_one_training_step_at_a_tiny_size(family, bn):
+  model = build_model(f"{family}18", registry=IMAGENET_MODELS, num_layers=None, out_dim=10,
+                      use_batch_norm=bn)
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (8, 37, 37, 3), dtype=np.uint8))
+  y = jnp.arange(8) % 10
+  preprocess = resized_crop_preprocess(imagenette.MEAN, imagenette.STD, 32)
+  state = create_train_state(model, make_optimizer("SGD", lambda _: 0.05),
+                             preprocess(None, x[:1], False), jax.random.key(0))
+  assert bool(state.batch_stats) == bn
+  step = jax.jit(steps.make_train_step(Classification(10), preprocess=preprocess))
+  new, metrics = step(state, (x, y), jax.random.key(1))
+  assert np.isfinite(float(metrics["loss"])) and int(new.step) == 1
+  assert not np.allclose(new.params["head"]["kernel"], state.params["head"]["kernel"])
+
+
+def test_remat_is_the_same_imagenet_model():
+  x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
+  _assert_same_model(*(build_model("GloNet18", registry=IMAGENET_MODELS, num_layers=None,
+                                   out_dim=10, remat=r) for r in (False, True)), x)
 
 
 def test_imagenet_depths_other_than_18_and_34_are_refused():
@@ -235,3 +339,29 @@ def test_train_py_two_tiny_epochs_on_a_copy_of_the_official_sizes(tmp_path):
   usage = fileio.read_json(run / "usage.json")
   assert usage["final"]["num_blocks"] == 9 and usage["final"]["stage_boundaries"] == [0, 3, 5, 7]
   assert os.path.getsize(run / "training_report.pdf") > 0
+
+
+@pytest.mark.parametrize("damage,names", [
+    ("missing", "Imagenette not found"),
+    ("image", "n01440764_0.JPEG is not a readable image"),
+    ("boundary", "imagenette2-160.tgz holds 3,924 val images"),
+])
+def test_train_py_on_bad_data_is_one_error_line_and_leaves_nothing(tmp_path, damage, names):
+  root = tmp_path / "data"
+  os.makedirs(root)
+  if damage == "image":
+    _write_tar(str(root / "imagenette" / "imagenette2-160.tgz"),
+               _damaged(_members(), "image"))
+  elif damage == "boundary":
+    _write_fake_official_copy(str(root))
+    path = str(root / "imagenette" / "imagenette2-160.tgz")
+    with tarfile.open(path) as tar:
+      members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    _cut_at_member(members, list(members)[-1], path)  # a download cut short
+  proc = run_module("resnet_imagenette.train", f"--data_dir={root}",
+                    f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}",
+                    "--progress=false")
+  line = _error_line(proc)
+  assert names in line and ("--data_dir" in line or "GLONETS_DATA_DIR" in line), line
+  assert not os.path.exists(tmp_path / "run")
+  assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")

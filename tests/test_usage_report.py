@@ -13,7 +13,7 @@ from common import fileio, report
 from common.data import Dataset, Split, fake_classification
 from common.models import DENSE_MODELS, build_model
 from common.report import run_report, sweep_report
-from common.report.runs import Run
+from common.report.runs import Run, data_text
 from common.train import Classification, NonFiniteLossError
 from common.train.checkpoint import Checkpointer
 from common.train.state import create_train_state
@@ -324,3 +324,25 @@ def test_sweep_table_gives_a_spread_only_where_two_seeds_or_more_are_done(tmp_pa
   assert rows[6][3:5] == ["90.00", "90.00"]
   assert rows[10][3:5] == ["92.00 ± 2.00", "92.00 ± 2.00"]
   assert "| 90.00 | 90.00 |" in open(out["markdown"]).read()
+
+
+def test_reports_say_which_copy_of_the_data_the_numbers_come_from(tmp_path):
+  root = str(tmp_path / "sweep")
+  copy, official, old = (fake_run(root, "GloNet", 10, s, 0.9) for s in (0, 1, 2))
+  for path, data in (
+      (copy, {"source": "/d/imagenette2-224.tar", "release": "imagenette2-224",
+              "substitute": "re-encoded at 224x224", "test_split": "the official val images",
+              "classes": ["tench", "church"]}),
+      (official, {"source": "local IDX files", "folder": "/d/mnist", "official_files": True})):
+    config = fileio.read_json(os.path.join(path, "config.json"))
+    fileio.atomic_write_json(os.path.join(path, "config.json"), {**config, "data": data})
+  texts = [data_text(Run.load(p)) for p in (copy, official, old)]
+  assert texts == [
+      "imagenette2-224 (/d/imagenette2-224.tar); a substitute: re-encoded at 224x224; "
+      "test split: the official val images.",
+      "local IDX files (/d/mnist); the official files.", "not recorded"]
+  rows = dict(run_report._config_rows(Run.load(copy))[1:])
+  assert rows["data: classes"] == "tench, church"
+  out = report.render_sweep(root)
+  assert fileio.read_json(out["summary"])["data"] == sorted(texts)
+  assert f"Data: {texts[0]}" in open(out["markdown"]).read()

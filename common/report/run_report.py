@@ -16,6 +16,7 @@ from common.report.runs import (
     METRIC_LABELS,
     STATUS_LABELS,
     Run,
+    data_text,
     display_value,
     fmt,
     loss_label,
@@ -215,8 +216,10 @@ def _config_rows(run: Run) -> list[list[str]]:
   rows = [["setting", "value"]]
   rows += [[k, str(v)] for k, v in run.settings.items()]
   data = run.config.get("data", {})
-  rows += [[f"data: {k}", str(v)] for k, v in data.items()
-           if k in ("source", "folder", "sizes", "split_seed", "preprocessing", "official_files")]
+  rows += [[f"data: {k}", ", ".join(map(str, v)) if isinstance(v, list) else str(v)]
+           for k, v in data.items()
+           if k in ("source", "folder", "release", "sizes", "split_seed", "preprocessing",
+                    "official_files", "classes")]
   env = run.config.get("environment", {})
   rows += [["jax / flax / optax",
             " / ".join(str(env.get("packages", {}).get(p)) for p in ("jax", "flax", "optax"))]]
@@ -267,6 +270,7 @@ def render_run(path: str) -> dict[str, str]:
       pdf.para(f"<b>Run directory:</b> {pdf.esc(run.path)}"),
       pdf.para(f"<b>Status:</b> {pdf.esc(status_text(run))}"),
       pdf.para(f"<b>Code:</b> {pdf.esc(code_text(run))}"),
+      pdf.para(f"<b>Data:</b> {pdf.esc(data_text(run))}"),
       pdf.para(f"<b>Layer usage:</b> {pdf.esc(usage_sentence(run))}"),
       Spacer(1, 6), pdf.heading("Results"),
       pdf.table(_results_rows(run)) if run.metrics else pdf.para("No epoch finished."),

@@ -262,6 +262,25 @@ class Run:
     return statistics.median(seconds) if seconds else None
 
 
+def data_text(run: "Run") -> str:
+  """What the run's numbers were measured on: the copy, whether it is a substitute for the
+  official data (said next to the numbers it produced), and what the test split is."""
+  data = run.config.get("data") or {}
+  if not data:
+    return "not recorded"
+  text = str(data.get("release") or data.get("source") or "unnamed")
+  where = data.get("folder") or (data.get("source") if data.get("release") else None)
+  if where:
+    text += f" ({where})"
+  if data.get("substitute"):
+    text += f"; a substitute: {data['substitute']}"
+  elif data.get("official_files"):
+    text += "; the official files"
+  if data.get("test_split"):
+    text += f"; test split: {data['test_split']}"
+  return text + "."
+
+
 def loss_label(run: "Run") -> str:
   """Axis label of the loss, with its units."""
   return "cross-entropy loss (nats)" if run.primary_metric == "accuracy" else "loss (MSE)"

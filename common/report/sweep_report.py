@@ -46,6 +46,7 @@ from common.report.runs import (
     METRIC_LABELS,
     STATUS_LABELS,
     Run,
+    data_text,
     find_runs,
     lower_is_better,
 )
@@ -368,12 +369,15 @@ def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
   summary["running"] = [r.path for r in runs if r.state not in ENDED]
   summary["device"] = "; ".join(sorted({_device(r) for r in runs}))
   summary["experiments"] = sorted({r.experiment or "?" for r in runs})
+  # Said beside the numbers: which copy of the data they come from (a substitute or not).
+  summary["data"] = sorted({data_text(r) for r in runs})
   return summary
 
 
 def _markdown(summary: dict[str, Any], roots: Sequence[str],
               hooks: dict[str, ModuleType]) -> str:
   text = (f"Sweep {', '.join(os.path.abspath(f) for f in roots)} ({summary['device']})\n\n"
+          + "".join(f"Data: {d}\n\n" for d in summary.get("data", ()))
           + markdown_table(results_table(summary))
           + "\nMedian seconds per epoch (training only)\n\n"
           + markdown_table(seconds_table(summary)))
@@ -433,6 +437,7 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
                + "".join(f"<br/><b>Also:</b> {pdf.esc(os.path.abspath(f))}" for f in include)),
       pdf.para(f"<b>Experiment:</b> {pdf.esc(', '.join(summary['experiments']))}; {len(runs)} runs "
                f"({_counts_text(summary)})."),
+      *[pdf.para(f"<b>Data:</b> {pdf.esc(d)}") for d in summary.get("data", ())],
       Spacer(1, 6), pdf.heading("Results by model and depth"), pdf.table(results_table(summary)),
       pdf.para("Mean ± standard deviation over the seeds of done runs (the value alone "
                "where one seed is done); diverged, interrupted "
