@@ -38,11 +38,11 @@ from jax import lax
 
 from benchmarks.flops import matmul_gflops, resnet_gflop, train_gflop_per_image
 from benchmarks.harness import (
-  EpochTimer,
-  bench_config,
-  conv_path,
-  median_seconds,
-  synthetic_dataset,
+    EpochTimer,
+    bench_config,
+    conv_path,
+    median_seconds,
+    synthetic_dataset,
 )
 from benchmarks.torch_models import torch_resnet_v2
 from common.data.augment import image_preprocess

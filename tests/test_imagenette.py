@@ -52,13 +52,26 @@ def _members(counts=_COUNTS, seed: int = 0) -> dict[str, bytes]:
   return out
 
 
-def _write_tar(path: str, members: dict[str, bytes]) -> str:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with tarfile.open(path, "w:gz" if path.endswith("gz") else "w") as tar:
+def _tar_bytes(members: dict[str, bytes]) -> bytes:
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode="w") as tar:
     for name, content in members.items():
       info = tarfile.TarInfo(name)
       info.size = len(content)
       tar.addfile(info, io.BytesIO(content))
+  return buffer.getvalue()
+
+
+def _write_tar(path: str, members: dict[str, bytes], cut_at: str | None = None) -> str:
+  """Writes ``members`` as a tar (gzipped for ``*gz``), optionally cut exactly where member
+  ``cut_at`` begins: every earlier member whole, no end-of-archive blocks."""
+  data = _tar_bytes(members)
+  if cut_at is not None:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+      data = data[:tar.getmember(cut_at).offset]
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(gzip.compress(data, compresslevel=1, mtime=0) if path.endswith("gz") else data)
   return path
 
 
@@ -169,31 +182,13 @@ def test_bad_copies_are_one_clear_error_and_no_cache(tmp_path, layout, damage):
   assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")
 
 
-def _cut_at_member(members: dict[str, bytes], name: str, path: str) -> str:
-  """Writes the tar of ``members`` cut exactly where member ``name`` begins: every
-  earlier member whole, no end-of-archive blocks (``.tgz``: that cut tar, compressed)."""
-  buffer = io.BytesIO()
-  with tarfile.open(fileobj=buffer, mode="w") as tar:
-    for member, content in members.items():
-      info = tarfile.TarInfo(member)
-      info.size = len(content)
-      tar.addfile(info, io.BytesIO(content))
-  with tarfile.open(fileobj=io.BytesIO(buffer.getvalue())) as tar:
-    offset = tar.getmember(name).offset
-  cut = buffer.getvalue()[:offset]
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "wb") as f:
-    f.write(gzip.compress(cut, mtime=0) if path.endswith("gz") else cut)
-  return path
-
-
 @pytest.mark.parametrize("name", ["imagenette2-160.tar", "imagenette2-160.tgz"])
 def test_a_tar_cut_at_a_member_boundary_is_caught_by_the_counts(tmp_path, name):
   # Every member before the cut is whole, so the archive reads without a tar error: only
   # the count per class shows that the last validation image is missing.
   counts = {"train": (2,) * 10, "val": (2,) * 10}
   members = _members(counts)
-  _cut_at_member(members, list(members)[-1], str(tmp_path / "imagenette" / name))
+  _write_tar(str(tmp_path / "imagenette" / name), members, cut_at=list(members)[-1])
   with pytest.raises(DataError, match=r"holds 19 val images, expected 20 \(n03888257 1 "
                                       r"\(expected 2\)\); the archive may be truncated"
                      ) as error:
@@ -301,23 +296,24 @@ def test_imagenet_depths_other_than_18_and_34_are_refused():
     build_model("ResNet20", registry=IMAGENET_MODELS, num_layers=None, out_dim=10)
 
 
-def _write_fake_official_copy(root: str) -> str:
-  """``<root>/imagenette/imagenette2-160.tgz`` at the official counts, 20x20 JPEGs."""
+def _official_members() -> dict[str, bytes]:
+  """``imagenette2-160/{train,val}/<wnid>/<file>`` at the official counts, 20x20 JPEGs."""
   rng = np.random.default_rng(0)
-  path = os.path.join(root, "imagenette", "imagenette2-160.tgz")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with tarfile.open(path, "w:gz", compresslevel=1) as tar:
-    for split, counts in (("train", imagenette.TRAIN_COUNTS), ("val", imagenette.VAL_COUNTS)):
-      for k, (wnid, n) in enumerate(zip(imagenette.WNIDS, counts, strict=True)):
-        base = rng.integers(0, 64, (20, 20, 3), dtype=np.uint8)
-        base[..., k % 3] += 40 * (k // 3 + 1)  # learnable: the class tints one channel
-        buffer = io.BytesIO()
-        Image.fromarray(base).save(buffer, format="JPEG", quality=90)
-        content = buffer.getvalue()
-        for i in range(n):
-          info = tarfile.TarInfo(f"imagenette2-160/{split}/{wnid}/{wnid}_{i}.JPEG")
-          info.size = len(content)
-          tar.addfile(info, io.BytesIO(content))
+  members = {}
+  for split, counts in (("train", imagenette.TRAIN_COUNTS), ("val", imagenette.VAL_COUNTS)):
+    for k, (wnid, n) in enumerate(zip(imagenette.WNIDS, counts, strict=True)):
+      base = rng.integers(0, 64, (20, 20, 3), dtype=np.uint8)
+      base[..., k % 3] += 40 * (k // 3 + 1)  # learnable: the class tints one channel
+      buffer = io.BytesIO()
+      Image.fromarray(base).save(buffer, format="JPEG", quality=90)
+      for i in range(n):
+        members[f"imagenette2-160/{split}/{wnid}/{wnid}_{i}.JPEG"] = buffer.getvalue()
+  return members
+
+
+def _write_fake_official_copy(root: str) -> str:
+  """``<root>/imagenette/imagenette2-160.tgz`` holding :func:`_official_members`."""
+  _write_tar(os.path.join(root, "imagenette", "imagenette2-160.tgz"), _official_members())
   return root
 
 
@@ -353,11 +349,9 @@ def test_train_py_on_bad_data_is_one_error_line_and_leaves_nothing(tmp_path, dam
     _write_tar(str(root / "imagenette" / "imagenette2-160.tgz"),
                _damaged(_members(), "image"))
   elif damage == "boundary":
-    _write_fake_official_copy(str(root))
-    path = str(root / "imagenette" / "imagenette2-160.tgz")
-    with tarfile.open(path) as tar:
-      members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-    _cut_at_member(members, list(members)[-1], path)  # a download cut short
+    members = _official_members()
+    _write_tar(str(root / "imagenette" / "imagenette2-160.tgz"), members,
+               cut_at=list(members)[-1])  # a download cut short
   proc = run_module("resnet_imagenette.train", f"--data_dir={root}",
                     f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}",
                     "--progress=false")
