@@ -83,6 +83,8 @@ class TrainConfig:
       ``avgpool_conv`` or ``strided_conv`` (the paper's projection).
     glonet_sum: CNN GloNet: sum every ``block`` output or only each ``stage``'s last
       (the authors' notebook).
+    glonet_head_norm: CNN GloNet: batch norm (affine, no ReLU) on the sum before the head,
+      as ResNet-v2 normalises its stream (off: the paper's GloNet).
     cache_dir: where decoded datasets are cached (None: the user cache folder).
     train_size: train on the first this many training examples only (None: all); for
       smoke runs and learning curves.
@@ -129,6 +131,7 @@ class TrainConfig:
   augment: bool = False
   carry: str = "avgpool_conv"
   glonet_sum: str = "block"
+  glonet_head_norm: bool = False
   cache_dir: str | None = None
   train_size: int | None = None
   image_size: int | None = None

@@ -142,6 +142,9 @@ def define_image_flags(*, augment_help: str, label_smoothing: float = 0.0) -> No
   flags.DEFINE_enum("glonet_sum", "block", ["block", "stage"],
                     "GloNet: sum every block output (block) or the stem and each stage's "
                     "output only (stage: the authors' CIFAR notebook).")
+  flags.DEFINE_boolean("glonet_head_norm", False,
+                       "GloNet: batch norm (affine, no ReLU) on the sum before the head, as "
+                       "ResNet-v2 normalises its stream; off: the paper's GloNet.")
   flags.DEFINE_string("cache_dir", None,
                       "Cache of decoded images (default: $GLONETS_CACHE_DIR, else the user "
                       "cache folder).")
@@ -151,7 +154,8 @@ def image_settings() -> dict[str, Any]:
   """The values of :func:`define_image_flags`'s flags, for :func:`config_from_flags`."""
   f = flags.FLAGS
   return {"augment": f.augment, "label_smoothing": f.label_smoothing, "carry": f.carry,
-          "glonet_sum": f.glonet_sum, "cache_dir": f.cache_dir}
+          "glonet_sum": f.glonet_sum, "glonet_head_norm": f.glonet_head_norm,
+          "cache_dir": f.cache_dir}
 
 
 def define_recipe_flag(recipes: Mapping[str, Mapping[str, Any] | None], default: str,

@@ -8,7 +8,7 @@ families and the convolutional trunk):
   (a usage pass never holds every activation map);
 * ``usage_mode`` (``glonet``, ``residual`` or ``plain``), ``num_blocks``,
   ``stage_boundaries`` and ``param_paths`` (network order);
-* for GloNet, ``readout(params) -> ([R_1, ..., R_S], bias)``: the linear map from a
+* for GloNet, ``readout(params, batch_stats) -> ([R_1, ..., R_S], bias)``: the linear map from a
   stage's pooled block output to the output. The head and every carry map are linear, so
   ``output = bias + sum_i feat_i @ R_stage(i)`` exactly.
 
@@ -61,7 +61,7 @@ def _usage_sums(variables, x, y, mask, *, model, task: Task, glonet: bool,
                 preprocess: Preprocess) -> dict[str, Any]:
   """Masked sums over all batches of the per-block statistics."""
   if glonet:
-    maps, bias = model.readout(variables["params"])
+    maps, bias = model.readout(variables["params"], variables.get("batch_stats"))
 
   def masked_sum(values, mb):  # sum over the batch axis (last), padded rows excluded
     return jnp.sum(jnp.where(mb > 0, values, 0.0), axis=-1)

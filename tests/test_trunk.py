@@ -117,6 +117,32 @@ def test_glonet_logits_are_the_bias_plus_every_block_contribution(carry, bn, siz
 
 
 @pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
+def test_head_norm_is_folded_into_an_exact_readout(carry):
+  """The optional batch norm on the GloNet sum: affine at evaluation, so usage stays exact."""
+  model = ResNetTiny(out_dim=3, mode="glonet", carry=carry, glonet_head_norm=True)
+  x = jax.random.normal(jax.random.key(1), (5, 8, 8, 3))
+  variables = _trained_like(model, x)
+  stats = variables["batch_stats"]["head_bn"]
+  assert stats["mean"].shape == (8,) and not np.allclose(stats["mean"], 0)
+  logits, taps = model.apply(variables, x, method="with_taps")
+  maps, bias = model.readout(variables["params"], variables["batch_stats"])
+  contrib = jnp.concatenate([jnp.einsum("lbc,co->lbo", t["feat"], r)
+                             for t, r in zip(taps, maps, strict=True)])
+  np.testing.assert_allclose(bias + contrib.sum(0), logits, rtol=1e-4, atol=1e-4)
+  # Only the head's batch norm (scale and offset of the 8 summed channels) is added.
+  plain_head = ResNetTiny(out_dim=3, mode="glonet", carry=carry)
+  assert (count_params(variables["params"])
+          == count_params(plain_head.init(jax.random.key(0), x)["params"]) + 2 * 8)
+  with pytest.raises(ValueError, match="needs batch_stats"):
+    model.readout(variables["params"])
+  with pytest.raises(ConfigError, match="GloNet models only"):
+    ResNetTiny(out_dim=3, mode="residual", glonet_head_norm=True).init(jax.random.key(0), x)
+  with pytest.raises(ConfigError, match="needs use_batch_norm"):
+    ResNetTiny(out_dim=3, mode="glonet", glonet_head_norm=True,
+               use_batch_norm=False).init(jax.random.key(0), x)
+
+
+@pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
 def test_stage_granularity_sums_the_stem_and_each_stage_output(carry):
   """The authors' variant: one summed term per stage, and the readout stays exact."""
   model = ResNetTiny(out_dim=3, mode="glonet", carry=carry, glonet_sum="stage")
@@ -151,9 +177,10 @@ def test_label_smoothing_changes_the_training_loss_not_the_reported_one():
   np.testing.assert_allclose(smooth.training_loss(logits, y), want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
-def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry):
-  model = ResNetTiny(out_dim=4, mode="glonet", carry=carry)
+@pytest.mark.parametrize("carry,head_norm", [("avgpool_conv", False), ("strided_conv", False),
+                                             ("avgpool_conv", True)])
+def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry, head_norm):
+  model = ResNetTiny(out_dim=4, mode="glonet", carry=carry, glonet_head_norm=head_norm)
   ds = fake_images(n_train=64, n_val=8, n_test=37, size=8)
   pre = image_preprocess((0.3,) * 3, (0.3,) * 3)
   x = pre(None, jnp.asarray(ds.test.x), False)
@@ -177,7 +204,7 @@ def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry):
   np.testing.assert_allclose(u["l1"][0], float(jnp.mean(jnp.abs(stem))), rtol=1e-4)
   names = [r["layer"] for r in u["param_l1"]]
   assert names == ["stem", "stage1/stack[0]", "stage2/carry", "stage2/first",
-                   "stage2/stack[0]", "head"]
+                   "stage2/stack[0]", *(["head_bn"] if head_norm else []), "head"]
 
 
 def test_residual_and_plain_usage_have_no_shares():

@@ -162,8 +162,9 @@ class StackedMLP(nn.Module):
     """First block index of each stage: one stage."""
     return [0]
 
-  def readout(self, params) -> tuple[list[jax.Array], jax.Array]:
+  def readout(self, params, batch_stats=None) -> tuple[list[jax.Array], jax.Array]:
     """GloNet: ``output = b + x @ W`` for the summed vector, one readout group."""
+    del batch_stats  # the head reads the sum directly
     return [params["head"]["kernel"]], params["head"]["bias"]
 
   def with_taps(self, x: jax.Array) -> tuple[jax.Array, list[Taps]]:

@@ -64,7 +64,8 @@ def _conv_family(mode: str, stem: str = "cifar") -> Callable[..., nn.Module]:
         stage_sizes=stage_sizes(depth), widths=widths, stem=stem,
         out_dim=out_dim, mode=mode, use_batch_norm=use_batch_norm,
         carry=options.get("carry", "avgpool_conv"), remat=options.get("remat", False),
-        glonet_sum=options.get("glonet_sum", "block") if mode == "glonet" else "block")
+        glonet_sum=options.get("glonet_sum", "block") if mode == "glonet" else "block",
+        glonet_head_norm=options.get("glonet_head_norm", False) and mode == "glonet")
     model.validate()
     return model
   return build
@@ -215,7 +216,7 @@ def canonical_config(config, registry: dict[str, ModelSpec]):
 
 
 # Settings of a TrainConfig that are model options (absent ones take the family default).
-MODEL_OPTIONS = ("features", "remat", "carry", "glonet_sum")
+MODEL_OPTIONS = ("features", "remat", "carry", "glonet_sum", "glonet_head_norm")
 
 
 def model_options(config: Any) -> dict[str, Any]:

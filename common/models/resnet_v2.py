@@ -12,8 +12,15 @@ Plain       the same blocks without any skip, final [BN]-ReLU, pool, head
 GloNet      the same blocks without any skip; the head reads the global average of
             the GloNet sum of the stem output and *every* block output, carried
             across each transition by a learnable, bias-free linear map (no
-            BN-ReLU before the head, as in the authors' notebook)
+            BN-ReLU before the head, as in the authors' notebook; optionally a
+            batch norm without ReLU on the sum, ``glonet_head_norm``)
 ==========  ===================================================================
+
+``glonet_head_norm`` mirrors ResNet-v2's final batch norm on the GloNet sum, which is
+otherwise the only unnormalised tensor a family's head reads (the sum of 9 terms in
+GloNet18 makes its gradient at initialisation 5.5x ResNet18's). It has no ReLU, so at
+evaluation it is a per-channel affine map: the head stays linear in every term and layer
+usage stays exact (:meth:`ResNetV2.readout` folds it into the maps and the bias).
 
 Depth convention (the repository's one convention, extended to convolutions): every conv
 on the input-to-output path plus the head; shortcuts and carry maps are not counted (nor
@@ -128,6 +135,8 @@ class ResNetV2(nn.Module):
     glonet_sum: GloNet only: ``block`` (the stem and every block output are summed) or
       ``stage`` (the stem and each stage's last output: the authors' notebook variant,
       whose usage has one entry per stage).
+    glonet_head_norm: GloNet only: batch norm (affine, no ReLU) on the sum before the
+      pool and head; needs ``use_batch_norm``. Off by default (the paper's GloNet).
     unroll_scan: unroll the scanned blocks into straight-line code; None (default): only
       where the CPU runs XLA's own convolutions (no oneDNN build, or
       ``GLONETS_CPU_OPS=xla``), because XLA's CPU backend runs a convolution's gradient
@@ -146,6 +155,7 @@ class ResNetV2(nn.Module):
   stem: str = "cifar"
   remat: bool = False
   glonet_sum: str = "block"
+  glonet_head_norm: bool = False
   unroll_scan: bool | None = None
 
   def validate(self) -> None:
@@ -164,6 +174,12 @@ class ResNetV2(nn.Module):
       raise ConfigError(f"glonet_sum must be block or stage; got {self.glonet_sum!r}.")
     if self.glonet_sum == "stage" and self.mode != "glonet":
       raise ConfigError("glonet_sum=stage applies to GloNet models only.")
+    if self.glonet_head_norm and self.mode != "glonet":
+      raise ConfigError("glonet_head_norm applies to GloNet models only (ResNet and Plain "
+                        "already normalise before the head).")
+    if self.glonet_head_norm and not self.use_batch_norm:
+      raise ConfigError("glonet_head_norm is a batch norm: it needs use_batch_norm; drop "
+                        "one of the two.")
 
   # --- the usage contract (see common.usage) ---------------------------------------------
 
@@ -204,7 +220,7 @@ class ResNetV2(nn.Module):
     for i in range(len(self.stage_sizes)):
       name = f"stage{i + 1}"
       paths += [(name, "carry"), (name, "first"), (name, "stack")]
-    return (*paths, ("final_bn",), ("head",))
+    return (*paths, ("final_bn",), ("head_bn",), ("head",))
 
   @property
   def unrolls(self) -> bool:
@@ -227,29 +243,40 @@ class ResNetV2(nn.Module):
     return {"backend": jax.default_backend(), "cpu_ops": native.cpu_ops_path(),
             "remat": self.remat,
             "unrolled_scan": self.unrolls, "loop_free_steps": self.loop_free_steps,
-            **({"carry": self.carry, "glonet_sum": self.glonet_sum} if self.mode == "glonet"
+            **({"carry": self.carry, "glonet_sum": self.glonet_sum,
+                "glonet_head_norm": self.glonet_head_norm} if self.mode == "glonet"
                else {})}
 
-  def readout(self, params) -> tuple[list[jax.Array], jax.Array]:
+  def readout(self, params, batch_stats=None) -> tuple[list[jax.Array], jax.Array]:
     """GloNet: the linear map from each stage's pooled block output to the logits.
 
     The head reads ``GAP(S_last)`` and every carry map is linear and commutes with global
     pooling, so a block of stage ``g`` contributes ``feat @ K_g ... K_{last-1} W`` where
-    ``feat`` is its (strided, for ``strided_conv``) spatial mean (see ``_tap_for``).
+    ``feat`` is its (strided, for ``strided_conv``) spatial mean (see ``_tap_for``). With
+    ``glonet_head_norm`` the evaluation-mode batch norm ``x * a + c`` (per channel) also
+    commutes with pooling: ``W`` becomes ``diag(a) W`` and the bias ``b + c W``.
 
     Args:
       params: the model parameters.
+      batch_stats: the model's batch statistics (needed with ``glonet_head_norm``).
 
     Returns:
       ``([R_1, ..., R_S], bias)`` with ``R_g`` of shape ``(widths[g], out_dim)``.
     """
-    r = params["head"]["kernel"]
+    r, bias = params["head"]["kernel"], params["head"]["bias"]
+    if self.glonet_head_norm:
+      if batch_stats is None:
+        raise ValueError("readout of a GloNet with glonet_head_norm needs batch_stats.")
+      bn, stats = params["head_bn"], batch_stats["head_bn"]
+      scale = bn["scale"] * jax.lax.rsqrt(stats["var"] + blocks.BN_EPSILON)
+      bias = bias + (bn["bias"] - stats["mean"] * scale) @ r
+      r = scale[:, None] * r
     maps = [r]
     for g in range(len(self.stage_sizes) - 1, 0, -1):
       k = params[f"stage{g + 1}"]["carry"]["conv"]["kernel"]
       r = k.reshape(k.shape[-2], k.shape[-1]) @ r
       maps.append(r)
-    return maps[::-1], params["head"]["bias"]
+    return maps[::-1], bias
 
   def _tap_for(self, stage: int):
     return CARRIES[self.carry].tap_for(len(self.stage_sizes) - 1 - stage)
@@ -292,7 +319,7 @@ class ResNetV2(nn.Module):
       if want_taps:
         taps.append(concat_taps([stem_taps, stage_taps]))
     if glonet:
-      h = s
+      h = blocks.batch_norm(train, name="head_bn")(s) if self.glonet_head_norm else s
     else:
       h = _pre_activation(h, train, self.use_batch_norm, "final_bn")
     h = jnp.mean(h, axis=(1, 2))
