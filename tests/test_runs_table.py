@@ -51,3 +51,16 @@ def test_table_cli_prints_markdown(tmp_path):
   assert result.returncode == 0, result.stderr
   assert result.stdout.startswith("| run | model | seed | epochs |")
   assert "GloNet6" in result.stdout and "| done |" in result.stdout
+
+
+def test_a_glonet_variant_is_labelled_from_its_settings_even_if_recorded_before_marks(tmp_path):
+  """A run recorded with the plain label still gets its variant's label from its settings."""
+  from common.report.runs import Run  # noqa: PLC0415
+  path = fake_run(str(tmp_path), "GloNet", 18, 0, 0.8)
+  _set(path, glonet_head_norm=True, carry="avgpool_conv", glonet_sum="block")
+  config = fileio.read_json(os.path.join(path, "config.json"))
+  config["model"].update(registry="imagenet", use_batch_norm=True)  # label stays "GloNet"
+  fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+  assert Run.load(path).label == "GloNet (head BN)"
+  _set(path, glonet_head_norm=False)
+  assert Run.load(path).label == "GloNet"

@@ -12,6 +12,7 @@ from common.data.augment import image_preprocess, pad_crop_flip
 from common.errors import ConfigError
 from common.models import CIFAR_MODELS, build_model
 from common.models.glonet import AvgPoolConvCarry, StridedConvCarry
+from common.models.registry import model_label
 from common.models.resnet_v2 import ResNetTiny, ResNetV2
 from common.ops import native
 from common.train import steps
@@ -140,6 +141,16 @@ def test_head_norm_is_folded_into_an_exact_readout(carry):
   with pytest.raises(ConfigError, match="needs use_batch_norm"):
     ResNetTiny(out_dim=3, mode="glonet", glonet_head_norm=True,
                use_batch_norm=False).init(jax.random.key(0), x)
+
+
+def test_labels_mark_every_glonet_variant_so_reports_never_pool_them():
+  def label(family, bn, options=None):
+    return model_label(family, bn, CIFAR_MODELS, options)
+  assert label("GloNet", True) == label("GloNet", True, {"carry": "avgpool_conv"}) == "GloNet"
+  assert label("GloNet", True, {"glonet_head_norm": True}) == "GloNet (head BN)"
+  assert (label("GloNet", False, {"glonet_sum": "stage", "carry": "strided_conv"})
+          == "GloNet (no BN, stage sum, strided carry)")
+  assert label("ResNet", True, {"glonet_head_norm": True, "carry": "strided_conv"}) == "ResNet"
 
 
 @pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])

@@ -189,11 +189,24 @@ def build_model(
   return spec.build(depth, out_dim, bn, options)
 
 
-def model_label(family: str, use_batch_norm: bool, registry: dict[str, ModelSpec]) -> str:
-  """Legend label of a family: its name, marked when batch norm differs from its default."""
-  if use_batch_norm == registry[family].default_batch_norm:
-    return family
-  return f"{family} (BN)" if use_batch_norm else f"{family} (no BN)"
+# Non-default variants of the convolutional GloNet, marked in its label so that a sweep
+# report never pools them with the paper's GloNet: (option, value, mark).
+_GLONET_VARIANT_MARKS = (("glonet_head_norm", True, "head BN"),
+                         ("glonet_sum", "stage", "stage sum"),
+                         ("carry", "strided_conv", "strided carry"))
+
+
+def model_label(family: str, use_batch_norm: bool, registry: dict[str, ModelSpec],
+                options: Mapping[str, Any] | None = None) -> str:
+  """Legend label of a family: its name, marked when batch norm differs from its default
+  and, for a convolutional GloNet, with each non-default variant option it uses."""
+  marks = []
+  if use_batch_norm != registry[family].default_batch_norm:
+    marks.append("BN" if use_batch_norm else "no BN")
+  if family == "GloNet" and registry is not DENSE_MODELS:
+    marks += [mark for key, value, mark in _GLONET_VARIANT_MARKS
+              if (options or {}).get(key) == value]
+  return f"{family} ({', '.join(marks)})" if marks else family
 
 
 def canonical_config(config, registry: dict[str, ModelSpec]):
@@ -244,7 +257,8 @@ def build_from_config(config, out_dim: int, registry: dict[str, ModelSpec]
                       use_batch_norm=config.use_batch_norm, **model_options(config))
   info = {"registry": registry_name(registry), "family": family, "num_layers": depth,
           "num_blocks": model.num_blocks, "use_batch_norm": config.use_batch_norm,
-          "label": model_label(family, config.use_batch_norm, registry),
+          "label": model_label(family, config.use_batch_norm, registry,
+                               model_options(config)),
           "stage_boundaries": model.stage_boundaries,
           "execution": model.execution(config.batch_size)}
   if registry is DENSE_MODELS:

@@ -20,6 +20,7 @@ from typing import Any
 from absl import logging
 
 from common import fileio
+from common.models.registry import REGISTRIES, model_label
 from common.train.rundir import _LOCK, CONFIG, METRICS, STATUS, SUMMARY
 from common.usage import USAGE_FILE
 
@@ -203,8 +204,16 @@ class Run:
 
   @property
   def label(self) -> str:
-    """The model family as shown in sweep legends (BN variants told apart)."""
-    return self.model_info.get("label") or self.model_info.get("family") or self.name
+    """The model family as shown in sweep legends (BN and GloNet variants told apart).
+
+    Derived again from the recorded settings where the run names its registry, so runs
+    recorded before a variant mark existed are still told apart from the default model.
+    """
+    info = self.model_info
+    family, registry = info.get("family"), REGISTRIES.get(info.get("registry"))
+    if registry and family in registry and "use_batch_norm" in info:
+      return model_label(family, info["use_batch_norm"], registry, self.settings)
+    return info.get("label") or family or self.name
 
   @property
   def depth(self) -> int | None:
