@@ -257,9 +257,14 @@ def _imagenet_params(sizes, skips: bool = True, final_bn: bool = True,
     ("Plain34", _imagenet_params((3, 4, 6, 3), skips=False)),
     ("GloNet18", _imagenet_params((2, 2, 2, 2), skips=False, final_bn=False, carries=True)),
     ("GloNet34", _imagenet_params((3, 4, 6, 3), skips=False, final_bn=False, carries=True)),
+    # The head's batch norm on the sum: ResNet18's count exactly (a norm where ResNet18
+    # has its final one, carry maps where it has its projections).
+    ("GloNet18+glonet_head_norm", _imagenet_params((2, 2, 2, 2), skips=False, carries=True)),
 ])
 def test_imagenet_families_have_exact_parameter_counts(name, expected):
-  model = build_model(name, registry=IMAGENET_MODELS, num_layers=None, out_dim=10)
+  name, _, option = name.partition("+")
+  model = build_model(name, registry=IMAGENET_MODELS, num_layers=None, out_dim=10,
+                      **({option: True} if option else {}))
   x = jnp.zeros((1, 64, 64, 3))
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
   assert sum(p.size for p in jax.tree.leaves(shapes["params"])) == expected
