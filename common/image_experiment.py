@@ -8,7 +8,7 @@ finished run directory is this one function, so a fix here reaches both.
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from absl import logging
+from absl import flags, logging
 
 from common import flags as common_flags
 from common.config import TrainConfig
@@ -36,15 +36,13 @@ def run_image_experiment(
     load_for_config: the data module's loader: config -> ``(dataset, task)``.
     preprocess_for: the data module's augmentation: config -> preprocess function.
     recipes: ``{--recipe value: flag defaults}`` as given to ``define_recipe_flag``.
-    **settings: experiment-specific config fields beyond the common and image flags
-      (``image_size=128``).
+    **settings: experiment-specific config fields beyond the common and image flags, as
+      the flags' holders (``image_size=_IMAGE_SIZE``), read after the recipe is applied.
 
   Returns:
     ``(run_path, summary)`` of :func:`common.train.run_experiment`.
   """
-  recipe = common_flags.apply_recipe(recipes)
-  config = canonical_config(common_flags.config_from_flags(
-      experiment, **settings, **common_flags.image_settings()), registry)
+  config, recipe = experiment_config(experiment, registry, recipes, **settings)
   # Fails before any I/O on a bad name or depth.
   model, name, info = build_from_config(config, num_classes, registry)
   dataset, task = load_for_config(config)
@@ -54,3 +52,22 @@ def run_image_experiment(
   final = summary["final"] or {}
   logging.info("Done: %s  test_accuracy %.4f", run_path, final.get("test_accuracy", float("nan")))
   return run_path, summary
+
+
+def experiment_config(experiment: str, registry: Mapping[str, Any],
+                      recipes: Mapping[str, Mapping[str, Any] | None],
+                      **settings: Any) -> tuple[TrainConfig, str]:
+  """The run's config from the parsed flags with the chosen recipe applied, and its name.
+
+  ``settings`` holding flag holders are read only after the recipe has set their flags:
+  a value read before (``_IMAGE_SIZE.value`` in ``main``) would silently keep the flag's
+  default, as ``--recipe=gpu`` once trained at 128 px instead of its 192.
+  """
+  for key, value in settings.items():
+    if not isinstance(value, flags.FlagHolder) and any(key in (r or {}) for r in recipes.values()):
+      raise TypeError(f"{key} is set by a recipe: pass its flag holder, not its value.")
+  recipe = common_flags.apply_recipe(recipes)
+  resolved = {k: v.value if isinstance(v, flags.FlagHolder) else v for k, v in settings.items()}
+  config = canonical_config(common_flags.config_from_flags(
+      experiment, **resolved, **common_flags.image_settings()), registry)
+  return config, recipe
