@@ -4,14 +4,18 @@ r"""CNN train-step images per second in JAX (oneDNN and XLA convolutions) and Py
   python -m benchmarks.cnn_throughput --models=GloNet20 --batch_norm=true --imagenet_models=
   python -m benchmarks.cnn_throughput --models= --shapes=false --conv_paths=onednn \
       --imagenet_models=ResNet18,Plain18,GloNet18,ResNet34,Plain34,GloNet34   # Imagenette
+  python -m benchmarks.cnn_throughput --models= --shapes=false --conv_paths=xla --imagenet_xla \
+      --imagenet_models=ResNet18,GloNet18 --imagenet_image_size=192 --imagenet_batch_size=128
+      # on a GPU: the GPU recipe's images and batch; PyTorch runs on the same GPU
 
 Two tables, one run, one machine:
 
 1. Train-step images/s of ResNet20, Plain20 and GloNet20 (CIFAR, batch norm on and off)
    and of the Imagenette models (``--imagenet_models``, ResNet18 by default; batch norm
-   on) at 128 px, with the CPU convolutions on oneDNN (``common/ops``, the default) and on
-   XLA (``GLONETS_CPU_OPS=xla``), and the ratio to the same ResNet20 / ResNet18 in
-   PyTorch eager (float32, ``channels_last``).
+   on) at ``--imagenet_image_size`` (128 px), with the CPU convolutions on oneDNN
+   (``common/ops``, the default) and on XLA (``GLONETS_CPU_OPS=xla``), and the ratio to
+   the same ResNet20 / ResNet18 in PyTorch eager (float32, ``channels_last``; on the GPU
+   when JAX runs on one).
    Each model's train-step GFLOP/s (three forward passes' convolutions and matrix
    products, counted from its jaxpr: ``benchmarks/flops.py``) is printed beside it, with
    its fraction of the device's float32 matmul rate measured in the same run.
@@ -66,6 +70,8 @@ _IMAGENET = flags.DEFINE_list("imagenet_models", ["ResNet18"],
                               "(ResNet18, Plain34, GloNet18...; empty: none).")
 _IMAGENET_BATCH = flags.DEFINE_integer("imagenet_batch_size", 64, "Batch size of the "
                                        "Imagenette models (their CPU recipe's).")
+_IMAGENET_SIZE = flags.DEFINE_integer("imagenet_image_size", 128, "Image side of the "
+                                      "Imagenette models (128: the CPU recipe; 192: the GPU's).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Train steps per timed epoch.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed epochs (the median is kept).")
 _PATHS = flags.DEFINE_list("conv_paths", ["onednn", "xla"],
@@ -119,28 +125,45 @@ def cifar_timer(name: str, use_bn: bool) -> tuple[EpochTimer, float]:
 
 
 def imagenet_timer(name: str) -> tuple[EpochTimer, float]:
-  """The production train epoch of the Imagenette model ``name`` (BN) at 128 px, and its
-  GFLOP per image."""
+  """The production train epoch of the Imagenette model ``name`` (BN) at
+  ``--imagenet_image_size``, and its GFLOP per image."""
   config = canonical_config(_sgd(model=name, num_layers=None, use_batch_norm=True,
                                  batch_size=_IMAGENET_BATCH.value), IMAGENET_MODELS)
   model, _, _ = build_from_config(config, 10, IMAGENET_MODELS)
-  return (_epoch_timer(config, model, _IMAGENET_BATCH.value, 128),
-          train_gflop_per_image(model, 128))
+  size = _IMAGENET_SIZE.value
+  return (_epoch_timer(config, model, _IMAGENET_BATCH.value, size),
+          train_gflop_per_image(model, size))
 
 
 # --- PyTorch ------------------------------------------------------------------------------
 
 
-def torch_epoch(stage_sizes, widths, stem: str, batch: int, size: int):
-  """A function timing ``--steps`` PyTorch ResNet-v2 train steps (eager, float32,
-  channels_last), warmed up; it returns seconds."""
+def torch_device() -> str:
+  """Where the PyTorch peer runs: on the GPU when JAX runs on one and PyTorch sees it, so
+  the peer always shares the device of the JAX numbers beside it."""
   import torch  # pylint: disable=g-import-not-at-top (optional)
 
-  model = torch_resnet_v2(stage_sizes, widths, stem)
+  return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def _torch_sync(device: str) -> None:
+  import torch  # pylint: disable=g-import-not-at-top (optional)
+
+  if device == "cuda":
+    torch.cuda.synchronize()  # CUDA kernels run asynchronously: time them finished
+
+
+def torch_epoch(stage_sizes, widths, stem: str, batch: int, size: int):
+  """A function timing ``--steps`` PyTorch ResNet-v2 train steps (eager, float32,
+  channels_last, on :func:`torch_device`), warmed up; it returns seconds."""
+  import torch  # pylint: disable=g-import-not-at-top (optional)
+
+  device = torch_device()
+  model = torch_resnet_v2(stage_sizes, widths, stem).to(device)
   opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True,
                         weight_decay=5e-4)
-  x = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
-  y = torch.randint(0, 10, (batch,))
+  x = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
+  y = torch.randint(0, 10, (batch,), device=device)
   loss_fn = torch.nn.CrossEntropyLoss()
 
   def step():
@@ -149,9 +172,11 @@ def torch_epoch(stage_sizes, widths, stem: str, batch: int, size: int):
     opt.step()
 
   def epoch() -> float:
+    _torch_sync(device)
     t0 = time.perf_counter()
     for _ in range(_STEPS.value):
       step()
+    _torch_sync(device)
     return time.perf_counter() - t0
 
   for _ in range(3):
@@ -196,8 +221,10 @@ def torch_conv_ms(batch, size, cin, cout, k, stride) -> tuple[float, float, floa
   import torch  # pylint: disable=g-import-not-at-top (optional)
 
   pad = k // 2
-  x = torch.randn(batch, cin, size, size).to(memory_format=torch.channels_last)
-  w = (torch.randn(cout, cin, k, k) * 0.05).to(memory_format=torch.channels_last)
+  device = torch_device()
+  x = torch.randn(batch, cin, size, size, device=device).to(memory_format=torch.channels_last)
+  w = (torch.randn(cout, cin, k, k, device=device) * 0.05).to(
+      memory_format=torch.channels_last)
   y = torch.nn.functional.conv2d(x, w, None, stride, pad)
   dy = torch.randn_like(y).to(memory_format=torch.channels_last)
 
@@ -207,8 +234,10 @@ def torch_conv_ms(batch, size, cin, cout, k, stride) -> tuple[float, float, floa
         fn()
       times = []
       for _ in range(20):
+        _torch_sync(device)
         t0 = time.perf_counter()
         fn()
+        _torch_sync(device)
         times.append(time.perf_counter() - t0)
     return float(np.median(times)) * 1e3
 
@@ -233,7 +262,8 @@ def main(argv):
   del argv
   has_torch = _TORCH.value and torch_available()
   print(f"devices: {jax.devices()}  jax {jax.__version__}; CIFAR batch {_BATCH.value}, "
-        f"Imagenette batch {_IMAGENET_BATCH.value} at 128 px; {_STEPS.value} steps per epoch, "
+        f"Imagenette batch {_IMAGENET_BATCH.value} at {_IMAGENET_SIZE.value} px; "
+        f"{_STEPS.value} steps per epoch, "
         f"median of {_REPEATS.value} interleaved rounds")
   print(f"oneDNN operations: {native.load()}")
   # Everything is built first, then timed in interleaved rounds (one epoch of each per
@@ -268,8 +298,8 @@ def main(argv):
       entries.append((f"ResNet{depth}", True, "torch", _IMAGENET_BATCH.value * _STEPS.value,
                       torch_epoch(resnet_v2.imagenet_stage_sizes(depth),
                                   resnet_v2.IMAGENET_WIDTHS, "imagenet", _IMAGENET_BATCH.value,
-                                  128), None, None,
-                      resnet_gflop(f"ResNet{depth}", IMAGENET_MODELS, 128)))
+                                  _IMAGENET_SIZE.value), None, None,
+                      resnet_gflop(f"ResNet{depth}", IMAGENET_MODELS, _IMAGENET_SIZE.value)))
   seconds = [[] for _ in entries]
   for _ in range(_REPEATS.value):
     for i, entry in enumerate(entries):
@@ -281,8 +311,10 @@ def main(argv):
         f"{peak:.0f} GFLOP/s (the peak below)")
   if has_torch:
     import torch  # pylint: disable=g-import-not-at-top
-    print(f"PyTorch {torch.__version__}: eager, float32, channels_last, "
-          f"{torch.get_num_threads()} threads")
+    where = (f"on {torch.cuda.get_device_name()} (cuDNN TF32 convolutions: "
+             f"{torch.backends.cudnn.allow_tf32})" if torch_device() == "cuda"
+             else f"{torch.get_num_threads()} threads")
+    print(f"PyTorch {torch.__version__}: eager, float32, channels_last, {where}")
   else:
     print("PyTorch: not timed" + ("" if _TORCH.value else " (--torch=false)")
           + ("" if torch_available() else " (not installed: pip install torch)"))
