@@ -25,8 +25,10 @@ _TITLE = "Paper Table 1 analogue"
 
 
 def _seconds(summary: dict[str, Any], label: str) -> dict[int, float]:
+  # A depth timed on several machines has no one speed (see sweep_report._seconds_text).
   return {g["depth"]: g["seconds_per_epoch"][0] for g in summary["groups"]
-          if g["label"] == label and g["seconds_per_epoch"][0] is not None}
+          if g["label"] == label and g["seconds_per_epoch"][0] is not None
+          and len(g.get("machines") or []) <= 1}
 
 
 def table1_rows(summary: dict, glonet: str = "GloNet", resnet: str = "ResNet") -> list[list]:

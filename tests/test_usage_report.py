@@ -266,6 +266,48 @@ def test_sweep_report_joins_seeds_from_other_roots(tmp_path):
     report.render_sweep(main, include=[str(tmp_path / "empty")])
 
 
+def _edit_config(path: str, settings: dict | None = None, **top) -> None:
+  config = fileio.read_json(os.path.join(path, "config.json"))
+  config["config"].update(settings or {})
+  config.update(top)
+  fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+
+
+def test_sweep_report_never_averages_runs_of_different_settings(tmp_path):
+  # A longer recipe's run and a learning-rate probe gathered into one report are rows of
+  # their own, marked with what differs; seeds of one configuration still pool, and a run
+  # recorded before a setting existed reads its default.
+  root = str(tmp_path / "sweep")
+  for seed, acc in ((0, 0.80), (1, 0.82)):
+    _edit_config(fake_run(root, "GloNet", 10, seed, acc), {"learning_rate": 0.05, "epochs": 20})
+  _edit_config(fake_run(root, "GloNet", 10, 2, 0.90), {"learning_rate": 0.05, "epochs": 80})
+  _edit_config(fake_run(root, "GloNet", 18, 0, 0.70), {"learning_rate": 0.05, "epochs": 20})
+  old = fake_run(root, "ResNet", 10, 0, 0.85)  # no glonet_head_norm: recorded before it
+  _edit_config(fake_run(root, "ResNet", 10, 1, 0.87), {"glonet_head_norm": False})
+  _edit_config(fake_run(root, "ResNet", 10, 2, 0.99), data={"release": "imagenette2-160"})
+  groups = {(g["label"], g["depth"]): g
+            for g in fileio.read_json(report.render_sweep(root)["summary"])["groups"]}
+  short, long = "GloNet [epochs=20]", "GloNet [epochs=80]"
+  assert set(groups) == {(short, 10), (long, 10), (short, 18), ("ResNet [data=n/a]", 10),
+                         ("ResNet [data=imagenette2-160]", 10)}
+  assert groups[(short, 10)]["seeds"] == [0, 1] and groups[(long, 10)]["seeds"] == [2]
+  np.testing.assert_allclose(groups[(short, 10)]["test_best_val"][0], 0.81, atol=1e-9)
+  assert groups[("ResNet [data=n/a]", 10)]["seeds"] == [0, 1]
+  assert Run.load(old).recipe["glonet_head_norm"] is False
+
+
+def test_seconds_per_epoch_pooled_over_machines_is_not_given(tmp_path):
+  # The mean of an H100's and a CPU's epoch time is the speed of neither machine.
+  root = str(tmp_path / "sweep")
+  for seed, kind in ((0, "cpu"), (1, "NVIDIA H100 80GB HBM3")):
+    _edit_config(fake_run(root, "GloNet", 10, seed, 0.9, seconds=10.0 * (seed + 1)),
+                 environment={"devices": ["d0"], "device_kind": kind})
+  fake_run(root, "GloNet", 18, 0, 0.9, seconds=7.0)
+  summary = fileio.read_json(report.render_sweep(root)["summary"])
+  assert sweep_report.seconds_table(summary)[1][1:] == ["n/a (2 machines)", "7.00"]
+  assert sweep_report.results_table(summary)[1][-1] == "n/a (2 machines)"
+
+
 def test_report_cli_rejects_a_non_run_directory(tmp_path):
   proc = run_module("common.report", str(tmp_path))
   assert proc.returncode == 2 and "not a run directory" in proc.stderr

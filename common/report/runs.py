@@ -20,6 +20,7 @@ from typing import Any
 from absl import logging
 
 from common import fileio
+from common.config import TrainConfig
 from common.models.registry import REGISTRIES, model_label
 from common.train.rundir import _LOCK, CONFIG, METRICS, STATUS, SUMMARY
 from common.usage import USAGE_FILE
@@ -50,6 +51,15 @@ STATUS_LABELS = {
 # the statuses were split): a NonFiniteLossError, and Ctrl-C.
 _OLD_DIVERGED_PREFIX = "non-finite training loss"
 _OLD_INTERRUPTED_PREFIX = "interrupted"
+
+# Settings that say where a run lives, how it reports or which seed it drew, not what it
+# trains: runs that differ only in these are seeds of one configuration. The model and
+# depth are the sweep's rows already.
+_NOT_RECIPE = frozenset({
+    "seed", "split_seed", "workdir", "data_dir", "cache_dir", "result_dir", "progress",
+    "tensorboard", "eval_batch_size", "allow_unofficial_data", "model", "num_layers"})
+_SETTING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                     if f.default is not dataclasses.MISSING}
 
 # Metrics that are minimised, for runs whose summary.json does not record its selection mode.
 _LOWER_IS_BETTER_BY_NAME = ("loss", "mse", "mae")
@@ -214,6 +224,18 @@ class Run:
     if registry and family in registry and "use_batch_norm" in info:
       return model_label(family, info["use_batch_norm"], registry, self.settings)
     return info.get("label") or family or self.name
+
+  @property
+  def recipe(self) -> dict[str, Any]:
+    """What the run trained with beyond its model and depth: its settings (one recorded
+    before a field existed reads that field's default, as a resumed run does) and the
+    data release it read."""
+    settings = {**_SETTING_DEFAULTS, **self.settings}
+    out = {k: v for k, v in settings.items() if k not in _NOT_RECIPE}
+    release = (self.config.get("data") or {}).get("release")
+    if release:
+      out["data"] = release
+    return out
 
   @property
   def depth(self) -> int | None:

@@ -10,6 +10,11 @@ Works for any experiment that follows the run-directory contract. Writes, in the
 * ``sweep_summary.json`` / ``.md``: the aggregated numbers;
 * ``sweep_report.pdf``: tables (results, seconds per epoch) and the figures.
 
+Runs of one model that differ in a training setting or data release (a longer recipe's
+run gathered beside a sweep's, a learning-rate probe) are never averaged together: each
+configuration is a row of its own, marked with what sets it apart (:func:`recipe_marks`).
+Seconds per epoch are given only where a row's runs were timed on one machine.
+
 Runs still ``running`` (or without a status) are listed but not aggregated. Every run that
 ended is counted under its status (:func:`common.report.runs.effective_status`): only
 ``done`` runs enter the means; ``diverged``, ``interrupted`` and ``failed`` runs are counted
@@ -21,6 +26,7 @@ Comparisons with published numbers come from the experiments' own hook modules
 """
 
 import collections
+import json
 import os
 from collections.abc import Sequence
 from types import ModuleType
@@ -77,18 +83,58 @@ def _final_usage(run: Run, key: str) -> Any:
   return (run.usage.get("final") or {}).get(key)
 
 
+def recipe_marks(runs: list[Run]) -> dict[str, str]:
+  """Each run's path -> the settings that set it apart from other runs of its model label.
+
+  Runs of one model trained with different settings (another recipe, learning rate or
+  number of epochs, another data release) are not seeds of one configuration: averaging
+  them would give a number no configuration produced. Every setting that differs among
+  the runs of a label is named on each of them (``epochs=80, learning_rate=0.1``), the
+  same for every depth, so each configuration keeps one line across depths. Runs that
+  differ only in their seed get no mark.
+  """
+  by_label: dict[str, list[Run]] = collections.defaultdict(list)
+  for run in runs:
+    by_label[run.label].append(run)
+  marks = {}
+  for members in by_label.values():
+    recipes = [run.recipe for run in members]
+    keys = sorted({k for r in recipes for k in r})
+    differing = [k for k in keys
+                 if len({json.dumps(r.get(k), sort_keys=True, default=str) for r in recipes}) > 1]
+    for run, recipe in zip(members, recipes, strict=True):
+      marks[run.path] = ", ".join(f"{k}={_setting_text(recipe.get(k))}" for k in differing)
+  return marks
+
+
+def _setting_text(value: Any) -> str:
+  if value is None:
+    return "n/a"  # not recorded (a data release older runs did not write down)
+  if isinstance(value, (list, tuple)):
+    return "[" + ",".join(map(str, value)) + "]"
+  return str(value)
+
+
+def _device(run: Run) -> str:
+  env = run.config.get("environment", {})
+  devices = env.get("devices") or ["?"]
+  kind = env.get("device_kind", "?")
+  return f"{len(devices)} x {kind}" + (f", {env['cpu']}" if env.get("cpu") else "")
+
+
 def aggregate(runs: list[Run]) -> dict[str, Any]:
-  """Groups runs by (model label, depth) and summarises each group.
+  """Groups runs by (model label and its recipe marks, depth) and summarises each group.
 
   Args:
     runs: runs that ended (any status of ``runs.ENDED``).
 
   Returns:
     ``{"metric": name, "metric_mode": "min" | "max", "groups": [...]}`` where each group
-    has the label, depth, run counts by status, mean/std over ``done`` seeds of the test
-    metric at the best-validation epoch, the final test metric, blocks used (and needed,
-    when recorded) and seconds per epoch, and the status and message of every run that
-    is not ``done``.
+    has the label (with :func:`recipe_marks` in brackets where runs of one model differ
+    in their settings), depth, run counts by status, mean/std over ``done`` seeds of the
+    test metric at the best-validation epoch, the final test metric, blocks used (and
+    needed, when recorded), seconds per epoch and the machines they were measured on,
+    and the status and message of every run that is not ``done``.
   """
   # The metric comes from a run that knows it: done runs first (sorted() is stable).
   reference = next((r for r in sorted(runs, key=lambda r: r.state != DONE)
@@ -96,8 +142,10 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
   metric = reference.primary_metric if reference else "loss"
   mode = next((r.metric_mode(metric) for r in runs if r.metric_mode(metric)), None)
   groups: dict[tuple[str, int], list[Run]] = collections.defaultdict(list)
+  marks = recipe_marks(runs)
   for run in runs:
-    groups[(run.label, run.depth or 0)].append(run)
+    mark = marks.get(run.path)
+    groups[(f"{run.label} [{mark}]" if mark else run.label, run.depth or 0)].append(run)
   rows = []
   for (label, depth), members in sorted(groups.items()):
     done = [r for r in members if r.state == DONE and r.metrics]
@@ -118,6 +166,7 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
         "blocks_needed_rule": next((needed_rule(r.usage["final"]) for r in done
                                     if _final_usage(r, "blocks_needed") is not None), None),
         "seconds_per_epoch": _mean_std([r.median_train_seconds() for r in done]),
+        "machines": sorted({_device(r) for r in done}),
         "messages": [{"seed": r.seed, "status": r.state, "message": _message(r)}
                      for r in sorted(members, key=lambda r: r.seed)
                      if r.state != DONE or r.problems],
@@ -134,13 +183,6 @@ def _message(run: Run) -> str:
   else:
     text = str(run.status.get("message", ""))
   return "; ".join([text, *run.problems]) if run.problems else text
-
-
-def _device(run: Run) -> str:
-  env = run.config.get("environment", {})
-  devices = env.get("devices") or ["?"]
-  kind = env.get("device_kind", "?")
-  return f"{len(devices)} x {kind}" + (f", {env['cpu']}" if env.get("cpu") else "")
 
 
 def _by_label(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -297,10 +339,18 @@ def results_table(summary: dict[str, Any]) -> list[list[str]]:
     seeds = len(g["seeds"])
     rows.append([g["label"], g["depth"], status, _pm(metric, g["test_best_val"], seeds),
                  _pm(metric, g["test_final"], seeds), _blocks(g["blocks_used"], g["num_blocks"]),
-                 _blocks(g.get("blocks_needed"), g["num_blocks"]),
-                 "n/a" if g["seconds_per_epoch"][0] is None else
-                 f"{g['seconds_per_epoch'][0]:.2f}"])
+                 _blocks(g.get("blocks_needed"), g["num_blocks"]), _seconds_text(g)])
   return rows
+
+
+def _seconds_text(group: dict[str, Any]) -> str:
+  """Seconds per epoch, or why there is none: an average over seeds timed on different
+  machines (a CPU and a GPU, say) is the speed of neither."""
+  machines = group.get("machines") or []
+  if len(machines) > 1:
+    return f"n/a ({len(machines)} machines)"
+  seconds = group["seconds_per_epoch"][0]
+  return "n/a" if seconds is None else f"{seconds:.2f}"
 
 
 def seconds_table(summary: dict[str, Any]) -> list[list[str]]:
@@ -310,8 +360,8 @@ def seconds_table(summary: dict[str, Any]) -> list[list[str]]:
   depths = sorted({g["depth"] for g in summary["groups"]})
   rows = [["model \\ depth", *map(str, depths)]]
   for label, groups in by_label.items():
-    cell = {g["depth"]: g["seconds_per_epoch"][0] for g in groups}
-    rows.append([label, *["" if cell.get(d) is None else f"{cell[d]:.2f}" for d in depths]])
+    cell = {g["depth"]: _seconds_text(g) for g in groups}
+    rows.append([label, *[cell.get(d, "") for d in depths]])
   return rows
 
 
