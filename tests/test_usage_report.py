@@ -296,6 +296,24 @@ def test_sweep_report_never_averages_runs_of_different_settings(tmp_path):
   assert Run.load(old).recipe["glonet_head_norm"] is False
 
 
+def test_usage_curves_draw_one_panel_per_configuration(tmp_path):
+  # The figure names its panels as the tables name their rows: a longer recipe's curves
+  # are not drawn in the same panel, under the same legend entry, as the short recipe's.
+  root = str(tmp_path / "sweep")
+  for seed, epochs in ((0, 20), (1, 20), (2, 80)):
+    _edit_config(fake_run(root, "GloNet", 10, seed, 0.9, used=3), {"epochs": epochs})
+  fake_run(root, "GloNet", 18, 0, 0.9, used=4)  # epochs: TrainConfig's default
+  runs = sweep_report.gather_runs(root)
+  fig = sweep_report.plot_usage_curves(runs)
+  panels = {ax.get_title(): len(ax.get_lines()) for ax in fig.axes if ax.get_title()}
+  (deep,) = [r for r in runs if r.depth == 18]
+  default = sweep_report.config_labels(runs)[deep.path]
+  assert default.startswith("GloNet [epochs=") and "=20]" not in default and "=80]" not in default
+  assert panels == {"GloNet [epochs=20]: usage per block": 2,
+                    "GloNet [epochs=80]: usage per block": 1,
+                    f"{default}: usage per block": 1}, panels
+
+
 def test_seconds_per_epoch_pooled_over_machines_is_not_given(tmp_path):
   # The mean of an H100's and a CPU's epoch time is the speed of neither machine.
   root = str(tmp_path / "sweep")

@@ -25,11 +25,13 @@ _CELL = ParagraphStyle("cell", parent=STYLES["BodyText"], fontSize=8, leading=10
 PAGE_WIDTH = A4[0] - 3 * cm
 
 
-def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Axes]]:
-  """A pyplot-free figure of ``width`` x ``height`` inches with one row of ``ncols`` axes."""
+def new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1
+               ) -> tuple[Figure, list[Axes]]:
+  """A pyplot-free figure of ``width`` x ``height`` inches with ``nrows`` rows of ``ncols``
+  axes, returned row by row."""
   fig = Figure(figsize=(width, height))
-  axes = fig.subplots(1, ncols, squeeze=False)
-  return fig, list(axes[0])
+  axes = fig.subplots(nrows, ncols, squeeze=False)
+  return fig, [ax for row in axes for ax in row]
 
 
 def save_figure(fig: Figure, path: str) -> bytes:

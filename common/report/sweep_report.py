@@ -6,13 +6,15 @@ Works for any experiment that follows the run-directory contract. Writes, in the
   model, mean and standard deviation over seeds, with runs that gave no result marked;
 * ``sweep_blocks_used.png``: GloNet's blocks used (init and final) and, when recorded,
   blocks needed vs depth;
-* ``sweep_usage_curves.png``: usage per block for every depth, one panel per model;
+* ``sweep_usage_curves.png``: usage per block for every depth, one panel per
+  configuration (model and its marks, as in the tables);
 * ``sweep_summary.json`` / ``.md``: the aggregated numbers;
 * ``sweep_report.pdf``: tables (results, seconds per epoch) and the figures.
 
 Runs of one model that differ in a training setting or data release (a longer recipe's
 run gathered beside a sweep's, a learning-rate probe) are never averaged together: each
-configuration is a row of its own, marked with what sets it apart (:func:`recipe_marks`).
+configuration is a row (and a usage-curves panel) of its own, marked with what sets it
+apart (:func:`recipe_marks`).
 Seconds per epoch are given only where a row's runs were timed on one machine.
 
 Runs still ``running`` (or without a status) are listed but not aggregated. Every run that
@@ -28,6 +30,7 @@ Comparisons with published numbers come from the experiments' own hook modules
 import collections
 import json
 import os
+import textwrap
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -43,18 +46,18 @@ from common import fileio
 from common.report import paper, pdf
 from common.report.run_report import needed_rule
 from common.report.runs import (
-    DIED,
-    DIVERGED,
-    DONE,
-    ENDED,
-    FAILED,
-    INTERRUPTED,
-    METRIC_LABELS,
-    STATUS_LABELS,
-    Run,
-    data_text,
-    find_runs,
-    lower_is_better,
+  DIED,
+  DIVERGED,
+  DONE,
+  ENDED,
+  FAILED,
+  INTERRUPTED,
+  METRIC_LABELS,
+  STATUS_LABELS,
+  Run,
+  data_text,
+  find_runs,
+  lower_is_better,
 )
 
 METRIC_PNG = "sweep_metric_vs_depth.png"
@@ -107,6 +110,14 @@ def recipe_marks(runs: list[Run]) -> dict[str, str]:
   return marks
 
 
+def config_labels(runs: list[Run]) -> dict[str, str]:
+  """Each run's path -> its model label with its :func:`recipe_marks` in brackets, if any:
+  the name of the configuration it is a seed of, in every table and figure alike."""
+  marks = recipe_marks(runs)
+  return {run.path: f"{run.label} [{marks[run.path]}]" if marks[run.path] else run.label
+          for run in runs}
+
+
 def _setting_text(value: Any) -> str:
   if value is None:
     return "n/a"  # not recorded (a data release older runs did not write down)
@@ -142,10 +153,9 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
   metric = reference.primary_metric if reference else "loss"
   mode = next((r.metric_mode(metric) for r in runs if r.metric_mode(metric)), None)
   groups: dict[tuple[str, int], list[Run]] = collections.defaultdict(list)
-  marks = recipe_marks(runs)
+  labels = config_labels(runs)
   for run in runs:
-    mark = marks.get(run.path)
-    groups[(f"{run.label} [{mark}]" if mark else run.label, run.depth or 0)].append(run)
+    groups[(labels[run.path], run.depth or 0)].append(run)
   rows = []
   for (label, depth), members in sorted(groups.items()):
     done = [r for r in members if r.state == DONE and r.metrics]
@@ -275,12 +285,25 @@ def plot_blocks_used(summary: dict[str, Any]) -> Figure:
   return pdf.finish_depth_axes(fig, ax, ylabel, "Blocks used vs depth (GloNet)")
 
 
-def plot_usage_curves(runs: list[Run]) -> Figure:
-  """Usage per block of every depth on one axis, one panel per model."""
-  labels = sorted({r.label for r in runs if (r.usage.get("final") or {}).get("l1")})
-  fig, axes = pdf.new_figure(5 * max(1, len(labels)), 3.8, max(1, len(labels)))
+def plot_usage_curves(runs: list[Run], names: dict[str, str] | None = None) -> Figure:
+  """Usage per block of every depth on one axis, one panel per configuration.
+
+  Args:
+    runs: the runs to draw (those without final usage are skipped).
+    names: run path -> configuration name (:func:`config_labels`, by default of ``runs``);
+      the report passes the names of its tables so that panels and rows agree.
+  """
+  names = names if names is not None else config_labels(runs)
+  labels = sorted({names[r.path] for r in runs if (r.usage.get("final") or {}).get("l1")})
+  # Three panels a row: a row of eight would be too wide to read on a page.
+  ncols = min(3, max(1, len(labels)))
+  nrows = max(1, -(-len(labels) // ncols))
+  fig, axes = pdf.new_figure(5 * ncols, 4 * nrows, ncols, nrows)
+  for ax in axes[len(labels):] if labels else ():
+    ax.set_axis_off()
   for ax, label in zip(axes, labels, strict=False):
-    members = sorted((r for r in runs if r.label == label and (r.usage.get("final") or {})),
+    members = sorted((r for r in runs
+                      if names[r.path] == label and (r.usage.get("final") or {})),
                      key=lambda r: (r.depth or 0, r.seed))
     depths = sorted({r.depth for r in members})
     cmap = matplotlib.colormaps["viridis"].resampled(max(2, len(depths)))
@@ -302,7 +325,9 @@ def plot_usage_curves(runs: list[Run]) -> Figure:
       ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     what = ("share of the head output" if any("share" in r.usage["final"] for r in members)
             else "normalised mean |block output|")
-    ax.set(xlabel="block (network order)", ylabel=what, title=f"{label}: usage per block")
+    ax.set(xlabel="block (network order)", ylabel=what)
+    # Marks can be long (``GloNet [batch_size=128, epochs=80, ...]``): wrapped, not clipped.
+    ax.set_title(textwrap.fill(f"{label}: usage per block", 48), fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
   if not labels:
@@ -480,8 +505,9 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
   fileio.atomic_write_text(out["markdown"], _markdown(summary, (root, *include), hooks))
   metric_png = pdf.save_figure(plot_metric_vs_depth(summary), out["metric"])
   blocks_png = pdf.save_figure(plot_blocks_used(summary), out["blocks"])
-  curves_png = pdf.save_figure(plot_usage_curves([r for r in runs if r.state == DONE]),
-                               out["curves"])
+  names = config_labels([r for r in runs if r.state in ENDED])  # as aggregate() names them
+  curves_png = pdf.save_figure(
+      plot_usage_curves([r for r in runs if r.state == DONE], names), out["curves"])
   story = [
       pdf.para(f"<b>Root:</b> {pdf.esc(os.path.abspath(root))}"
                + "".join(f"<br/><b>Also:</b> {pdf.esc(os.path.abspath(f))}" for f in include)),
