@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Depth sweep on MNIST: models x depths x seeds, resumable, then the sweep report.
 #
-#   bash linear_mnist/train_script.sh                 # CPU-sized default (about 45 min on 2 cores)
+#   bash linear_mnist/train_script.sh                 # CPU-sized default (about 50 min on 2 cores; see the README)
 #   GRID=paper bash linear_mnist/train_script.sh      # paper-sized grid (own root)
 #   MODELS="GloNet MLP" DEPTHS="10 100" SEEDS="0 1" EPOCHS=5 bash linear_mnist/train_script.sh
 #

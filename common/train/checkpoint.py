@@ -216,7 +216,7 @@ class Checkpointer:
 
   def _move_aside(self, damaged: list[tuple[int, str]], intact: int) -> None:
     """Moves damaged steps out of orbax's folder (so their epochs can be saved again)."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     aside = f"{self._root}_damaged"
     distributed.barrier("glonets_before_move_aside")  # every process has decided
     for epoch, problem in damaged:

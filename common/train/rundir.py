@@ -35,7 +35,7 @@ _LOCK = ".lock"
 
 
 def _utc_now() -> str:
-  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def new_session_dir(result_dir: str, model_name: str) -> str:
@@ -54,7 +54,7 @@ def new_session_dir(result_dir: str, model_name: str) -> str:
   """
   parent = os.path.join(result_dir, model_name)
   _makedirs(parent, "--result_dir")
-  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+  stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
   while True:
     path = os.path.join(parent, f"session_{stamp}_{uuid.uuid4().hex[:8]}")
     try:
