@@ -5,16 +5,9 @@ import os
 import pytest
 
 from tests.conftest import run_module
+from tests.helpers import error_line
 
 _FAKE = "--allow_unofficial_data"  # the fake files are not the official MNIST
-
-
-def _error_line(proc) -> str:
-  assert proc.returncode == 2, proc.stderr[-2000:]
-  assert "Traceback" not in proc.stderr and "FATAL" not in proc.stderr
-  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1, proc.stderr[-2000:]
-  return errors[0]
 
 
 @pytest.mark.parametrize("flag,match", [
@@ -28,7 +21,7 @@ def _error_line(proc) -> str:
 def test_a_bad_value_or_flag_is_one_error_line(fake_mnist_root, tmp_path, flag, match):
   proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,
                     f"--result_dir={tmp_path / 'out'}", "--epochs=1", flag)
-  assert match in _error_line(proc)
+  assert match in error_line(proc)
   assert not os.path.exists(tmp_path / "out")
 
 
@@ -36,7 +29,7 @@ def test_a_result_dir_that_is_a_file_is_one_error_line(fake_mnist_root, tmp_path
   (tmp_path / "file").write_text("x")
   proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,
                     f"--result_dir={tmp_path / 'file'}", "--epochs=1")
-  line = _error_line(proc)
+  line = error_line(proc)
   assert str(tmp_path / "file") in line and "--result_dir" in line
 
 
@@ -46,5 +39,5 @@ def test_a_refused_foreign_workdir_is_left_untouched(fake_mnist_root, tmp_path):
   (foreign / "notes.txt").write_text("keep me")
   proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,
                     f"--workdir={foreign}", "--epochs=1")
-  assert "not a run directory" in _error_line(proc)
+  assert "not a run directory" in error_line(proc)
   assert os.listdir(foreign) == ["notes.txt"]  # no lock file written into it

@@ -8,7 +8,7 @@ from common import fileio
 from common.errors import RunDirError
 from common.train.checkpoint import MANIFEST, MARKER, Checkpointer
 from common.train.restore import load_trained_state
-from tests.test_loop import _config, _math_only, _run
+from tests.helpers import math_only, run_tiny, tiny_config
 
 
 def _largest_file(step_dir: str) -> str:
@@ -37,17 +37,17 @@ def _drop_record(path: str) -> None:
 def test_a_record_missing_after_orbax_committed_is_written_at_the_next_start(tmp_path):
   """A kill between orbax's commit and the checksum record (the save is otherwise
   deferred past signals): the files are whole, so they are read, recorded and used."""
-  straight, _ = _run(_config(tmp_path / "a"))
-  run, _ = _run(_config(tmp_path / "b"))
+  straight, _ = run_tiny(tiny_config(tmp_path / "a"))
+  run, _ = run_tiny(tiny_config(tmp_path / "b"))
   _drop_record(os.path.join(run, "checkpoints", "3"))
   with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
     assert "missing" in ckpt.verify(3)
-  _run(_config(tmp_path / "b"))
+  run_tiny(tiny_config(tmp_path / "b"))
   with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
     assert ckpt.verify(3) is None
   assert not os.path.exists(os.path.join(run, "checkpoints_damaged"))
   a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
-  assert _math_only(a) == _math_only(fileio.read_jsonl(os.path.join(run, "metrics.jsonl")))
+  assert math_only(a) == math_only(fileio.read_jsonl(os.path.join(run, "metrics.jsonl")))
 
 
 @pytest.mark.slow
@@ -57,8 +57,8 @@ def test_a_record_missing_after_orbax_committed_is_written_at_the_next_start(tmp
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_damaged_latest_checkpoint_is_named_and_the_previous_one_resumes(
     tmp_path, damage, caplog):
-  straight, _ = _run(_config(tmp_path / "a"))
-  run, _ = _run(_config(tmp_path / "b"))
+  straight, _ = run_tiny(tiny_config(tmp_path / "a"))
+  run, _ = run_tiny(tiny_config(tmp_path / "b"))
   step = os.path.join(run, "checkpoints", "3")
   assert os.path.exists(os.path.join(run, "checkpoints", MARKER))
   with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
@@ -73,30 +73,30 @@ def test_a_damaged_latest_checkpoint_is_named_and_the_previous_one_resumes(
   with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
     assert ckpt.verify(3) is not None
   caplog.set_level("WARNING")
-  _run(_config(tmp_path / "b"))  # the same command again
+  run_tiny(tiny_config(tmp_path / "b"))  # the same command again
   warnings = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
   assert len(warnings) == 1 and "epoch 3" in warnings[0] and "from epoch 2" in warnings[0]
   assert os.listdir(os.path.join(run, "checkpoints_damaged"))  # kept for inspection
   a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
   b = fileio.read_jsonl(os.path.join(run, "metrics.jsonl"))
-  assert len(b) == 3 and _math_only(a) == _math_only(b)  # epoch 3 redone, exactly
+  assert len(b) == 3 and math_only(a) == math_only(b)  # epoch 3 redone, exactly
   assert fileio.read_json(os.path.join(run, "status.json"))["status"] == "done"
   with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
     assert ckpt.verify(3) is None
 
 
 def test_no_intact_checkpoint_is_a_clear_error(tmp_path):
-  run, _ = _run(_config(tmp_path))
+  run, _ = run_tiny(tiny_config(tmp_path))
   for epoch in (2, 3):
     _flip_one_bit(_largest_file(os.path.join(run, "checkpoints", str(epoch))))
   with pytest.raises(RunDirError, match=r"no intact checkpoint .*epoch 3: .*epoch 2: .*Move"):
-    _run(_config(tmp_path))
+    run_tiny(tiny_config(tmp_path))
   assert fileio.read_json(os.path.join(run, "status.json"))["status"] == "failed"
 
 
 def test_analysis_uses_the_newest_intact_checkpoint_and_leaves_the_run_as_it_is(tmp_path):
-  config = _config(tmp_path)
-  run, _ = _run(config)
+  config = tiny_config(tmp_path)
+  run, _ = run_tiny(config)
   _flip_one_bit(_largest_file(os.path.join(run, "checkpoints", "3")))
   from common.models import DENSE_MODELS, build_from_config, canonical_config  # noqa: PLC0415
   model, _, _ = build_from_config(canonical_config(config, DENSE_MODELS), 4, DENSE_MODELS)
@@ -108,14 +108,14 @@ def test_analysis_uses_the_newest_intact_checkpoint_and_leaves_the_run_as_it_is(
 
 def test_checkpoints_written_before_checksums_restore_unverified(tmp_path):
   """A run directory from before this change (no marker, no records) still resumes."""
-  run, _ = _run(_config(tmp_path, epochs=2))
+  run, _ = run_tiny(tiny_config(tmp_path, epochs=2))
   os.remove(os.path.join(run, "checkpoints", MARKER))
   for epoch in (1, 2):
     _drop_record(os.path.join(run, "checkpoints", str(epoch)))
   with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
     assert ckpt.verify(2) is None
   before = fileio.read_jsonl(os.path.join(run, "metrics.jsonl"))
-  _run(_config(tmp_path, epochs=2))  # restores epoch 2 unverified: nothing to redo
+  run_tiny(tiny_config(tmp_path, epochs=2))  # restores epoch 2 unverified: nothing to redo
   assert fileio.read_jsonl(os.path.join(run, "metrics.jsonl")) == before
   assert fileio.read_json(os.path.join(run, "status.json"))["status"] == "done"
   assert not os.path.exists(os.path.join(run, "checkpoints", MARKER))  # not a new folder
@@ -136,7 +136,7 @@ def test_a_run_directory_is_complete_or_not_begun(tmp_path, monkeypatch):
   between them is started again), and a resumed run rewrites any that are missing."""
   from common.train import rundir  # noqa: PLC0415
   extra = {"scaler.json": {"mean": [1.0], "std": [2.0]}}
-  config = _config(tmp_path, epochs=2)
+  config = tiny_config(tmp_path, epochs=2)
 
   def killed(self, record):
     raise KeyboardInterrupt
@@ -162,7 +162,7 @@ def test_a_full_disk_during_a_save_is_one_clear_failure_and_the_rerun_finishes_e
   import orbax.checkpoint as ocp  # noqa: PLC0415
 
   from common.errors import StorageError  # noqa: PLC0415
-  straight, _ = _run(_config(tmp_path / "a"))
+  straight, _ = run_tiny(tiny_config(tmp_path / "a"))
   original = ocp.CheckpointManager.save
 
   def full_disk(self, step, *args, **kwargs):
@@ -175,16 +175,16 @@ def test_a_full_disk_during_a_save_is_one_clear_failure_and_the_rerun_finishes_e
   monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
   with pytest.raises(StorageError, match=r"epoch 2 .*: no space left on device; the "
                                          r"checkpoint of epoch 1 is intact\. Free space"):
-    _run(_config(tmp_path / "b"))
+    run_tiny(tiny_config(tmp_path / "b"))
   run = tmp_path / "b" / "run"
   assert fileio.read_json(run / "status.json")["status"] == "failed"
   assert sorted(os.listdir(run / "checkpoints")) == ["1", MARKER]  # no temporary folder
   assert not [n for n in os.listdir(run) if ".tmp." in n]
   monkeypatch.undo()
-  _run(_config(tmp_path / "b"))  # space freed: the same command
+  run_tiny(tiny_config(tmp_path / "b"))  # space freed: the same command
   a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
   b = fileio.read_jsonl(run / "metrics.jsonl")
-  assert _math_only(a) == _math_only(b)
+  assert math_only(a) == math_only(b)
 
 
 def test_storage_failures_are_recognised_through_wrapping():

@@ -26,8 +26,7 @@ from common.train.state import create_train_state
 from common.train.tasks import Classification
 from resnet_imagenette import data as imagenette
 from tests.conftest import REPO, hermetic_env, run_module
-from tests.test_bad_settings import _error_line
-from tests.test_trunk import _assert_same_model
+from tests.helpers import assert_same_model, error_line
 
 _COUNTS = {"train": (2,) * 10, "val": (1,) * 10}
 
@@ -295,8 +294,8 @@ def test_each_family_takes_one_training_step_at_a_tiny_size(family, bn):
 
 def test_remat_is_the_same_imagenet_model():
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
-  _assert_same_model(*(build_model("GloNet18", registry=IMAGENET_MODELS, num_layers=None,
-                                   out_dim=10, remat=r) for r in (False, True)), x)
+  assert_same_model(*(build_model("GloNet18", registry=IMAGENET_MODELS, num_layers=None,
+                                  out_dim=10, remat=r) for r in (False, True)), x)
 
 
 def test_imagenet_depths_other_than_18_and_34_are_refused():
@@ -403,7 +402,7 @@ def test_train_py_on_bad_data_is_one_error_line_and_leaves_nothing(tmp_path, dam
   proc = run_module("resnet_imagenette.train", f"--data_dir={root}",
                     f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}",
                     "--progress=false")
-  line = _error_line(proc)
+  line = error_line(proc)
   assert names in line and ("--data_dir" in line or "GLONETS_DATA_DIR" in line), line
   assert not os.path.exists(tmp_path / "run")
   assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")

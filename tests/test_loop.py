@@ -8,40 +8,17 @@ import numpy as np
 import pytest
 
 from common import fileio
-from common.config import TrainConfig
 from common.data import Dataset, Split, fake_classification
 from common.errors import ConfigError, RunDirError
 from common.models import DENSE_MODELS, build_from_config, canonical_config
-from common.train import TIMING_KEYS, Classification, NonFiniteLossError, run_experiment, rundir
+from common.train import Classification, NonFiniteLossError, rundir
 from common.train.checkpoint import Checkpointer
 from common.train.loop import nonfinite_message
-
-
-def _config(tmp_path, **overrides) -> TrainConfig:
-  base = dict(
-      experiment="test", model="GloNet", num_layers=4, features=16, use_batch_norm=None,
-      epochs=3, batch_size=64, eval_batch_size=50, learning_rate=3e-3, lr_schedule="cosine",
-      optimizer="ADAM", momentum=0.9, l2_reg_alpha=0.0, seed=0, validation_size=128,
-      split_seed=0, data_dir=None, workdir=str(tmp_path / "run"), result_dir=str(tmp_path),
-      tensorboard=True, progress=False)
-  base.update(overrides)
-  return TrainConfig(**base)
-
-
-def _run(config, dataset=None):
-  dataset = dataset or fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
-  config = canonical_config(config, DENSE_MODELS)
-  model, name, info = build_from_config(config, 4, DENSE_MODELS)
-  return run_experiment(config, model, name, dataset, Classification(4),
-                        extra_config={"model": info})
-
-
-def _math_only(records):
-  return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+from tests.helpers import math_only, run_tiny, tiny_config
 
 
 def test_run_directory_contract(tmp_path):
-  path, summary = _run(_config(tmp_path))
+  path, summary = run_tiny(tiny_config(tmp_path))
   files = set(os.listdir(path))
   assert {"config.json", "metrics.jsonl", "summary.json", "status.json", "checkpoints",
           "tensorboard"} <= files
@@ -68,7 +45,7 @@ def test_run_directory_contract(tmp_path):
 @pytest.mark.parametrize("model", ["GloNet", "ResNet"])  # ResNet: batch-norm statistics too
 def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, monkeypatch,
                                                                    model):
-  straight, _ = _run(_config(tmp_path / "a", model=model))
+  straight, _ = run_tiny(tiny_config(tmp_path / "a", model=model))
   # Crash right after the first checkpoint, then run the same command again.
   original = Checkpointer.save
 
@@ -79,44 +56,44 @@ def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, mon
 
   monkeypatch.setattr(Checkpointer, "save", save_then_crash)
   with pytest.raises(KeyboardInterrupt):
-    _run(_config(tmp_path / "b", model=model))
+    run_tiny(tiny_config(tmp_path / "b", model=model))
   status = fileio.read_json(tmp_path / "b" / "run" / "status.json")
   assert status["status"] == "interrupted" and "resume" in status["message"]
   monkeypatch.setattr(Checkpointer, "save", original)
-  resumed, _ = _run(_config(tmp_path / "b", model=model))
+  resumed, _ = run_tiny(tiny_config(tmp_path / "b", model=model))
   a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
   b = fileio.read_jsonl(os.path.join(resumed, "metrics.jsonl"))
-  assert len(b) == 3 and _math_only(a) == _math_only(b)
+  assert len(b) == 3 and math_only(a) == math_only(b)
 
 
 def test_a_constant_rate_run_can_be_extended(tmp_path):
-  straight, _ = _run(_config(tmp_path / "a", lr_schedule="constant"))
-  _run(_config(tmp_path / "b", lr_schedule="constant", epochs=2))
-  extended, _ = _run(_config(tmp_path / "b", lr_schedule="constant", epochs=3))
+  straight, _ = run_tiny(tiny_config(tmp_path / "a", lr_schedule="constant"))
+  run_tiny(tiny_config(tmp_path / "b", lr_schedule="constant", epochs=2))
+  extended, _ = run_tiny(tiny_config(tmp_path / "b", lr_schedule="constant", epochs=3))
   a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
   b = fileio.read_jsonl(os.path.join(extended, "metrics.jsonl"))
-  assert _math_only(a) == _math_only(b)
+  assert math_only(a) == math_only(b)
 
 
 def test_a_cosine_run_cannot_change_its_length(tmp_path):
-  _run(_config(tmp_path, epochs=1))
+  run_tiny(tiny_config(tmp_path, epochs=1))
   with pytest.raises(RunDirError, match=r"epochs: 1 -> 3"):
-    _run(_config(tmp_path, epochs=3))
+    run_tiny(tiny_config(tmp_path, epochs=3))
 
 
 def test_a_finished_run_is_not_trained_again(tmp_path):
-  config = _config(tmp_path, epochs=2)
-  path, _ = _run(config)
+  config = tiny_config(tmp_path, epochs=2)
+  path, _ = run_tiny(config)
   before = open(os.path.join(path, "metrics.jsonl")).read()
-  _, summary = _run(config)
+  _, summary = run_tiny(config)
   assert open(os.path.join(path, "metrics.jsonl")).read() == before
   assert summary["epochs_completed"] == 2
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
-  _run(_config(tmp_path, epochs=1))
+  run_tiny(tiny_config(tmp_path, epochs=1))
   with pytest.raises(RunDirError, match=r"num_layers: 4 -> 6"):
-    _run(_config(tmp_path, num_layers=6))
+    run_tiny(tiny_config(tmp_path, num_layers=6))
 
 
 def test_nonfinite_loss_marks_the_run_diverged_and_keeps_what_was_written(tmp_path):
@@ -124,9 +101,9 @@ def test_nonfinite_loss_marks_the_run_diverged_and_keeps_what_was_written(tmp_pa
   x = np.array(ds.train.x)
   x[5] = np.nan
   bad = Dataset(Split(x, ds.train.y), ds.val, ds.test, ds.info)
-  config = _config(tmp_path)
+  config = tiny_config(tmp_path)
   with pytest.raises(NonFiniteLossError, match=r"epoch 1, step \d+ of 5"):
-    _run(config, dataset=bad)
+    run_tiny(config, dataset=bad)
   run = config.workdir
   status = fileio.read_json(os.path.join(run, "status.json"))
   assert status["status"] == "diverged"
@@ -146,11 +123,11 @@ def test_nonfinite_message_suggests_clipping_only_where_it_is_off():
 
 
 def test_a_locked_run_directory_is_refused(tmp_path):
-  config = _config(tmp_path)
+  config = tiny_config(tmp_path)
   holder = rundir.open_run_dir(config.workdir, config.result_dir, "GloNet4")
   try:
     with pytest.raises(RunDirError, match="in use by another process"):
-      _run(config)
+      run_tiny(config)
   finally:
     holder.release()
 
@@ -168,7 +145,7 @@ def test_a_non_run_directory_is_not_overwritten(tmp_path):
   (tmp_path / "run").mkdir()
   (tmp_path / "run" / "notes.txt").write_text("mine")
   with pytest.raises(RunDirError, match="not a run directory"):
-    _run(_config(tmp_path))
+    run_tiny(tiny_config(tmp_path))
 
 
 def test_torn_last_jsonl_line_is_ignored(tmp_path):
@@ -178,33 +155,34 @@ def test_torn_last_jsonl_line_is_ignored(tmp_path):
 
 
 def test_equivalent_spellings_resume_the_same_run(tmp_path):
-  _run(_config(tmp_path, model="GloNet4", num_layers=None, epochs=1, lr_schedule="constant"))
-  _, summary = _run(_config(tmp_path, model="GloNet", num_layers=4, use_batch_norm=False,
-                            epochs=2, lr_schedule="constant"))
+  run_tiny(tiny_config(tmp_path, model="GloNet4", num_layers=None, epochs=1,
+                       lr_schedule="constant"))
+  _, summary = run_tiny(tiny_config(tmp_path, model="GloNet", num_layers=4,
+                                    use_batch_norm=False, epochs=2, lr_schedule="constant"))
   assert summary["epochs_completed"] == 2
   resumes = fileio.read_json(os.path.join(tmp_path, "run", "config.json"))["resumes"]
   assert [r["epochs"] for r in resumes] == [2]
 
 
 def test_resume_on_other_data_is_refused(tmp_path):
-  _run(_config(tmp_path, epochs=1))
+  run_tiny(tiny_config(tmp_path, epochs=1))
   other = fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
   other.info["sha256"] = "something else"
   with pytest.raises(RunDirError, match="data sha256"):
-    _run(_config(tmp_path, epochs=1), dataset=other)
+    run_tiny(tiny_config(tmp_path, epochs=1), dataset=other)
 
 
 def test_fewer_epochs_than_trained_is_refused(tmp_path):
-  _run(_config(tmp_path, epochs=2, lr_schedule="constant"))
+  run_tiny(tiny_config(tmp_path, epochs=2, lr_schedule="constant"))
   with pytest.raises(RunDirError, match="already trained 2 epochs"):
-    _run(_config(tmp_path, epochs=1, lr_schedule="constant"))
+    run_tiny(tiny_config(tmp_path, epochs=1, lr_schedule="constant"))
   status = fileio.read_json(os.path.join(tmp_path, "run", "status.json"))
   assert status["status"] == "done"  # a refused command leaves the run as it was
 
 
 def test_bad_batch_size_is_refused_before_anything_is_written(tmp_path):
   with pytest.raises(ConfigError, match="larger than the training split"):
-    _run(_config(tmp_path, batch_size=10_000))
+    run_tiny(tiny_config(tmp_path, batch_size=10_000))
   assert not os.path.exists(tmp_path / "run")
 
 
@@ -215,7 +193,7 @@ def test_an_epoch_is_the_same_in_one_call_or_in_chunks(tmp_path, monkeypatch):
   from common.train import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   from common.train.trainer import Trainer  # pylint: disable=g-import-not-at-top
 
-  config = canonical_config(_config(tmp_path, batch_size=16), DENSE_MODELS)
+  config = canonical_config(tiny_config(tmp_path, batch_size=16), DENSE_MODELS)
   model, _, _ = build_from_config(config, 4, DENSE_MODELS)
   dataset = fake_classification(n_train=330, n_val=10, n_test=10, seed=0)
   trainer = Trainer.build(config, model, dataset, Classification(4), eval_splits=())

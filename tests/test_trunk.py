@@ -21,6 +21,7 @@ from common.train.state import count_params, create_train_state, model_variables
 from common.train.tasks import Classification
 from common.train.trainer import pad_split
 from common.usage import compute_usage, warm_batch_stats
+from tests.helpers import assert_same_model
 
 cifar = functools.partial(build_model, registry=CIFAR_MODELS, num_layers=None, out_dim=10)
 
@@ -248,31 +249,17 @@ def test_batch_norm_statistics_are_estimated_for_usage_at_init():
   assert state.batch_stats is not warm.batch_stats  # the training state is untouched
 
 
-def _assert_same_model(a, b, x):
-  """Same parameters at init, same gradients (train mode, batch norm included)."""
-  variables = a.init(jax.random.key(0), x)
-  jax.tree.map(np.testing.assert_array_equal, variables, b.init(jax.random.key(0), x))
-
-  def loss(params, model):
-    out, _ = model.apply({**variables, "params": params}, x, train=True,
-                         mutable=["batch_stats"])
-    return jnp.sum(out ** 2)
-
-  g1, g2 = (jax.grad(loss)(variables["params"], m) for m in (a, b))
-  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), g1, g2)
-
-
 def test_remat_changes_neither_parameters_nor_gradients():
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
-  _assert_same_model(*(ResNetTiny(out_dim=3, mode="glonet", remat=r) for r in (False, True)),
-                     x)
+  assert_same_model(*(ResNetTiny(out_dim=3, mode="glonet", remat=r) for r in (False, True)),
+                    x)
 
 
 def test_unrolled_scan_is_the_same_model_and_chosen_for_xla_cpu_convolutions_only(
     monkeypatch):
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
-  _assert_same_model(*(ResNetTiny(out_dim=3, mode="glonet", stage_sizes=(3, 2),
-                                  unroll_scan=u) for u in (False, True)), x)
+  assert_same_model(*(ResNetTiny(out_dim=3, mode="glonet", stage_sizes=(3, 2),
+                                 unroll_scan=u) for u in (False, True)), x)
   default = ResNetTiny(out_dim=3)
   monkeypatch.setenv(native.CPU_OPS_ENV, "xla")
   assert default.unrolls and default.execution(8)["unrolled_scan"]

@@ -19,7 +19,7 @@ from common.train.checkpoint import Checkpointer
 from common.train.state import create_train_state
 from common.usage import compute_usage
 from tests.conftest import fake_run, run_module
-from tests.test_loop import _config, _run
+from tests.helpers import run_tiny, tiny_config
 
 
 def _glonet_state(layers=8, features=6, in_dim=20, classes=4, seed=0):
@@ -84,8 +84,8 @@ def test_non_glonet_models_report_l1_only():
 
 
 def test_twelve_layer_glonet_run_has_usage_and_a_report_that_re_renders(tmp_path):
-  config = _config(tmp_path, num_layers=12, epochs=2)
-  path, _ = _run(config)
+  config = tiny_config(tmp_path, num_layers=12, epochs=2)
+  path, _ = run_tiny(config)
   u = fileio.read_json(os.path.join(path, "usage.json"))
   for when in ("init", "final"):
     assert len(u[when]["l1"]) == 11 and len(u[when]["share"]) == 11
@@ -108,9 +108,9 @@ def test_a_failed_run_still_renders(tmp_path):
   ds = fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
   x = np.array(ds.train.x)
   x[:] = np.nan
-  config = _config(tmp_path)
+  config = tiny_config(tmp_path)
   with pytest.raises(NonFiniteLossError):
-    _run(config, dataset=Dataset(Split(x, ds.train.y), ds.val, ds.test, ds.info))
+    run_tiny(config, dataset=Dataset(Split(x, ds.train.y), ds.val, ds.test, ds.info))
   for name in ("training_report.pdf", "training_metrics.png", "layer_usage.png"):
     assert os.path.getsize(os.path.join(config.workdir, name)) > 1000
 
