@@ -235,6 +235,8 @@ def run_main(main: Callable[[list[str]], Any], positional: bool = False) -> None
     if len(argv) > 1 and not positional:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
+    from common.train import checkpoint  # noqa: PLC0415  (orbax only when a program runs)
+    checkpoint.quiet_orbax_info_logs()
     try:
       if "num_processes" in flags.FLAGS:  # before any JAX work, as JAX requires
         f = flags.FLAGS

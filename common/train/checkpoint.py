@@ -48,7 +48,15 @@ class _QuietOrbax(py_logging.Filter):
     return record.levelno >= py_logging.WARNING or "orbax" not in record.pathname
 
 
-py_logging.getLogger("absl").addFilter(_QuietOrbax())
+def quiet_orbax_info_logs() -> None:
+  """Filters orbax's INFO lines out of the absl logger (idempotent).
+
+  Called by the command-line entry points (:func:`common.flags.run_main`), not at import:
+  a program that imports this module keeps its logging as it set it.
+  """
+  logger = py_logging.getLogger("absl")
+  if not any(isinstance(f, _QuietOrbax) for f in logger.filters):
+    logger.addFilter(_QuietOrbax())
 
 
 class Checkpointer:
