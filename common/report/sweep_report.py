@@ -46,18 +46,18 @@ from common import fileio
 from common.report import paper, pdf
 from common.report.run_report import needed_rule
 from common.report.runs import (
-  DIED,
-  DIVERGED,
-  DONE,
-  ENDED,
-  FAILED,
-  INTERRUPTED,
-  METRIC_LABELS,
-  STATUS_LABELS,
-  Run,
-  data_text,
-  find_runs,
-  lower_is_better,
+    DIED,
+    DIVERGED,
+    DONE,
+    ENDED,
+    FAILED,
+    INTERRUPTED,
+    METRIC_LABELS,
+    STATUS_LABELS,
+    Run,
+    data_text,
+    find_runs,
+    lower_is_better,
 )
 
 METRIC_PNG = "sweep_metric_vs_depth.png"
