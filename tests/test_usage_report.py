@@ -406,3 +406,16 @@ def test_reports_say_which_copy_of_the_data_the_numbers_come_from(tmp_path):
   out = report.render_sweep(root)
   assert fileio.read_json(out["summary"])["data"] == sorted(texts)
   assert f"Data: {texts[0]}" in open(out["markdown"]).read()
+  # One copy (one content hash) read from two paths, say on two machines: one line naming
+  # both paths; another copy at one of those paths stays a line of its own.
+  for seed, source, sha in ((3, "/a/imagenette2-224.tar", "f00d"),
+                            (4, "/b/imagenette2-224.tar", "f00d"),
+                            (5, "/a/imagenette2-224.tar", "beef")):
+    path = fake_run(root, "GloNet", 10, seed, 0.9)
+    config = fileio.read_json(os.path.join(path, "config.json"))
+    config["data"] = {"source": source, "release": "imagenette2-224", "sha256": sha}
+    fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+  lines = fileio.read_json(report.render_sweep(root)["summary"])["data"]
+  assert [t for t in lines if t.startswith("imagenette2-224 (/a") or "/b/" in t] == [
+      "imagenette2-224 (/a/imagenette2-224.tar).",
+      "imagenette2-224 (/a/imagenette2-224.tar, /b/imagenette2-224.tar)."], lines

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from absl import logging
@@ -293,14 +293,26 @@ class Run:
     return statistics.median(seconds) if seconds else None
 
 
-def data_text(run: "Run") -> str:
+def data_location(run: "Run") -> str | None:
+  """Where the run read its data from (a folder or an archive), if recorded."""
+  data = run.config.get("data") or {}
+  return data.get("folder") or (data.get("source") if data.get("release") else None)
+
+
+def data_text(run: "Run", locations: Sequence[str] | None = None) -> str:
   """What the run's numbers were measured on: the copy, whether it is a substitute for the
-  official data (said next to the numbers it produced), and what the test split is."""
+  official data (said next to the numbers it produced), and what the test split is.
+
+  Args:
+    run: the run.
+    locations: where the copy was read from, in place of the run's own record (a report
+      over runs that read one copy from several paths names them all; empty: none).
+  """
   data = run.config.get("data") or {}
   if not data:
     return "not recorded"
   text = str(data.get("release") or data.get("source") or "unnamed")
-  where = data.get("folder") or (data.get("source") if data.get("release") else None)
+  where = ", ".join(locations) if locations is not None else data_location(run)
   if where:
     text += f" ({where})"
   if data.get("substitute"):

@@ -55,6 +55,7 @@ from common.report.runs import (
     METRIC_LABELS,
     STATUS_LABELS,
     Run,
+    data_location,
     data_text,
     find_runs,
     lower_is_better,
@@ -444,8 +445,15 @@ def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
   summary["running"] = [r.path for r in runs if r.state not in ENDED]
   summary["device"] = "; ".join(sorted({_device(r) for r in runs}))
   summary["experiments"] = sorted({r.experiment or "?" for r in runs})
-  # Said beside the numbers: which copy of the data they come from (a substitute or not).
-  summary["data"] = sorted({data_text(r) for r in runs})
+  # Said beside the numbers: which copy of the data they come from (a substitute or not),
+  # one line per copy (by content hash where recorded) however many paths it was read from.
+  copies: dict[tuple[str, str], tuple[Run, set[str]]] = {}
+  for r in runs:
+    where = data_location(r)
+    sha = (r.config.get("data") or {}).get("sha256")
+    first, paths = copies.setdefault((data_text(r, locations=()), sha or where), (r, set()))
+    paths.update([where] if where else [])
+  summary["data"] = sorted(data_text(first, sorted(paths)) for first, paths in copies.values())
   return summary
 
 
