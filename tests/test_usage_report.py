@@ -393,7 +393,8 @@ def test_reports_say_which_copy_of_the_data_the_numbers_come_from(tmp_path):
       (copy, {"source": "/d/imagenette2-224.tar", "release": "imagenette2-224",
               "substitute": "re-encoded at 224x224", "test_split": "the official val images",
               "classes": ["tench", "church"]}),
-      (official, {"source": "local IDX files", "folder": "/d/mnist", "official_files": True})):
+      (official, {"source": "local IDX files", "folder": "/d/mnist", "official_files": True,
+                  "sha256": {"train-images-idx3-ubyte.gz": "ab12"}})):  # a hash per file
     config = fileio.read_json(os.path.join(path, "config.json"))
     fileio.atomic_write_json(os.path.join(path, "config.json"), {**config, "data": data})
   texts = [data_text(Run.load(p)) for p in (copy, official, old)]

@@ -450,8 +450,9 @@ def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
   copies: dict[tuple[str, str], tuple[Run, set[str]]] = {}
   for r in runs:
     where = data_location(r)
-    sha = (r.config.get("data") or {}).get("sha256")
-    first, paths = copies.setdefault((data_text(r, locations=()), sha or where), (r, set()))
+    sha = (r.config.get("data") or {}).get("sha256")  # one hash, or one per file (MNIST)
+    identity = json.dumps(sha, sort_keys=True) if sha else where
+    first, paths = copies.setdefault((data_text(r, locations=()), identity), (r, set()))
     paths.update([where] if where else [])
   summary["data"] = sorted(data_text(first, sorted(paths)) for first, paths in copies.values())
   return summary
