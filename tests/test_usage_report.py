@@ -266,6 +266,18 @@ def test_sweep_report_joins_seeds_from_other_roots(tmp_path):
     report.render_sweep(main, include=[str(tmp_path / "empty")])
 
 
+def test_report_cli_includes_every_folder_given_repeated_or_comma_separated(tmp_path):
+  # A list flag given twice keeps its last value only: the first folder's runs would drop
+  # out of the report without a word.
+  main, a, b, c = (str(tmp_path / n) for n in ("main", "a", "b", "c"))
+  for seed, folder in enumerate((main, a, b, c)):
+    fake_run(folder, "GloNet", 10, seed, 0.9)
+  proc = run_module("common.report", f"--sweep={main}", f"--include={a}", f"--include={b},{c}")
+  assert proc.returncode == 0, proc.stderr
+  (group,) = fileio.read_json(os.path.join(main, sweep_report.SUMMARY_JSON))["groups"]
+  assert group["seeds"] == [0, 1, 2, 3]
+
+
 def _edit_config(path: str, settings: dict | None = None, **top) -> None:
   config = fileio.read_json(os.path.join(path, "config.json"))
   config["config"].update(settings or {})
@@ -315,15 +327,28 @@ def test_usage_curves_draw_one_panel_per_configuration(tmp_path):
 
 
 def test_seconds_per_epoch_pooled_over_machines_is_not_given(tmp_path):
-  # The mean of an H100's and a CPU's epoch time is the speed of neither machine.
+  # The mean of an H100's and a CPU's epoch time is the speed of neither machine; and where
+  # a sweep's runs come from several machines, each figure names its own, since one row
+  # can hold a CPU's depth 18 beside an H100's depth 34.
   root = str(tmp_path / "sweep")
-  for seed, kind in ((0, "cpu"), (1, "NVIDIA H100 80GB HBM3")):
+  cpu = {"devices": ["d0"], "device_kind": "cpu", "cpu": "AMD EPYC"}
+  h100 = {"devices": ["d0"], "device_kind": "NVIDIA H100 80GB HBM3"}
+  for seed, env in ((0, cpu), (1, h100)):
     _edit_config(fake_run(root, "GloNet", 10, seed, 0.9, seconds=10.0 * (seed + 1)),
-                 environment={"devices": ["d0"], "device_kind": kind})
-  fake_run(root, "GloNet", 18, 0, 0.9, seconds=7.0)
+                 environment=env)
+  _edit_config(fake_run(root, "GloNet", 18, 0, 0.9, seconds=7.0), environment=h100)
+  _edit_config(fake_run(root, "ResNet", 18, 0, 0.9, seconds=70.0), environment=cpu)
   summary = fileio.read_json(report.render_sweep(root)["summary"])
-  assert sweep_report.seconds_table(summary)[1][1:] == ["n/a (2 machines)", "7.00"]
-  assert sweep_report.results_table(summary)[1][-1] == "n/a (2 machines)"
+  seconds = {row[0]: row[1:] for row in sweep_report.seconds_table(summary)[1:]}
+  assert seconds == {"GloNet": ["n/a (2 machines)", "7.00 (NVIDIA H100 80GB HBM3)"],
+                     "ResNet": ["", "70.00 (AMD EPYC)"]}
+  assert [row[-1] for row in sweep_report.results_table(summary)[1:]] == [
+      "n/a (2 machines)", "7.00 (NVIDIA H100 80GB HBM3)", "70.00 (AMD EPYC)"]
+  # All on one machine: the figures alone (the report's header names the machine).
+  one = str(tmp_path / "one")
+  _edit_config(fake_run(one, "ResNet", 18, 0, 0.9, seconds=70.0), environment=cpu)
+  summary = fileio.read_json(report.render_sweep(one)["summary"])
+  assert sweep_report.seconds_table(summary)[1] == ["ResNet", "70.00"]
 
 
 def test_report_cli_rejects_a_non_run_directory(tmp_path):

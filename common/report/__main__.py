@@ -2,7 +2,8 @@ r"""Re-renders reports from run directories alone.
 
   python -m common.report RUN_DIR [RUN_DIR ...]   # training_report.pdf + figures per run
   python -m common.report --sweep ROOT            # sweep_report.pdf + figures for a sweep
-  python -m common.report --sweep ROOT --include OTHER_ROOT,...  # ... with runs from elsewhere
+  python -m common.report --sweep ROOT --include A --include B  # ... with runs from elsewhere
+                                                                #     (or --include A,B)
   python -m common.report --table ROOT            # a text table of the runs under ROOT
 """
 
@@ -19,9 +20,16 @@ _SWEEP = flags.DEFINE_string("sweep", None, "Root of a sweep: render its sweep r
 _TABLE = flags.DEFINE_string(
     "table", None, "Print a Markdown table of the runs under this folder: the settings "
     "that differ between them, epochs, state, best-validation and final test metrics.")
-_INCLUDE = flags.DEFINE_list(
+# A multi-string, not a list flag: a list flag given twice keeps only its last value, so
+# `--include A --include B` would silently drop A's runs from the report.
+_INCLUDE = flags.DEFINE_multi_string(
     "include", [], "With --sweep: more folders whose runs join the sweep report (seeds run "
-    "in another sweep root or on another machine); the report is written to --sweep.")
+    "in another sweep root or on another machine), repeated or comma-separated; the report "
+    "is written to --sweep.")
+
+
+def _included() -> list[str]:
+  return [p for value in _INCLUDE.value for p in value.split(",") if p]
 
 
 def main(argv):
@@ -41,7 +49,7 @@ def main(argv):
     print(out["report"])
   if _SWEEP.value:
     try:
-      print(report.render_sweep(_SWEEP.value, _INCLUDE.value)["report"])
+      print(report.render_sweep(_SWEEP.value, _included())["report"])
     except FileNotFoundError as e:
       sys.stderr.write(f"error: {e}\n")
       failed = True

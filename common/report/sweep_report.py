@@ -134,6 +134,15 @@ def _device(run: Run) -> str:
   return f"{len(devices)} x {kind}" + (f", {env['cpu']}" if env.get("cpu") else "")
 
 
+def _device_name(run: Run) -> str:
+  """A short name of the run's machine for a table cell: the accelerator, or the CPU model."""
+  env = run.config.get("environment", {})
+  kind = env.get("device_kind", "?")
+  if kind == "cpu":
+    return env.get("cpu") or kind
+  return kind
+
+
 def aggregate(runs: list[Run]) -> dict[str, Any]:
   """Groups runs by (model label and its recipe marks, depth) and summarises each group.
 
@@ -178,6 +187,7 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
                                     if _final_usage(r, "blocks_needed") is not None), None),
         "seconds_per_epoch": _mean_std([r.median_train_seconds() for r in done]),
         "machines": sorted({_device(r) for r in done}),
+        "machine_names": sorted({_device_name(r) for r in done}),
         "messages": [{"seed": r.seed, "status": r.state, "message": _message(r)}
                      for r in sorted(members, key=lambda r: r.seed)
                      if r.state != DONE or r.problems],
@@ -360,23 +370,33 @@ def results_table(summary: dict[str, Any]) -> list[list[str]]:
   metric = summary["metric"]
   rows = [["model", "depth", "runs (status)", f"test {metric} @ best val", f"final test {metric}",
            "blocks used", "blocks needed", "median s / epoch"]]
+  name_machine = _several_machines(summary)
   for g in summary["groups"]:
     status = ", ".join(f"{n} {k}" for k, n in sorted(g["status"].items()))
     seeds = len(g["seeds"])
     rows.append([g["label"], g["depth"], status, _pm(metric, g["test_best_val"], seeds),
                  _pm(metric, g["test_final"], seeds), _blocks(g["blocks_used"], g["num_blocks"]),
-                 _blocks(g.get("blocks_needed"), g["num_blocks"]), _seconds_text(g)])
+                 _blocks(g.get("blocks_needed"), g["num_blocks"]), _seconds_text(g, name_machine)])
   return rows
 
 
-def _seconds_text(group: dict[str, Any]) -> str:
+def _several_machines(summary: dict[str, Any]) -> bool:
+  return len({m for g in summary["groups"] for m in g.get("machines") or ()}) > 1
+
+
+def _seconds_text(group: dict[str, Any], name_machine: bool = False) -> str:
   """Seconds per epoch, or why there is none: an average over seeds timed on different
-  machines (a CPU and a GPU, say) is the speed of neither."""
+  machines (a CPU and a GPU, say) is the speed of neither. Where the sweep's runs come
+  from several machines, each figure names its machine, since one table row can hold a
+  CPU's depth 18 beside a GPU's depth 34."""
   machines = group.get("machines") or []
   if len(machines) > 1:
     return f"n/a ({len(machines)} machines)"
   seconds = group["seconds_per_epoch"][0]
-  return "n/a" if seconds is None else f"{seconds:.2f}"
+  if seconds is None:
+    return "n/a"
+  names = group.get("machine_names") or ()
+  return f"{seconds:.2f} ({names[0]})" if name_machine and len(names) == 1 else f"{seconds:.2f}"
 
 
 def seconds_table(summary: dict[str, Any]) -> list[list[str]]:
@@ -385,8 +405,9 @@ def seconds_table(summary: dict[str, Any]) -> list[list[str]]:
   by_label = _by_label(summary)
   depths = sorted({g["depth"] for g in summary["groups"]})
   rows = [["model \\ depth", *map(str, depths)]]
+  name_machine = _several_machines(summary)
   for label, groups in by_label.items():
-    cell = {g["depth"]: _seconds_text(g) for g in groups}
+    cell = {g["depth"]: _seconds_text(g, name_machine) for g in groups}
     rows.append([label, *[cell.get(d, "") for d in depths]])
   return rows
 
