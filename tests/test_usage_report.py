@@ -248,7 +248,8 @@ def test_sweep_blocks_needed_series_and_column(tmp_path):
   markdown = open(out["markdown"]).read()
   assert "| blocks used | blocks needed |" in markdown and "| 3.0 of 9 |" in markdown
   labels = _legend_texts(sweep_report.plot_blocks_used(summary))
-  assert f"GloNet needed ({rule})" in labels
+  assert labels == ["GloNet", "used, after training", "used, at init", f"needed ({rule})",
+                    "all blocks"], labels
 
 
 def test_sweep_report_joins_seeds_from_other_roots(tmp_path):
@@ -324,6 +325,33 @@ def test_usage_curves_draw_one_panel_per_configuration(tmp_path):
   assert panels == {"GloNet [epochs=20]: usage per block": 2,
                     "GloNet [epochs=80]: usage per block": 1,
                     f"{default}: usage per block": 1}, panels
+
+
+def test_depth_plots_of_many_configurations_stay_readable(tmp_path):
+  # Ten configurations of one sweep: the depth axis names its depths plainly (18, not
+  # 2x10^1), the legend goes below the axes instead of over the points, and the blocks-used
+  # plot names each configuration once (a colour) and each quantity once (a line style).
+  root = str(tmp_path / "sweep")
+  for lr in range(10):
+    for depth in (18, 34):
+      _edit_config(fake_run(os.path.join(root, f"lr{lr}"), "GloNet", depth, 0, 0.9),
+                   {"learning_rate": 0.01 * (lr + 1)})
+  summary = fileio.read_json(report.render_sweep(root)["summary"])
+  fig = sweep_report.plot_metric_vs_depth(summary)
+  fig.draw_without_rendering()
+  (ax,) = fig.axes
+  assert [t.get_text() for t in ax.get_xticklabels()] == ["18", "34"]
+  legend = ax.get_legend()
+  assert len(legend.get_texts()) == 10
+  assert legend.get_window_extent().y1 < ax.get_window_extent().y0  # below the axes
+  blocks = sweep_report.plot_blocks_used(summary)
+  labels = _legend_texts(blocks)
+  assert len(labels) == 10 + 2 + 1 and labels[-3:] == [
+      "used, after training", "used, at init", "all blocks"], labels  # none records "needed"
+  colors = {tuple(line.get_color()) if not isinstance(line.get_color(), str)
+            else line.get_color() for line in blocks.axes[0].get_lines()
+            if len(line.get_xdata()) and line.get_linestyle() == "-"}
+  assert len(colors) == 10
 
 
 def test_seconds_per_epoch_pooled_over_machines_is_not_given(tmp_path):

@@ -10,6 +10,8 @@ import xml.sax.saxutils
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from reportlab.lib import colors
@@ -23,6 +25,10 @@ from common import fileio
 STYLES = getSampleStyleSheet()
 _CELL = ParagraphStyle("cell", parent=STYLES["BodyText"], fontSize=8, leading=10)
 PAGE_WIDTH = A4[0] - 3 * cm
+# Depth plots: more depths than this keep the log axis's own ticks; a legend of more
+# entries than this goes below the axes.
+_MAX_DEPTH_TICKS = 12
+_MAX_INSIDE_LEGEND = 5
 
 
 def new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1
@@ -45,13 +51,31 @@ def save_figure(fig: Figure, path: str) -> bytes:
 
 def finish_depth_axes(fig: Figure, ax: Axes, ylabel: str, title: str,
                       log_y: bool = False, legend_size: int = 8) -> Figure:
-  """Common finish of a "something vs depth" plot: log depth axis, labels, grid, legend."""
+  """Common finish of a "something vs depth" plot: log depth axis, labels, grid, legend.
+
+  The depths drawn are the axis's ticks, written plainly (18 and 34, not the log axis's
+  2x10^1 and 3x10^1), unless there are too many to label. A legend of more than a few
+  entries goes below the axes, where it cannot hide the points (the saved figure grows to
+  hold it).
+  """
   ax.set_xscale("log")
   if log_y:
     ax.set_yscale("log")
+  depths = sorted({float(x) for line in ax.get_lines()
+                   for x in np.atleast_1d(line.get_xdata()) if np.isfinite(x) and x > 0})
+  if 0 < len(depths) <= _MAX_DEPTH_TICKS:
+    ax.set_xticks(depths, labels=[f"{d:g}" for d in depths])
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
   ax.set(xlabel="depth (num_layers)", ylabel=ylabel, title=title)
   ax.grid(alpha=0.3, which="both")
-  if ax.get_legend_handles_labels()[0]:  # an empty legend only warns
+  handles, labels = ax.get_legend_handles_labels()
+  if len(handles) > _MAX_INSIDE_LEGEND:
+    # Taller by the legend's rows, so that the axes keep their height.
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width, height + len(handles) * 1.5 * legend_size / 72 + 0.3)
+    ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(0.0, -0.18),
+              borderaxespad=0.0)
+  elif handles:  # an empty legend only warns
     ax.legend(fontsize=legend_size)
   fig.tight_layout()
   return fig

@@ -272,19 +272,38 @@ def _needed_rule(groups: list[dict[str, Any]]) -> str:
 
 
 def plot_blocks_used(summary: dict[str, Any]) -> Figure:
-  """GloNet's blocks used vs depth (after training, at init) and blocks needed if recorded."""
+  """GloNet's blocks used vs depth (after training, at init) and blocks needed if recorded.
+
+  One colour per configuration and one line style per quantity, each named once in the
+  legend: a sweep that gathers several recipes would otherwise list every pair.
+  """
   fig, (ax,) = pdf.new_figure(6.5, 4.2)
-  needed = False
+  quantities = (("blocks_used", "o-", "used, after training"),
+                ("blocks_used_init", "s--", "used, at init"),
+                ("blocks_needed", "^-.", "needed"))
+  drawn: set[str] = set()
+  rules: list[str] = []
+  colors = iter(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"] * 100)
   for label, groups in _by_label(summary).items():
-    for key, style, suffix in (("blocks_used", "o-", "used, after training"),
-                               ("blocks_used_init", "s--", "used, at init"),
-                               ("blocks_needed", "^-.", "needed" + _needed_rule(groups))):
+    color = None
+    for key, style, _ in quantities:
       pts = [(g["depth"], *g[key]) for g in groups
              if (g.get(key) or (None, None))[0] is not None]
       if pts:
-        needed |= key == "blocks_needed"
+        color = color or next(colors)
+        drawn.add(key)
         d, m, s = map(np.array, zip(*pts, strict=True))
-        ax.errorbar(d, m, yerr=s, fmt=style, capsize=3, label=f"{label} {suffix}")
+        ax.errorbar(d, m, yerr=s, fmt=style, color=color, capsize=3)
+    if color:
+      ax.plot([], [], "-", color=color, lw=4, label=label)
+    rule = _needed_rule(groups)
+    if rule and rule not in rules:
+      rules.append(rule)
+  for key, style, name in quantities:
+    if key in drawn:
+      # The rule that "needed" follows is said once (each GloNet run records it).
+      suffix = ";".join(rules) if key == "blocks_needed" else ""
+      ax.plot([], [], style, color="grey", label=name + suffix)
   with_usage = {g["depth"]: g["num_blocks"] for g in summary["groups"]
                 if g["blocks_used"][0] is not None and g["num_blocks"]}
   if with_usage:
@@ -292,7 +311,7 @@ def plot_blocks_used(summary: dict[str, Any]) -> Figure:
     ax.plot(depths, [with_usage[d] for d in depths], ":", color="grey", label="all blocks")
   # "Used" counts the blocks carrying 95% of the head's output; "needed" the blocks the
   # predictions need (its rule is in the legend).
-  ylabel = "blocks" if needed else "blocks carrying 95% of the output"
+  ylabel = "blocks" if "blocks_needed" in drawn else "blocks carrying 95% of the output"
   return pdf.finish_depth_axes(fig, ax, ylabel, "Blocks used vs depth (GloNet)")
 
 
