@@ -261,6 +261,7 @@ def test_sweep_report_joins_seeds_from_other_roots(tmp_path):
   out = report.render_sweep(main, include=[other, os.path.join(other, "GloNet")])
   (group,) = fileio.read_json(out["summary"])["groups"]
   assert group["runs"] == 3 and group["seeds"] == [0, 1, 2]
+  assert sweep_report.results_table(fileio.read_json(out["summary"]))[1][2] == "3 done"
   np.testing.assert_allclose(group["test_best_val"][0], 0.94, atol=1e-9)
   assert out["report"].startswith(main) and other in open(out["markdown"]).read()
   with pytest.raises(FileNotFoundError, match="no run directories .* under .*empty"):
@@ -273,10 +274,14 @@ def test_report_cli_includes_every_folder_given_repeated_or_comma_separated(tmp_
   main, a, b, c = (str(tmp_path / n) for n in ("main", "a", "b", "c"))
   for seed, folder in enumerate((main, a, b, c)):
     fake_run(folder, "GloNet", 10, seed, 0.9)
+  fake_run(os.path.join(c, "again"), "GloNet", 10, 3, 0.9)  # seed 3 run twice
   proc = run_module("common.report", f"--sweep={main}", f"--include={a}", f"--include={b},{c}")
   assert proc.returncode == 0, proc.stderr
-  (group,) = fileio.read_json(os.path.join(main, sweep_report.SUMMARY_JSON))["groups"]
-  assert group["seeds"] == [0, 1, 2, 3]
+  summary = fileio.read_json(os.path.join(main, sweep_report.SUMMARY_JSON))
+  (group,) = summary["groups"]
+  assert group["seeds"] == [0, 1, 2, 3, 3]
+  # Both runs of seed 3 enter the mean, and the table says so.
+  assert sweep_report.results_table(summary)[1][2] == "5 done (seed 3 x2)"
 
 
 def _edit_config(path: str, settings: dict | None = None, **top) -> None:

@@ -392,6 +392,10 @@ def results_table(summary: dict[str, Any]) -> list[list[str]]:
   name_machine = _several_machines(summary)
   for g in summary["groups"]:
     status = ", ".join(f"{n} {k}" for k, n in sorted(g["status"].items()))
+    # A seed run twice (again on another machine, say) is two runs in the mean: said here.
+    repeated = sorted((s, n) for s, n in collections.Counter(g["seeds"]).items() if n > 1)
+    if repeated:
+      status += " (" + ", ".join(f"seed {s} x{n}" for s, n in repeated) + ")"
     seeds = len(g["seeds"])
     rows.append([g["label"], g["depth"], status, _pm(metric, g["test_best_val"], seeds),
                  _pm(metric, g["test_final"], seeds), _blocks(g["blocks_used"], g["num_blocks"]),
