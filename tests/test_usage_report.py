@@ -5,6 +5,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import matplotlib.colors
 import numpy as np
 import optax
 import pytest
@@ -341,13 +342,14 @@ def test_depth_plots_of_many_configurations_stay_readable(tmp_path):
     for depth in (18, 34):
       _edit_config(fake_run(os.path.join(root, f"lr{lr}"), "GloNet", depth, 0, 0.9),
                    {"learning_rate": 0.01 * (lr + 1)})
+  fake_run(root, "Dense", 18, 0, 0.8)  # a family without blocks used, listed first
   summary = fileio.read_json(report.render_sweep(root)["summary"])
   fig = sweep_report.plot_metric_vs_depth(summary)
   fig.draw_without_rendering()
   (ax,) = fig.axes
   assert [t.get_text() for t in ax.get_xticklabels()] == ["18", "34"]
   legend = ax.get_legend()
-  assert len(legend.get_texts()) == 10
+  assert len(legend.get_texts()) == 11
   assert legend.get_window_extent().y1 < ax.get_window_extent().y0  # below the axes
   blocks = sweep_report.plot_blocks_used(summary)
   labels = _legend_texts(blocks)
@@ -357,6 +359,15 @@ def test_depth_plots_of_many_configurations_stay_readable(tmp_path):
             else line.get_color() for line in blocks.axes[0].get_lines()
             if len(line.get_xdata()) and line.get_linestyle() == "-"}
   assert len(colors) == 10
+  # A configuration has the same colour in both plots.
+  def legend_colors(figure):
+    legend = figure.axes[0].get_legend()
+    return {t.get_text(): matplotlib.colors.to_hex(h.get_color())
+            for t, h in zip(legend.get_texts(), legend.legend_handles, strict=True)}
+  in_metric, in_blocks = legend_colors(fig), legend_colors(blocks)
+  shared = [k for k in in_blocks if k in in_metric]
+  assert len(shared) == 10 and all(in_blocks[k] == in_metric[k] for k in shared), (
+      in_metric, in_blocks)
 
 
 def test_seconds_per_epoch_pooled_over_machines_is_not_given(tmp_path):

@@ -28,6 +28,7 @@ Comparisons with published numbers come from the experiments' own hook modules
 """
 
 import collections
+import itertools
 import json
 import os
 import textwrap
@@ -231,18 +232,20 @@ def plot_metric_vs_depth(summary: dict[str, Any]) -> Figure:
     cap = 100 * float(np.median([m for m in means if m > 0] or [1.0]))
   off_chart = []
   no_result: dict[str, list[tuple[int, Any]]] = collections.defaultdict(list)
+  colors = _label_colors(summary)
   for label, groups in _by_label(summary).items():
+    color = colors[label]
     pts = [(g["depth"], *g["test_best_val"]) for g in groups if g["test_best_val"][0] is not None]
     if pts:
       d, m, s = map(np.array, zip(*pts, strict=True))
       m, s = m.astype(float), s.astype(float)
       shown = m if cap is None else np.where(m > cap, np.nan, m)
       scale = 100.0 if metric == "accuracy" else 1.0  # accuracy is shown in %
-      line = ax.errorbar(d, scale * shown, yerr=scale * s, marker="o", capsize=3, label=label)
-      color = line[0].get_color()
+      ax.errorbar(d, scale * shown, yerr=scale * s, marker="o", capsize=3, color=color,
+                  label=label)
       off_chart += [(dd, color) for dd, mm in zip(d, m, strict=True) if cap and mm > cap]
     else:  # no result at any depth: still give the model its colour and legend entry
-      color = ax.plot([], [], "o", label=label)[0].get_color()
+      ax.plot([], [], "o", color=color, label=label)
     for status in _NO_RESULT_MARKERS:
       no_result[status] += [(g["depth"], color) for g in groups if g["status"].get(status)]
   ax.set_xscale("log")
@@ -266,6 +269,12 @@ def plot_metric_vs_depth(summary: dict[str, Any]) -> Figure:
                                "Test metric at the best-validation epoch vs depth")
 
 
+def _label_colors(summary: dict[str, Any]) -> dict[str, str]:
+  """One colour per configuration, the same in every depth plot of the report."""
+  cycle = itertools.cycle(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
+  return {label: next(cycle) for label in _by_label(summary)}
+
+
 def _needed_rule(groups: list[dict[str, Any]]) -> str:
   rule = next((g["blocks_needed_rule"] for g in groups if g.get("blocks_needed_rule")), None)
   return "" if rule is None else f" ({rule})"
@@ -283,19 +292,19 @@ def plot_blocks_used(summary: dict[str, Any]) -> Figure:
                 ("blocks_needed", "^-.", "needed"))
   drawn: set[str] = set()
   rules: list[str] = []
-  colors = iter(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"] * 100)
+  colors = _label_colors(summary)
   for label, groups in _by_label(summary).items():
-    color = None
+    shown = False
     for key, style, _ in quantities:
       pts = [(g["depth"], *g[key]) for g in groups
              if (g.get(key) or (None, None))[0] is not None]
       if pts:
-        color = color or next(colors)
+        shown = True
         drawn.add(key)
         d, m, s = map(np.array, zip(*pts, strict=True))
-        ax.errorbar(d, m, yerr=s, fmt=style, color=color, capsize=3)
-    if color:
-      ax.plot([], [], "-", color=color, lw=4, label=label)
+        ax.errorbar(d, m, yerr=s, fmt=style, color=colors[label], capsize=3)
+    if shown:
+      ax.plot([], [], "-", color=colors[label], lw=4, label=label)
     rule = _needed_rule(groups)
     if rule and rule not in rules:
       rules.append(rule)
