@@ -85,6 +85,8 @@ class TrainConfig:
       (the authors' notebook).
     glonet_head_norm: CNN GloNet: batch norm (affine, no ReLU) on the sum before the head,
       as ResNet-v2 normalises its stream (off: the paper's GloNet).
+    glonet_head_rms: CNN GloNet: scale-only norm (no centring, no shift) on the sum before
+      the head (off: the paper's GloNet).
     cache_dir: where decoded datasets are cached (None: the user cache folder).
     train_size: train on the first this many training examples only (None: all); for
       smoke runs and learning curves.
@@ -132,6 +134,7 @@ class TrainConfig:
   carry: str = "avgpool_conv"
   glonet_sum: str = "block"
   glonet_head_norm: bool = False
+  glonet_head_rms: bool = False
   cache_dir: str | None = None
   train_size: int | None = None
   image_size: int | None = None

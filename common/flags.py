@@ -145,6 +145,10 @@ def define_image_flags(*, augment_help: str, label_smoothing: float = 0.0) -> No
   flags.DEFINE_boolean("glonet_head_norm", False,
                        "GloNet: batch norm (affine, no ReLU) on the sum before the head, as "
                        "ResNet-v2 normalises its stream; off: the paper's GloNet.")
+  flags.DEFINE_boolean("glonet_head_rms", False,
+                       "GloNet: scale-only norm on the sum before the head (each channel "
+                       "divided by its root mean square: no centring, no shift, so early "
+                       "exits keep their meaning); off: the paper's GloNet.")
   flags.DEFINE_string("cache_dir", None,
                       "Cache of decoded images (default: $GLONETS_CACHE_DIR, else the user "
                       "cache folder).")
@@ -155,6 +159,7 @@ def image_settings() -> dict[str, Any]:
   f = flags.FLAGS
   return {"augment": f.augment, "label_smoothing": f.label_smoothing, "carry": f.carry,
           "glonet_sum": f.glonet_sum, "glonet_head_norm": f.glonet_head_norm,
+          "glonet_head_rms": f.glonet_head_rms,
           "cache_dir": f.cache_dir}
 
 

@@ -262,6 +262,9 @@ def _imagenet_params(sizes, skips: bool = True, final_bn: bool = True,
     # The head's batch norm on the sum: ResNet18's count exactly (a norm where ResNet18
     # has its final one, carry maps where it has its projections).
     ("GloNet18+glonet_head_norm", _imagenet_params((2, 2, 2, 2), skips=False, carries=True)),
+    # The scale-only norm: 512 scales, no offsets.
+    ("GloNet18+glonet_head_rms",
+     _imagenet_params((2, 2, 2, 2), skips=False, final_bn=False, carries=True) + 512),
 ])
 def test_imagenet_families_have_exact_parameter_counts(name, expected):
   name, _, option = name.partition("+")

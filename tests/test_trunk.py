@@ -11,6 +11,7 @@ from common.data import Split, fake_images
 from common.data.augment import image_preprocess, pad_crop_flip
 from common.errors import ConfigError
 from common.models import CIFAR_MODELS, build_model
+from common.models.blocks import BatchRMSNorm
 from common.models.glonet import AvgPoolConvCarry, StridedConvCarry
 from common.models.registry import model_label
 from common.models.resnet_v2 import ResNetTiny, ResNetV2
@@ -144,11 +145,52 @@ def test_head_norm_is_folded_into_an_exact_readout(carry):
                use_batch_norm=False).init(jax.random.key(0), x)
 
 
+@pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
+def test_scale_only_head_norm_is_folded_into_an_exact_readout_with_no_offset(carry):
+  """``glonet_head_rms``: each channel of the sum over its running root mean square."""
+  model = ResNetTiny(out_dim=3, mode="glonet", carry=carry, glonet_head_rms=True)
+  x = jax.random.normal(jax.random.key(1), (5, 8, 8, 3))
+  variables = _trained_like(model, x)
+  ms = variables["batch_stats"]["head_rms"]["mean_square"]
+  assert ms.shape == (8,) and not np.allclose(ms, 1)  # updated by the training pass
+  logits, taps = model.apply(variables, x, method="with_taps")
+  maps, bias = model.readout(variables["params"], variables["batch_stats"])
+  np.testing.assert_array_equal(bias, variables["params"]["head"]["bias"])  # no offset
+  contrib = jnp.concatenate([jnp.einsum("lbc,co->lbo", t["feat"], r)
+                             for t, r in zip(taps, maps, strict=True)])
+  np.testing.assert_allclose(bias + contrib.sum(0), logits, rtol=1e-4, atol=1e-4)
+  # In training it divides by the batch's own root mean square (not centred), so it does
+  # not see the scale of its input.
+  s = jax.random.normal(jax.random.key(2), (4, 3, 3, 8)) + 1.0
+  norm = BatchRMSNorm()
+  nv = norm.init(jax.random.key(0), s, train=True)
+  out, _ = norm.apply(nv, s, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(out, s / jnp.sqrt(jnp.mean(s**2, axis=(0, 1, 2)) + 1e-5),
+                             rtol=1e-5)
+  out2, _ = norm.apply(nv, 2 * s, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(out2, out, rtol=1e-4)
+  # Only the norm's 8 scales are added.
+  plain_head = ResNetTiny(out_dim=3, mode="glonet", carry=carry)
+  assert (count_params(variables["params"])
+          == count_params(plain_head.init(jax.random.key(0), x)["params"]) + 8)
+  with pytest.raises(ValueError, match="needs batch_stats"):
+    model.readout(variables["params"])
+  with pytest.raises(ConfigError, match="GloNet models only"):
+    ResNetTiny(out_dim=3, mode="plain", glonet_head_rms=True).init(jax.random.key(0), x)
+  with pytest.raises(ConfigError, match="needs use_batch_norm"):
+    ResNetTiny(out_dim=3, mode="glonet", glonet_head_rms=True,
+               use_batch_norm=False).init(jax.random.key(0), x)
+  with pytest.raises(ConfigError, match="choose one"):
+    ResNetTiny(out_dim=3, mode="glonet", glonet_head_rms=True,
+               glonet_head_norm=True).init(jax.random.key(0), x)
+
+
 def test_labels_mark_every_glonet_variant_so_reports_never_pool_them():
   def label(family, bn, options=None):
     return model_label(family, bn, CIFAR_MODELS, options)
   assert label("GloNet", True) == label("GloNet", True, {"carry": "avgpool_conv"}) == "GloNet"
   assert label("GloNet", True, {"glonet_head_norm": True}) == "GloNet (head BN)"
+  assert label("GloNet", True, {"glonet_head_rms": True}) == "GloNet (head RMS)"
   assert (label("GloNet", False, {"glonet_sum": "stage", "carry": "strided_conv"})
           == "GloNet (no BN, stage sum, strided carry)")
   assert label("ResNet", True, {"glonet_head_norm": True, "carry": "strided_conv"}) == "ResNet"
@@ -189,10 +231,11 @@ def test_label_smoothing_changes_the_training_loss_not_the_reported_one():
   np.testing.assert_allclose(smooth.training_loss(logits, y), want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("carry,head_norm", [("avgpool_conv", False), ("strided_conv", False),
-                                             ("avgpool_conv", True)])
+@pytest.mark.parametrize("carry,head_norm", [("avgpool_conv", ""), ("strided_conv", ""),
+                                             ("avgpool_conv", "bn"), ("avgpool_conv", "rms")])
 def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry, head_norm):
-  model = ResNetTiny(out_dim=4, mode="glonet", carry=carry, glonet_head_norm=head_norm)
+  model = ResNetTiny(out_dim=4, mode="glonet", carry=carry, glonet_head_norm=head_norm == "bn",
+                     glonet_head_rms=head_norm == "rms")
   ds = fake_images(n_train=64, n_val=8, n_test=37, size=8)
   pre = image_preprocess((0.3,) * 3, (0.3,) * 3)
   x = pre(None, jnp.asarray(ds.test.x), False)
@@ -216,7 +259,7 @@ def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry, head_n
   np.testing.assert_allclose(u["l1"][0], float(jnp.mean(jnp.abs(stem))), rtol=1e-4)
   names = [r["layer"] for r in u["param_l1"]]
   assert names == ["stem", "stage1/stack[0]", "stage2/carry", "stage2/first",
-                   "stage2/stack[0]", *(["head_bn"] if head_norm else []), "head"]
+                   "stage2/stack[0]", *([f"head_{head_norm}"] if head_norm else []), "head"]
 
 
 def test_residual_and_plain_usage_have_no_shares():

@@ -39,6 +39,38 @@ def batch_norm(train: bool, name: str | None = None, feature_major: bool = False
       momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
+class BatchRMSNorm(nn.Module):
+  """Scale-only batch normalisation: each channel divided by its root mean square.
+
+  ``y = x * scale / sqrt(E[x^2] + eps)`` per channel (the last axis), the mean square taken
+  over every other axis of the batch in training and a running average of it (momentum
+  and epsilon as :func:`batch_norm`'s) at evaluation. Unlike batch norm it neither
+  centres nor shifts, so at evaluation it is a per-channel *scale* with no offset: a sum
+  ``x_1 + ... + x_k`` of some of the terms it would normalise is read with no constant that
+  belongs to the terms left out (what keeps a GloNet's early exit meaningful, see
+  :class:`common.models.resnet_v2.ResNetV2`).
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    features = x.shape[-1]
+    mean_square = self.variable("batch_stats", "mean_square",
+                                lambda: jnp.ones((features,), jnp.float32))
+    scale = self.param("scale", nn.initializers.ones, (features,))
+    if train:
+      ms = jnp.mean(jnp.square(x.astype(jnp.float32)), axis=tuple(range(x.ndim - 1)))
+      if not self.is_initializing():
+        mean_square.value = BN_MOMENTUM * mean_square.value + (1 - BN_MOMENTUM) * ms
+    else:
+      ms = mean_square.value
+    return x * self.multiplier(scale, ms).astype(x.dtype)
+
+  @staticmethod
+  def multiplier(scale: jax.Array, mean_square: jax.Array) -> jax.Array:
+    """The per-channel factor the norm applies, given its scale and mean square."""
+    return scale * jax.lax.rsqrt(mean_square + BN_EPSILON)
+
+
 class FeatureMajorDense(nn.Module):
   """``nn.Dense`` for activations stored feature-major, ``(features_in, batch)``.
 

@@ -65,7 +65,8 @@ def _conv_family(mode: str, stem: str = "cifar") -> Callable[..., nn.Module]:
         out_dim=out_dim, mode=mode, use_batch_norm=use_batch_norm,
         carry=options.get("carry", "avgpool_conv"), remat=options.get("remat", False),
         glonet_sum=options.get("glonet_sum", "block") if mode == "glonet" else "block",
-        glonet_head_norm=options.get("glonet_head_norm", False) and mode == "glonet")
+        glonet_head_norm=options.get("glonet_head_norm", False) and mode == "glonet",
+        glonet_head_rms=options.get("glonet_head_rms", False) and mode == "glonet")
     model.validate()
     return model
   return build
@@ -192,6 +193,7 @@ def build_model(
 # Non-default variants of the convolutional GloNet, marked in its label so that a sweep
 # report never pools them with the paper's GloNet: (option, value, mark).
 _GLONET_VARIANT_MARKS = (("glonet_head_norm", True, "head BN"),
+                         ("glonet_head_rms", True, "head RMS"),
                          ("glonet_sum", "stage", "stage sum"),
                          ("carry", "strided_conv", "strided carry"))
 
@@ -229,7 +231,8 @@ def canonical_config(config, registry: dict[str, ModelSpec]):
 
 
 # Settings of a TrainConfig that are model options (absent ones take the family default).
-MODEL_OPTIONS = ("features", "remat", "carry", "glonet_sum", "glonet_head_norm")
+MODEL_OPTIONS = ("features", "remat", "carry", "glonet_sum", "glonet_head_norm",
+                 "glonet_head_rms")
 
 
 def model_options(config: Any) -> dict[str, Any]:

@@ -13,7 +13,8 @@ GloNet      the same blocks without any skip; the head reads the global average 
             the GloNet sum of the stem output and *every* block output, carried
             across each transition by a learnable, bias-free linear map (no
             BN-ReLU before the head, as in the authors' notebook; optionally a
-            batch norm without ReLU on the sum, ``glonet_head_norm``)
+            batch norm without ReLU on the sum, ``glonet_head_norm``, or a
+            scale-only norm, ``glonet_head_rms``)
 ==========  ===================================================================
 
 ``glonet_head_norm`` mirrors ResNet-v2's final batch norm on the GloNet sum, which is
@@ -21,6 +22,10 @@ otherwise the only unnormalised tensor a family's head reads (the sum of 9 terms
 GloNet18 makes its gradient at initialisation 5.5x ResNet18's). It has no ReLU, so at
 evaluation it is a per-channel affine map: the head stays linear in every term and layer
 usage stays exact (:meth:`ResNetV2.readout` folds it into the maps and the bias).
+``glonet_head_rms`` divides each channel of the sum by its root mean square instead
+(:class:`common.models.blocks.BatchRMSNorm`): no centring and no shift, so at evaluation
+it is a per-channel scale with no offset, and an early exit (a prefix of the sum) is read
+without the constant that batch norm's centring computes from the *whole* sum.
 
 Depth convention (the repository's one convention, extended to convolutions): every conv
 on the input-to-output path plus the head; shortcuts and carry maps are not counted (nor
@@ -137,6 +142,8 @@ class ResNetV2(nn.Module):
       whose usage has one entry per stage).
     glonet_head_norm: GloNet only: batch norm (affine, no ReLU) on the sum before the
       pool and head; needs ``use_batch_norm``. Off by default (the paper's GloNet).
+    glonet_head_rms: GloNet only: the scale-only norm (:class:`blocks.BatchRMSNorm`) on
+      the sum before the pool and head instead; needs ``use_batch_norm``. Off by default.
     unroll_scan: unroll the scanned blocks into straight-line code; None (default): only
       where the CPU runs XLA's own convolutions (no oneDNN build, or
       ``GLONETS_CPU_OPS=xla``), because XLA's CPU backend runs a convolution's gradient
@@ -156,6 +163,7 @@ class ResNetV2(nn.Module):
   remat: bool = False
   glonet_sum: str = "block"
   glonet_head_norm: bool = False
+  glonet_head_rms: bool = False
   unroll_scan: bool | None = None
 
   def validate(self) -> None:
@@ -180,6 +188,15 @@ class ResNetV2(nn.Module):
     if self.glonet_head_norm and not self.use_batch_norm:
       raise ConfigError("glonet_head_norm is a batch norm: it needs use_batch_norm; drop "
                         "one of the two.")
+    if self.glonet_head_rms and self.mode != "glonet":
+      raise ConfigError("glonet_head_rms applies to GloNet models only (ResNet and Plain "
+                        "already normalise before the head).")
+    if self.glonet_head_rms and not self.use_batch_norm:
+      raise ConfigError("glonet_head_rms normalises with batch statistics: it needs "
+                        "use_batch_norm; drop one of the two.")
+    if self.glonet_head_rms and self.glonet_head_norm:
+      raise ConfigError("glonet_head_norm and glonet_head_rms are two norms for the same "
+                        "place before the head: choose one.")
 
   # --- the usage contract (see common.usage) ---------------------------------------------
 
@@ -220,7 +237,7 @@ class ResNetV2(nn.Module):
     for i in range(len(self.stage_sizes)):
       name = f"stage{i + 1}"
       paths += [(name, "carry"), (name, "first"), (name, "stack")]
-    return (*paths, ("final_bn",), ("head_bn",), ("head",))
+    return (*paths, ("final_bn",), ("head_bn",), ("head_rms",), ("head",))
 
   @property
   def unrolls(self) -> bool:
@@ -244,7 +261,8 @@ class ResNetV2(nn.Module):
             "remat": self.remat,
             "unrolled_scan": self.unrolls, "loop_free_steps": self.loop_free_steps,
             **({"carry": self.carry, "glonet_sum": self.glonet_sum,
-                "glonet_head_norm": self.glonet_head_norm} if self.mode == "glonet"
+                "glonet_head_norm": self.glonet_head_norm,
+                "glonet_head_rms": self.glonet_head_rms} if self.mode == "glonet"
                else {})}
 
   def readout(self, params, batch_stats=None) -> tuple[list[jax.Array], jax.Array]:
@@ -254,19 +272,23 @@ class ResNetV2(nn.Module):
     pooling, so a block of stage ``g`` contributes ``feat @ K_g ... K_{last-1} W`` where
     ``feat`` is its (strided, for ``strided_conv``) spatial mean (see ``_tap_for``). With
     ``glonet_head_norm`` the evaluation-mode batch norm ``x * a + c`` (per channel) also
-    commutes with pooling: ``W`` becomes ``diag(a) W`` and the bias ``b + c W``.
+    commutes with pooling: ``W`` becomes ``diag(a) W`` and the bias ``b + c W``; with
+    ``glonet_head_rms`` only ``W`` changes, to ``diag(a) W``.
 
     Args:
       params: the model parameters.
-      batch_stats: the model's batch statistics (needed with ``glonet_head_norm``).
+      batch_stats: the model's batch statistics (needed with a head norm).
 
     Returns:
       ``([R_1, ..., R_S], bias)`` with ``R_g`` of shape ``(widths[g], out_dim)``.
     """
     r, bias = params["head"]["kernel"], params["head"]["bias"]
+    if (self.glonet_head_norm or self.glonet_head_rms) and batch_stats is None:
+      raise ValueError("readout of a GloNet with a head norm needs batch_stats.")
+    if self.glonet_head_rms:
+      r = blocks.BatchRMSNorm.multiplier(params["head_rms"]["scale"],
+                                         batch_stats["head_rms"]["mean_square"])[:, None] * r
     if self.glonet_head_norm:
-      if batch_stats is None:
-        raise ValueError("readout of a GloNet with glonet_head_norm needs batch_stats.")
       bn, stats = params["head_bn"], batch_stats["head_bn"]
       scale = bn["scale"] * jax.lax.rsqrt(stats["var"] + blocks.BN_EPSILON)
       bias = bias + (bn["bias"] - stats["mean"] * scale) @ r
@@ -319,7 +341,12 @@ class ResNetV2(nn.Module):
       if want_taps:
         taps.append(concat_taps([stem_taps, stage_taps]))
     if glonet:
-      h = blocks.batch_norm(train, name="head_bn")(s) if self.glonet_head_norm else s
+      if self.glonet_head_norm:
+        h = blocks.batch_norm(train, name="head_bn")(s)
+      elif self.glonet_head_rms:
+        h = blocks.BatchRMSNorm(name="head_rms")(s, train)
+      else:
+        h = s
     else:
       h = _pre_activation(h, train, self.use_batch_norm, "final_bn")
     h = jnp.mean(h, axis=(1, 2))
