@@ -24,7 +24,14 @@ families and the convolutional trunk):
   of the output computed from the first ``k`` blocks only, for every ``k`` (the authors'
   "tunable precision"); and ``blocks_needed``, the smallest ``k`` whose early-exit
   selection metric is within a stated tolerance of the full model's (the same precision
-  read as a depth).
+  read as a depth);
+* for GloNet, given a ``reference`` split (the training examples, evaluation mode):
+  ``early_exit_mean`` and ``blocks_needed_mean``, the same with every left-out block
+  ``i > k`` replaced by its mean contribution ``E_ref[feat_i @ R]`` instead of zero. A
+  prefix of the sum lacks the left-out blocks' *average* output as well as their
+  per-example information; ``early_exit`` reads that average as zero, which a head that
+  relies on it (any bias or norm offset tuned to the whole sum) turns into a constant
+  error. Both are exact at ``k = L`` (up to float rounding, the full model).
 
 ``blocks_used`` measures where the head's output *mass* sits; ``blocks_needed`` measures
 how many blocks the *predictions* need. Blocks with a small but non-zero share can still
@@ -57,27 +64,60 @@ USAGE_FILE = "usage.json"
 BN_WARMUP_BATCHES = 50
 
 
-def _usage_sums(variables, x, y, mask, *, model, task: Task, glonet: bool,
+def _masked_sum(values, mb):  # sum over the batch axis (last), padded rows excluded
+  return jnp.sum(jnp.where(mb > 0, values, 0.0), axis=-1)
+
+
+def _contributions(variables, xb, maps, *, model, preprocess: Preprocess):
+  """``(taps, contrib)``: a GloNet's taps and every block's exact share ``feat_i @ R`` of
+  the output, ``(L, batch, out)``."""
+  _, taps = model.apply(variables, preprocess(None, xb, False), method="with_taps")
+  contrib = jnp.concatenate(
+      [jnp.einsum("lbc,co->lbo", t["feat"], r) for t, r in zip(taps, maps, strict=True)])
+  return taps, contrib
+
+
+def _mean_contributions(variables, x, mask, *, model, preprocess: Preprocess) -> jax.Array:
+  """Each block's contribution to a GloNet's output summed over a split, ``(L, out)``."""
+  maps, _ = model.readout(variables["params"], variables.get("batch_stats"))
+
+  def body(acc, inputs):
+    xb, mb = inputs
+    _, contrib = _contributions(variables, xb, maps, model=model, preprocess=preprocess)
+    return acc + jnp.sum(jnp.where(mb[None, :, None] > 0, contrib, 0.0), axis=1), None
+
+  zeros = jnp.zeros((model.num_blocks, maps[0].shape[-1]), jnp.float32)
+  sums, _ = jax.lax.scan(body, zeros, (x, mask))
+  return sums
+
+
+def _usage_sums(variables, x, y, mask, tail, *, model, task: Task, glonet: bool,
                 preprocess: Preprocess) -> dict[str, Any]:
-  """Masked sums over all batches of the per-block statistics."""
+  """Masked sums over all batches of the per-block statistics.
+
+  ``tail`` (GloNet, optional): ``(L, out)``, row ``k - 1`` the mean contribution of blocks
+  ``k + 1..L``, added to the first ``k`` blocks' output for the ``exitm_`` curve.
+  """
   if glonet:
     maps, bias = model.readout(variables["params"], variables.get("batch_stats"))
 
-  def masked_sum(values, mb):  # sum over the batch axis (last), padded rows excluded
-    return jnp.sum(jnp.where(mb > 0, values, 0.0), axis=-1)
-
   def batch_stats(xb, yb, mb):
-    _, taps = model.apply(variables, preprocess(None, xb, False), method="with_taps")
+    if not glonet:
+      _, taps = model.apply(variables, preprocess(None, xb, False), method="with_taps")
+    else:
+      taps, contrib = _contributions(variables, xb, maps, model=model, preprocess=preprocess)
     l1 = jnp.concatenate([t["l1"] for t in taps], axis=0)  # (L, B)
-    out = {"l1": masked_sum(l1, mb)}
+    out = {"l1": _masked_sum(l1, mb)}
     if glonet:
-      contrib = jnp.concatenate(  # feat_i @ R: block i's exact share of the output
-          [jnp.einsum("lbc,co->lbo", t["feat"], r) for t, r in zip(taps, maps, strict=True)])
-      out["contribution"] = masked_sum(jnp.mean(jnp.abs(contrib), -1), mb)
+      out["contribution"] = _masked_sum(jnp.mean(jnp.abs(contrib), -1), mb)
       prefix = jnp.cumsum(contrib, axis=0) + bias  # output of the first k blocks, all k
-      per_k = jax.vmap(lambda o: task.per_example(o, yb))(prefix)
-      for name, values in per_k.items():
-        out[f"exit_{name}"] = masked_sum(values, mb)
+      exits = {"exit": prefix}
+      if tail is not None:
+        exits["exitm"] = prefix + tail[:, None, :]
+      for kind, outputs in exits.items():
+        per_k = jax.vmap(lambda o: task.per_example(o, yb))(outputs)
+        for name, values in per_k.items():
+          out[f"{kind}_{name}"] = _masked_sum(values, mb)
     return out
 
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
@@ -191,6 +231,7 @@ def compute_usage(
     batch_size: int = 500,
     threshold: float = 0.95,
     preprocess: Preprocess | None = None,
+    reference: Split | None = None,
 ) -> dict[str, Any]:
   """Layer usage of ``state``'s model on ``split``; see the module docstring.
 
@@ -202,20 +243,39 @@ def compute_usage(
     batch_size: examples per batch of the usage pass.
     threshold: cumulative share that defines ``blocks_used``.
     preprocess: turns stored inputs into model inputs (evaluation mode).
+    reference: GloNet: the examples (the training split) whose mean contribution of each
+      block stands in for the blocks an early exit leaves out (``early_exit_mean``);
+      None: no such curve.
 
   Returns:
     A JSON-ready dict.
   """
   glonet = model.usage_mode == "glonet"
+  preprocess = preprocess or _identity
+  variables = model_variables(state)
   # Split over every device as evaluation is: each holds and runs its slice of each batch.
   mesh = parallel.device_mesh()
   sharding = parallel.batched_split_sharding(mesh)
-  host = pad_to_batches(split, batch_size, mesh.size if mesh is not None else 1)
+  replicated = parallel.shardings(mesh)[0]
+  devices = mesh.size if mesh is not None else 1
+  tail, ref_count = None, 0
+  if glonet and reference is not None and len(reference):
+    ref_x, _, ref_mask = pad_to_batches(reference, batch_size, devices)
+    ref_count = int(ref_mask.sum())
+    sums = jax.jit(functools.partial(_mean_contributions, model=model, preprocess=preprocess),
+                   out_shardings=replicated)(
+        variables, distributed.put(ref_x, sharding), distributed.put(ref_mask, sharding))
+    mean = np.asarray(jax.device_get(sums), np.float64) / ref_count
+    # Row k - 1: the blocks after the first k, i.e. the reverse cumulative sum shifted by one.
+    after = np.cumsum(mean[::-1], axis=0)[::-1]
+    tail = distributed.put(
+        np.concatenate([after[1:], np.zeros_like(after[:1])]).astype(np.float32), replicated)
+  host = pad_to_batches(split, batch_size, devices)
   x, y, mask = (distributed.put(a, sharding) for a in host)
   run = jax.jit(functools.partial(_usage_sums, model=model, task=task, glonet=glonet,
-                                  preprocess=preprocess or _identity),
-                out_shardings=parallel.shardings(mesh)[0])
-  sums = jax.device_get(run(model_variables(state), x, y, mask))
+                                  preprocess=preprocess),
+                out_shardings=replicated)
+  sums = jax.device_get(run(variables, x, y, mask, tail))
   count = float(host[2].sum())
   result: dict[str, Any] = {
       "examples": int(count),
@@ -246,4 +306,13 @@ def compute_usage(
         "blocks_needed_tolerance": task.exit_tolerance,
         "blocks_needed_rule": task.exit_tolerance_rule,
     })
+    if tail is not None:
+      exits_mean = {name: (np.asarray(sums[f"exitm_{name}"]) / count).tolist()
+                    for name in task.metric_names}
+      result.update({
+          "early_exit_mean": {"k": list(range(1, len(share) + 1)), **exits_mean,
+                              "reference_examples": ref_count},
+          "blocks_needed_mean": blocks_needed(exits_mean[task.selection_metric], curve[-1],
+                                              task),
+      })
   return result

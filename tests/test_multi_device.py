@@ -48,12 +48,13 @@ for name, (cfg, registry, dataset, pre) in cases.items():
   state, sums, _ = trainer.train_epoch(trainer.state, 1, progress=False)
   test = trainer._eval["test"]
   usage = compute_usage(state, dataset.test, Classification(4), model, batch_size=20,
-                        preprocess=pre)
+                        preprocess=pre, reference=dataset.train)
   out[name] = {
       "steps": trainer.steps_per_epoch, "train_loss": float(sums["loss"]),
       **trainer.evaluate(state, "val"), **trainer.evaluate(state, "test"),
       "params": [float(np.abs(np.asarray(p)).sum()) for p in jax.tree.leaves(state.params)],
       "usage_l1": usage["l1"], "usage_examples": usage["examples"],
+      "exit_mean_loss": usage["early_exit_mean"]["loss"],
       "eval_spec": str(test.x.sharding.spec) if hasattr(test.x.sharding, "spec") else "",
       "eval_batch": int(test.x.shape[1]),
       "eval_shard_rows": int(test.x.addressable_shards[0].data.shape[1]),
@@ -106,6 +107,7 @@ def test_a_step_and_a_full_evaluation_equal_one_device(step_and_eval, case, devi
     np.testing.assert_allclose(many[key], one[key], rtol=2e-4, atol=1e-6, err_msg=key)
   np.testing.assert_allclose(many["params"], one["params"], rtol=2e-4)
   np.testing.assert_allclose(many["usage_l1"], one["usage_l1"], rtol=2e-4)
+  np.testing.assert_allclose(many["exit_mean_loss"], one["exit_mean_loss"], rtol=2e-4)
   assert many["usage_examples"] == one["usage_examples"] == 70
 
 

@@ -244,13 +244,17 @@ def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry, head_n
   state = create_train_state(model, tx, x[:1], jax.random.key(0)).replace(
       params=variables["params"], batch_stats=variables["batch_stats"])
   task = Classification(4)
-  u = compute_usage(state, ds.test, task, model, batch_size=10, preprocess=pre)
+  u = compute_usage(state, ds.test, task, model, batch_size=10, preprocess=pre,
+                    reference=ds.train)
   assert u["num_blocks"] == 4 and u["stage_boundaries"] == [0, 2] and u["mode"] == "glonet"
   assert len(u["l1"]) == 4 and np.isclose(sum(u["share"]), 1.0)
   # The early exit from all blocks is the full model, evaluated by the training evaluator.
   split = pad_split(ds.test, 10, None)
   sums = jax.jit(steps.make_evaluator(task, pre))(state, split.x, split.y, split.mask)
   assert np.isclose(u["early_exit"]["accuracy"][-1], float(sums["accuracy"]) / 37)
+  # So is the exit with the left-out blocks at their mean (none are left out at k = L).
+  assert np.isclose(u["early_exit_mean"]["accuracy"][-1], float(sums["accuracy"]) / 37)
+  assert u["early_exit_mean"]["reference_examples"] == 64
   np.testing.assert_allclose(u["early_exit"]["loss"][-1], float(sums["loss"]) / 37, rtol=1e-4)
   # l1 in network order: the stem's, taken from the model's own stem output.
   stem = jax.lax.conv_general_dilated(

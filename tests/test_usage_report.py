@@ -75,6 +75,39 @@ def test_shares_and_early_exit_match_a_direct_computation():
                              np.mean(np.asarray(logits).argmax(-1) == ds.test.y))
 
 
+def test_early_exit_with_the_left_out_blocks_at_their_mean_matches_a_direct_computation():
+  """``early_exit_mean``: blocks k+1..L replaced by their mean contribution on a reference
+  split (the training examples), so that a prefix keeps the average the head expects."""
+  model, state = _glonet_state(layers=9, seed=5)
+  ds = fake_classification(n_train=61, n_test=53, seed=5)
+  kernel, bias = (np.asarray(state.params["head"][k]) for k in ("kernel", "bias"))
+
+  def contributions(x):  # (L, N, classes): block i's exact share of the output
+    _, [taps] = state.apply_fn({"params": state.params}, jnp.asarray(x), method="with_taps")
+    return np.einsum("lbc,co->lbo", np.asarray(taps["feat"]), kernel)
+
+  mean = contributions(ds.train.x).mean(axis=1)
+  test = contributions(ds.test.x)
+  u = compute_usage(state, ds.test, Classification(4), model, batch_size=10,
+                    reference=ds.train)
+  exits = u["early_exit_mean"]
+  assert exits["k"] == list(range(1, 9)) and exits["reference_examples"] == 61
+  for k in range(1, 9):
+    out = bias + test[:k].sum(0) + mean[k:].sum(0)
+    acc = np.mean(out.argmax(-1) == ds.test.y)
+    loss = np.mean(optax.softmax_cross_entropy_with_integer_labels(out, ds.test.y))
+    assert abs(exits["accuracy"][k - 1] - acc) < 1e-6
+    np.testing.assert_allclose(exits["loss"][k - 1], loss, rtol=1e-4)
+  # With every block in, nothing is left out: the full model, as the zero-filled curve.
+  np.testing.assert_allclose(exits["loss"][-1], u["early_exit"]["loss"][-1], rtol=1e-5)
+  assert u["blocks_needed_mean"] == next(
+      k for k in range(1, 9) if exits["accuracy"][k - 1] >= u["early_exit"]["accuracy"][-1] - 0.005)
+  # The two curves differ before the last block (these blocks have non-zero means).
+  assert not np.allclose(exits["loss"][:-1], u["early_exit"]["loss"][:-1])
+  # No reference, no such curve.
+  assert "early_exit_mean" not in compute_usage(state, ds.test, Classification(4), model)
+
+
 def test_non_glonet_models_report_l1_only():
   model = build_model("ResNet", registry=DENSE_MODELS, num_layers=8, features=6, out_dim=4)
   state = create_train_state(model, optax.sgd(0.1), jnp.ones((1, 20)), jax.random.key(0))
@@ -93,6 +126,7 @@ def test_twelve_layer_glonet_run_has_usage_and_a_report_that_re_renders(tmp_path
     assert abs(sum(u[when]["share"]) - 1) < 1e-5
     assert 1 <= u[when]["blocks_used"] <= 11
     assert u[when]["early_exit"]["k"] == list(range(1, 12))
+    assert u[when]["early_exit_mean"]["k"] == list(range(1, 12))  # the training split's means
   assert u["init"]["epoch"] == 0 and u["final"]["epoch"] == 2
   outputs = ["training_report.pdf", "training_metrics.png", "layer_usage.png"]
   for name in outputs:
@@ -233,6 +267,15 @@ def test_usage_plot_with_and_without_stages_and_blocks_needed(tmp_path):
   assert "blocks needed (final): 7 (early exit within 0.01 of full)" in legends["new"]
   assert run_report.stage_starts(Run.load(new).usage) == [9, 18]
   assert "need the first 7 blocks" in run_report.usage_sentence(Run.load(new))
+  assert not any("train mean" in t for t in legends["new"])
+  # The early exit with the left-out blocks at their training mean, where recorded.
+  mean = fake_run(str(tmp_path / "mean"), "GloNet", 28, 0, 0.9, used=5, usage_extra={
+      "blocks_needed": 7, "blocks_needed_mean": 4,
+      "early_exit_mean": {"k": list(range(1, 28)), "accuracy": [0.5] * 27, "loss": [1.0] * 27}})
+  legend = _legend_texts(run_report.plot_layer_usage(Run.load(mean)))
+  assert {"init, rest at train mean", "final, rest at train mean"} <= set(legend)
+  assert "it needs the first 4" in run_report.usage_sentence(Run.load(mean))
+  assert os.path.getsize(report.render_run(mean)["usage"]) > 5000
 
 
 def test_sweep_blocks_needed_series_and_column(tmp_path):

@@ -59,6 +59,9 @@ def usage_sentence(run: Run) -> str:
       text += (f" The predictions need the first {final['blocks_needed']} blocks: the "
                f"smallest k whose early exit (the output from blocks 1..k only) meets "
                f"\"{needed_rule(final)}\" on the test set.")
+    if final.get("blocks_needed_mean") is not None:
+      text += (f" With the blocks left out replaced by their mean output over the training "
+               f"examples, it needs the first {final['blocks_needed_mean']}.")
     return text
   if final.get("l1"):
     return (f"The model has {blocks} blocks; their mean |output| is plotted in network order "
@@ -120,7 +123,9 @@ def plot_layer_usage(run: Run) -> Figure:
 
   Stage boundaries (``usage.json`` ``stage_boundaries``, CNN trunks) are drawn as thin
   dashed lines; ``blocks_used`` and ``blocks_needed`` as vertical lines of their own style.
-  Files without these keys (MLPs, older runs) render as before.
+  The early exit with the left-out blocks at their training mean (``early_exit_mean``) is
+  drawn beside the usual one, lighter and with markers. Files without these keys (MLPs,
+  older runs) render as before.
   """
   usage = {k: v for k, v in run.usage.items() if isinstance(v, dict)}
   glonet = any("share" in v for v in usage.values())
@@ -139,10 +144,15 @@ def plot_layer_usage(run: Run) -> Figure:
       if u.get("blocks_used"):
         axes["share"].axvline(u["blocks_used"], color=color, lw=0.8, alpha=0.6,
                               label=f"blocks used ({when}): {u['blocks_used']}")
-      exit_curve = u.get("early_exit", {})
-      values = [display_value(metric, v) for v in exit_curve.get(metric, [])]
-      axes["exit"].plot(exit_curve.get("k", []), [np.nan if v is None else v for v in values],
-                        style, color=color, label=when)
+      for key, alpha, marker, label in (
+          ("early_exit", 1.0, None, when),
+          ("early_exit_mean", 0.55, "^", f"{when}, rest at train mean")):
+        exit_curve = u.get(key, {})
+        values = [display_value(metric, v) for v in exit_curve.get(metric, [])]
+        if values:
+          axes["exit"].plot(exit_curve["k"], [np.nan if v is None else v for v in values],
+                            style, color=color, alpha=alpha, marker=marker, markersize=4,
+                            label=label)
     if u.get("blocks_needed"):
       # Beside blocks used: "used" is about the head's output, "needed" about the metric.
       axes["exit" if glonet else "l1"].axvline(

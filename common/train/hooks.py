@@ -75,7 +75,8 @@ class UsageHook(Hook):
     recorded = fileio.read_json(path) if os.path.exists(path) else {}
     recorded[key] = usage.compute_usage(state, self.dataset.test, self.task, self.model,
                                         batch_size=self.batch_size,
-                                        preprocess=self.preprocess)
+                                        preprocess=self.preprocess,
+                                        reference=self.dataset.train)
     recorded[key].update({"epoch": epoch, "batch_stats": note})
     if distributed.is_primary():  # every process computes (a collective), one writes
       fileio.atomic_write_json(path, recorded)
