@@ -285,12 +285,15 @@ def test_sweep_blocks_needed_series_and_column(tmp_path):
     fake_run(root, "GloNet", depth, 0, 0.9, usage_extra={
         "blocks_needed": needed, "blocks_needed_tolerance": 0.005, "blocks_needed_rule": rule})
   fake_run(root, "GloNet", 24, 0, 0.9)  # an older run: no blocks_needed
+  fake_run(root, "GloNet", 30, 0, 0.9, usage_extra={  # with the mean-filled early exit
+      "blocks_needed": 7, "blocks_needed_mean": 4, "blocks_needed_rule": rule})
   out = report.render_sweep(root)
   summary = fileio.read_json(out["summary"])
   needed = {g["depth"]: g["blocks_needed"][0] for g in summary["groups"]}
-  assert needed == {6: 2, 10: 3, 24: None}
+  assert needed == {6: 2, 10: 3, 24: None, 30: 7}
   markdown = open(out["markdown"]).read()
   assert "| blocks used | blocks needed |" in markdown and "| 3.0 of 9 |" in markdown
+  assert "| 7.0 of 29 (4.0 mean-filled) |" in markdown
   labels = _legend_texts(sweep_report.plot_blocks_used(summary))
   assert labels == ["GloNet", "used, after training", "used, at init", f"needed ({rule})",
                     "all blocks"], labels

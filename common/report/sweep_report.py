@@ -184,6 +184,8 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
         "blocks_used": _mean_std([_final_usage(r, "blocks_used") for r in done]),
         "blocks_used_init": _mean_std([u for u in used_init if u is not None]),
         "blocks_needed": _mean_std([_final_usage(r, "blocks_needed") for r in done]),
+        "blocks_needed_mean": _mean_std([_final_usage(r, "blocks_needed_mean")
+                                         for r in done]),
         "blocks_needed_rule": next((needed_rule(r.usage["final"]) for r in done
                                     if _final_usage(r, "blocks_needed") is not None), None),
         "seconds_per_epoch": _mean_std([r.median_train_seconds() for r in done]),
@@ -408,8 +410,15 @@ def results_table(summary: dict[str, Any]) -> list[list[str]]:
     seeds = len(g["seeds"])
     rows.append([g["label"], g["depth"], status, _pm(metric, g["test_best_val"], seeds),
                  _pm(metric, g["test_final"], seeds), _blocks(g["blocks_used"], g["num_blocks"]),
-                 _blocks(g.get("blocks_needed"), g["num_blocks"]), _seconds_text(g, name_machine)])
+                 _needed_text(g), _seconds_text(g, name_machine)])
   return rows
+
+
+def _needed_text(group: dict[str, Any]) -> str:
+  """Blocks needed; beside it, where recorded, with the left-out blocks at their mean."""
+  text = _blocks(group.get("blocks_needed"), group["num_blocks"])
+  mean = (group.get("blocks_needed_mean") or (None, None))[0]
+  return text if mean is None else f"{text} ({mean:.1f} mean-filled)"
 
 
 def _several_machines(summary: dict[str, Any]) -> bool:

@@ -49,7 +49,8 @@ class UsageHook(Hook):
   For a batch-norm model the usage at initialisation is measured with running statistics
   estimated from training batches (``usage.warm_batch_stats``), never with the initial
   mean 0 / variance 1, which describe a network that never existed; ``usage.json`` says
-  so in ``batch_stats``.
+  so in ``batch_stats``. The training split (evaluation mode) is the reference whose mean
+  block contributions fill in the blocks an early exit leaves out (``early_exit_mean``).
   """
 
   def __init__(self, model: nn.Module, dataset: Dataset, task: Task, batch_size: int,
