@@ -120,47 +120,39 @@ def test_glonet_logits_are_the_bias_plus_every_block_contribution(carry, bn, siz
 
 
 @pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
-def test_head_norm_is_folded_into_an_exact_readout(carry):
-  """The optional batch norm on the GloNet sum: affine at evaluation, so usage stays exact."""
-  model = ResNetTiny(out_dim=3, mode="glonet", carry=carry, glonet_head_norm=True)
+@pytest.mark.parametrize("option,name,stat,added", [
+    ("glonet_head_norm", "head_bn", "mean", 2 * 8),  # scale and offset of 8 channels
+    ("glonet_head_rms", "head_rms", "mean_square", 8)])  # scales only
+def test_head_norms_are_folded_into_an_exact_readout(carry, option, name, stat, added):
+  """The optional norms on the GloNet sum: per-channel affine (batch norm) or scale
+  (``glonet_head_rms``) at evaluation, so usage stays exact."""
+  model = ResNetTiny(out_dim=3, mode="glonet", carry=carry, **{option: True})
   x = jax.random.normal(jax.random.key(1), (5, 8, 8, 3))
   variables = _trained_like(model, x)
-  stats = variables["batch_stats"]["head_bn"]
-  assert stats["mean"].shape == (8,) and not np.allclose(stats["mean"], 0)
+  stats = variables["batch_stats"][name][stat]
+  assert stats.shape == (8,) and not np.allclose(stats, 0 if stat == "mean" else 1)
   logits, taps = model.apply(variables, x, method="with_taps")
   maps, bias = model.readout(variables["params"], variables["batch_stats"])
   contrib = jnp.concatenate([jnp.einsum("lbc,co->lbo", t["feat"], r)
                              for t, r in zip(taps, maps, strict=True)])
   np.testing.assert_allclose(bias + contrib.sum(0), logits, rtol=1e-4, atol=1e-4)
-  # Only the head's batch norm (scale and offset of the 8 summed channels) is added.
+  if option == "glonet_head_rms":  # no centring, no shift: the head's own bias only
+    np.testing.assert_array_equal(bias, variables["params"]["head"]["bias"])
   plain_head = ResNetTiny(out_dim=3, mode="glonet", carry=carry)
   assert (count_params(variables["params"])
-          == count_params(plain_head.init(jax.random.key(0), x)["params"]) + 2 * 8)
+          == count_params(plain_head.init(jax.random.key(0), x)["params"]) + added)
   with pytest.raises(ValueError, match="needs batch_stats"):
     model.readout(variables["params"])
   with pytest.raises(ConfigError, match="GloNet models only"):
-    ResNetTiny(out_dim=3, mode="residual", glonet_head_norm=True).init(jax.random.key(0), x)
+    ResNetTiny(out_dim=3, mode="residual", **{option: True}).init(jax.random.key(0), x)
   with pytest.raises(ConfigError, match="needs use_batch_norm"):
-    ResNetTiny(out_dim=3, mode="glonet", glonet_head_norm=True,
-               use_batch_norm=False).init(jax.random.key(0), x)
+    ResNetTiny(out_dim=3, mode="glonet", use_batch_norm=False,
+               **{option: True}).init(jax.random.key(0), x)
 
 
-@pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
-def test_scale_only_head_norm_is_folded_into_an_exact_readout_with_no_offset(carry):
-  """``glonet_head_rms``: each channel of the sum over its running root mean square."""
-  model = ResNetTiny(out_dim=3, mode="glonet", carry=carry, glonet_head_rms=True)
-  x = jax.random.normal(jax.random.key(1), (5, 8, 8, 3))
-  variables = _trained_like(model, x)
-  ms = variables["batch_stats"]["head_rms"]["mean_square"]
-  assert ms.shape == (8,) and not np.allclose(ms, 1)  # updated by the training pass
-  logits, taps = model.apply(variables, x, method="with_taps")
-  maps, bias = model.readout(variables["params"], variables["batch_stats"])
-  np.testing.assert_array_equal(bias, variables["params"]["head"]["bias"])  # no offset
-  contrib = jnp.concatenate([jnp.einsum("lbc,co->lbo", t["feat"], r)
-                             for t, r in zip(taps, maps, strict=True)])
-  np.testing.assert_allclose(bias + contrib.sum(0), logits, rtol=1e-4, atol=1e-4)
-  # In training it divides by the batch's own root mean square (not centred), so it does
-  # not see the scale of its input.
+def test_scale_only_norm_divides_by_the_batch_root_mean_square():
+  """In training, each channel over its batch root mean square (not centred), so the norm
+  does not see its input's scale; one head norm at a time."""
   s = jax.random.normal(jax.random.key(2), (4, 3, 3, 8)) + 1.0
   norm = BatchRMSNorm()
   nv = norm.init(jax.random.key(0), s, train=True)
@@ -169,20 +161,9 @@ def test_scale_only_head_norm_is_folded_into_an_exact_readout_with_no_offset(car
                              rtol=1e-5)
   out2, _ = norm.apply(nv, 2 * s, train=True, mutable=["batch_stats"])
   np.testing.assert_allclose(out2, out, rtol=1e-4)
-  # Only the norm's 8 scales are added.
-  plain_head = ResNetTiny(out_dim=3, mode="glonet", carry=carry)
-  assert (count_params(variables["params"])
-          == count_params(plain_head.init(jax.random.key(0), x)["params"]) + 8)
-  with pytest.raises(ValueError, match="needs batch_stats"):
-    model.readout(variables["params"])
-  with pytest.raises(ConfigError, match="GloNet models only"):
-    ResNetTiny(out_dim=3, mode="plain", glonet_head_rms=True).init(jax.random.key(0), x)
-  with pytest.raises(ConfigError, match="needs use_batch_norm"):
-    ResNetTiny(out_dim=3, mode="glonet", glonet_head_rms=True,
-               use_batch_norm=False).init(jax.random.key(0), x)
   with pytest.raises(ConfigError, match="choose one"):
     ResNetTiny(out_dim=3, mode="glonet", glonet_head_rms=True,
-               glonet_head_norm=True).init(jax.random.key(0), x)
+               glonet_head_norm=True).init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
 
 
 def test_labels_mark_every_glonet_variant_so_reports_never_pool_them():

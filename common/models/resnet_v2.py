@@ -182,18 +182,13 @@ class ResNetV2(nn.Module):
       raise ConfigError(f"glonet_sum must be block or stage; got {self.glonet_sum!r}.")
     if self.glonet_sum == "stage" and self.mode != "glonet":
       raise ConfigError("glonet_sum=stage applies to GloNet models only.")
-    if self.glonet_head_norm and self.mode != "glonet":
-      raise ConfigError("glonet_head_norm applies to GloNet models only (ResNet and Plain "
-                        "already normalise before the head).")
-    if self.glonet_head_norm and not self.use_batch_norm:
-      raise ConfigError("glonet_head_norm is a batch norm: it needs use_batch_norm; drop "
-                        "one of the two.")
-    if self.glonet_head_rms and self.mode != "glonet":
-      raise ConfigError("glonet_head_rms applies to GloNet models only (ResNet and Plain "
-                        "already normalise before the head).")
-    if self.glonet_head_rms and not self.use_batch_norm:
-      raise ConfigError("glonet_head_rms normalises with batch statistics: it needs "
-                        "use_batch_norm; drop one of the two.")
+    for option in ("glonet_head_norm", "glonet_head_rms"):
+      if getattr(self, option) and self.mode != "glonet":
+        raise ConfigError(f"{option} applies to GloNet models only (ResNet and Plain "
+                          "already normalise before the head).")
+      if getattr(self, option) and not self.use_batch_norm:
+        raise ConfigError(f"{option} normalises with batch statistics: it needs "
+                          "use_batch_norm; drop one of the two.")
     if self.glonet_head_rms and self.glonet_head_norm:
       raise ConfigError("glonet_head_norm and glonet_head_rms are two norms for the same "
                         "place before the head: choose one.")
