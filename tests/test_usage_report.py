@@ -272,8 +272,15 @@ def test_usage_plot_with_and_without_stages_and_blocks_needed(tmp_path):
   mean = fake_run(str(tmp_path / "mean"), "GloNet", 28, 0, 0.9, used=5, usage_extra={
       "blocks_needed": 7, "blocks_needed_mean": 4,
       "early_exit_mean": {"k": list(range(1, 28)), "accuracy": [0.5] * 27, "loss": [1.0] * 27}})
-  legend = _legend_texts(run_report.plot_layer_usage(Run.load(mean)))
+  fig = run_report.plot_layer_usage(Run.load(mean))
+  legend = [" ".join(t.split()) for t in _legend_texts(fig)]  # long labels are wrapped
   assert {"init, rest at train mean", "final, rest at train mean"} <= set(legend)
+  # The early-exit and share panels' long legends go below their axes, no wider than them,
+  # instead of over the curves.
+  fig.draw_without_rendering()
+  for ax in fig.axes[1:3]:
+    box, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert box.y1 < frame.y0 and box.width <= 1.05 * frame.width, (ax.get_title(), box, frame)
   assert "it needs the first 4" in run_report.usage_sentence(Run.load(mean))
   assert os.path.getsize(report.render_run(mean)["usage"]) > 5000
 

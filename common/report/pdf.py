@@ -6,6 +6,7 @@ backend of a notebook that imports the report. ``Figure.savefig`` renders with A
 """
 
 import io
+import textwrap
 import xml.sax.saxutils
 from collections.abc import Sequence
 from typing import Any
@@ -68,17 +69,34 @@ def finish_depth_axes(fig: Figure, ax: Axes, ylabel: str, title: str,
     ax.xaxis.set_minor_locator(ticker.NullLocator())
   ax.set(xlabel="depth (num_layers)", ylabel=ylabel, title=title)
   ax.grid(alpha=0.3, which="both")
-  handles, labels = ax.get_legend_handles_labels()
-  if len(handles) > _MAX_INSIDE_LEGEND:
-    # Taller by the legend's rows, so that the axes keep their height.
-    width, height = fig.get_size_inches()
-    fig.set_size_inches(width, height + len(handles) * 1.5 * legend_size / 72 + 0.3)
-    ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(0.0, -0.18),
-              borderaxespad=0.0)
-  elif handles:  # an empty legend only warns
-    ax.legend(fontsize=legend_size)
+  place_legends(fig, [ax], legend_size)
   fig.tight_layout()
   return fig
+
+
+def place_legends(fig: Figure, axes: Sequence[Axes], fontsize: int) -> None:
+  """Each of ``axes``' legends inside its axes, or below them when it has more than a few
+  entries, where it cannot hide the curves.
+
+  A legend below is wrapped to about its axes' width (so that side by side panels keep
+  their widths), and the figure grows by the tallest one, so that the axes keep their
+  height.
+  """
+  lines_below = 0
+  for ax in axes:
+    handles, labels = ax.get_legend_handles_labels()
+    if len(handles) > _MAX_INSIDE_LEGEND:
+      width = ax.get_position().width * fig.get_size_inches()[0]
+      chars = max(20, int(width * 72 / (0.6 * fontsize)))  # a character is ~0.6 em wide
+      labels = [textwrap.fill(label, chars) for label in labels]
+      ax.legend(handles, labels, fontsize=fontsize, loc="upper left",
+                bbox_to_anchor=(0.0, -0.18), borderaxespad=0.0)
+      lines_below = max(lines_below, sum(label.count("\n") + 1 for label in labels))
+    elif handles:  # an empty legend only warns
+      ax.legend(fontsize=fontsize)
+  if lines_below:
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width, height + lines_below * 1.5 * fontsize / 72 + 0.3)
 
 
 def image(png: bytes, width: float = PAGE_WIDTH) -> Image:

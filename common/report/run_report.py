@@ -182,8 +182,7 @@ def plot_layer_usage(run: Run) -> Figure:
       axes["exit"].set_yscale("log")
   for ax in axes.values():
     ax.grid(alpha=0.3)
-    if ax.lines:
-      ax.legend(fontsize=7)
+  pdf.place_legends(fig, list(axes.values()), 7)
   fig.suptitle(f"{run.name}: layer usage on the test set")
   fig.tight_layout()
   return fig
