@@ -77,17 +77,27 @@ def _contributions(variables, xb, maps, *, model, preprocess: Preprocess):
   return taps, contrib
 
 
-def _mean_contributions(variables, x, mask, *, model, preprocess: Preprocess) -> jax.Array:
-  """Each block's contribution to a GloNet's output summed over a split, ``(L, out)``."""
-  maps, _ = model.readout(variables["params"], variables.get("batch_stats"))
+def _mean_contributions(variables, x, *, model, preprocess: Preprocess, batch_size: int,
+                        batch_sharding) -> jax.Array:
+  """Each block's contribution to a GloNet's output summed over the inputs ``x``, ``(L, out)``.
 
-  def body(acc, inputs):
-    xb, mb = inputs
+  ``x`` is read in place (on device, unpadded, e.g. the trainer's copy of the training
+  inputs): each batch gathers its rows by index, the last one's surplus rows repeat the
+  last example and are masked, so no padded copy of the split is ever made.
+  """
+  maps, _ = model.readout(variables["params"], variables.get("batch_stats"))
+  n = x.shape[0]
+
+  def body(acc, start):
+    index = start + jnp.arange(batch_size)
+    xb = x[jnp.minimum(index, n - 1)]
+    if batch_sharding is not None:
+      xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
     _, contrib = _contributions(variables, xb, maps, model=model, preprocess=preprocess)
-    return acc + jnp.sum(jnp.where(mb[None, :, None] > 0, contrib, 0.0), axis=1), None
+    return acc + jnp.sum(jnp.where((index < n)[None, :, None], contrib, 0.0), axis=1), None
 
   zeros = jnp.zeros((model.num_blocks, maps[0].shape[-1]), jnp.float32)
-  sums, _ = jax.lax.scan(body, zeros, (x, mask))
+  sums, _ = jax.lax.scan(body, zeros, jnp.arange(0, n, batch_size))
   return sums
 
 
@@ -231,7 +241,7 @@ def compute_usage(
     batch_size: int = 500,
     threshold: float = 0.95,
     preprocess: Preprocess | None = None,
-    reference: Split | None = None,
+    reference: Split | jax.Array | None = None,
 ) -> dict[str, Any]:
   """Layer usage of ``state``'s model on ``split``; see the module docstring.
 
@@ -244,8 +254,9 @@ def compute_usage(
     threshold: cumulative share that defines ``blocks_used``.
     preprocess: turns stored inputs into model inputs (evaluation mode).
     reference: GloNet: the examples (the training split) whose mean contribution of each
-      block stands in for the blocks an early exit leaves out (``early_exit_mean``);
-      None: no such curve.
+      block stands in for the blocks an early exit leaves out (``early_exit_mean``): a
+      split, or its stored inputs already on device and replicated (the trainer's copy,
+      read in place); None: no such curve.
 
   Returns:
     A JSON-ready dict.
@@ -260,11 +271,13 @@ def compute_usage(
   devices = mesh.size if mesh is not None else 1
   tail, ref_count = None, 0
   if glonet and reference is not None and len(reference):
-    ref_x, _, ref_mask = pad_to_batches(reference, batch_size, devices)
-    ref_count = int(ref_mask.sum())
-    sums = jax.jit(functools.partial(_mean_contributions, model=model, preprocess=preprocess),
-                   out_shardings=replicated)(
-        variables, distributed.put(ref_x, sharding), distributed.put(ref_mask, sharding))
+    ref_x = reference if isinstance(reference, jax.Array) else distributed.put(
+        reference.x, replicated)
+    ref_count = int(ref_x.shape[0])
+    per_batch = -(-batch_size // devices) * devices  # a multiple of the device count
+    sums = jax.jit(functools.partial(
+        _mean_contributions, model=model, preprocess=preprocess, batch_size=per_batch,
+        batch_sharding=parallel.shardings(mesh)[1]), out_shardings=replicated)(variables, ref_x)
     mean = np.asarray(jax.device_get(sums), np.float64) / ref_count
     # Row k - 1: the blocks after the first k, i.e. the reverse cumulative sum shifted by one.
     after = np.cumsum(mean[::-1], axis=0)[::-1]

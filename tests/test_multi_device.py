@@ -55,6 +55,10 @@ for name, (cfg, registry, dataset, pre) in cases.items():
       "params": [float(np.abs(np.asarray(p)).sum()) for p in jax.tree.leaves(state.params)],
       "usage_l1": usage["l1"], "usage_examples": usage["examples"],
       "exit_mean_loss": usage["early_exit_mean"]["loss"],
+      # The same, from the trainer's replicated device copy (what the usage hook passes).
+      "exit_mean_loss_in_place": compute_usage(
+          state, dataset.test, Classification(4), model, batch_size=20, preprocess=pre,
+          reference=trainer.train_inputs)["early_exit_mean"]["loss"],
       "eval_spec": str(test.x.sharding.spec) if hasattr(test.x.sharding, "spec") else "",
       "eval_batch": int(test.x.shape[1]),
       "eval_shard_rows": int(test.x.addressable_shards[0].data.shape[1]),
@@ -108,6 +112,8 @@ def test_a_step_and_a_full_evaluation_equal_one_device(step_and_eval, case, devi
   np.testing.assert_allclose(many["params"], one["params"], rtol=2e-4)
   np.testing.assert_allclose(many["usage_l1"], one["usage_l1"], rtol=2e-4)
   np.testing.assert_allclose(many["exit_mean_loss"], one["exit_mean_loss"], rtol=2e-4)
+  for run in (one, many):
+    np.testing.assert_allclose(run["exit_mean_loss_in_place"], run["exit_mean_loss"], rtol=1e-5)
   assert many["usage_examples"] == one["usage_examples"] == 70
 
 

@@ -104,6 +104,13 @@ def test_early_exit_with_the_left_out_blocks_at_their_mean_matches_a_direct_comp
       k for k in range(1, 9) if exits["accuracy"][k - 1] >= u["early_exit"]["accuracy"][-1] - 0.005)
   # The two curves differ before the last block (these blocks have non-zero means).
   assert not np.allclose(exits["loss"][:-1], u["early_exit"]["loss"][:-1])
+  # The trainer's device copy of the inputs, read in place, gives the same curve (the last
+  # batch of 10 holds one example and nine masked repeats of it).
+  on_device = compute_usage(state, ds.test, Classification(4), model, batch_size=10,
+                            reference=jax.device_put(ds.train.x))
+  assert on_device["early_exit_mean"]["reference_examples"] == 61
+  np.testing.assert_allclose(on_device["early_exit_mean"]["loss"], exits["loss"], rtol=1e-6)
+  assert on_device["early_exit_mean"]["accuracy"] == exits["accuracy"]
   # No reference, no such curve.
   assert "early_exit_mean" not in compute_usage(state, ds.test, Classification(4), model)
 

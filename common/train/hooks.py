@@ -50,7 +50,8 @@ class UsageHook(Hook):
   estimated from training batches (``usage.warm_batch_stats``), never with the initial
   mean 0 / variance 1, which describe a network that never existed; ``usage.json`` says
   so in ``batch_stats``. The training split (evaluation mode) is the reference whose mean
-  block contributions fill in the blocks an early exit leaves out (``early_exit_mean``).
+  block contributions fill in the blocks an early exit leaves out (``early_exit_mean``),
+  read from the trainer's device copy.
   """
 
   def __init__(self, model: nn.Module, dataset: Dataset, task: Task, batch_size: int,
@@ -61,7 +62,12 @@ class UsageHook(Hook):
 
   def record(self, run_path: str, key: str, state, epoch: int, *,
              train_inputs=None, train_batch: int = 256) -> float:
-    """Computes usage into ``usage.json[key]``; returns the seconds it took."""
+    """Computes usage into ``usage.json[key]``; returns the seconds it took.
+
+    ``train_inputs``: the trainer's training inputs on device; they warm the batch-norm
+    statistics at ``init`` and are the mean-fill reference, read in place (without them
+    the reference is the dataset's training split, put on the device for the pass).
+    """
     t0 = time.perf_counter()
     note = "none (no batch norm)"
     if state.batch_stats:
@@ -77,7 +83,8 @@ class UsageHook(Hook):
     recorded[key] = usage.compute_usage(state, self.dataset.test, self.task, self.model,
                                         batch_size=self.batch_size,
                                         preprocess=self.preprocess,
-                                        reference=self.dataset.train)
+                                        reference=(self.dataset.train if train_inputs is None
+                                                   else train_inputs))
     recorded[key].update({"epoch": epoch, "batch_stats": note})
     if distributed.is_primary():  # every process computes (a collective), one writes
       fileio.atomic_write_json(path, recorded)
@@ -95,7 +102,8 @@ class UsageHook(Hook):
   def on_end(self, trainer, state, run):
     try:
       return {"usage_seconds_final": self.record(
-          run.path, "final", state, int(state.step) // max(1, trainer.steps_per_epoch))}
+          run.path, "final", state, int(state.step) // max(1, trainer.steps_per_epoch),
+          train_inputs=trainer.train_inputs)}
     except Exception as e:  # noqa: BLE001 - a finished training stays finished
       logging.warning("Final layer usage failed (%s: %s); the run is still done.",
                       type(e).__name__, e)
