@@ -393,6 +393,28 @@ def test_usage_curves_draw_one_panel_per_configuration(tmp_path):
                     f"{default}: usage per block": 1}, panels
 
 
+def test_usage_curves_of_many_depths_keep_their_legends_off_the_curves(tmp_path):
+  # Seven depths (the SGEMM sweep's 10 to 1000) in each of four panels on two rows: every
+  # legend goes below its own panel, no wider than it, and clear of the panel beneath.
+  root = str(tmp_path / "sweep")
+  for lr in range(4):
+    for depth in (10, 20, 50, 100, 200, 500, 1000):
+      _edit_config(fake_run(os.path.join(root, f"lr{lr}"), "GloNet", depth, 0, 0.9),
+                   {"learning_rate": 0.01 * (lr + 1)})
+  fig = sweep_report.plot_usage_curves(sweep_report.gather_runs(root))
+  fig.draw_without_rendering()
+  panels = [ax for ax in fig.axes if ax.get_title()]
+  assert len(panels) == 4
+  for ax in panels:
+    box, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert len(ax.get_legend().get_texts()) == 7
+    assert box.y1 < frame.y0 and box.x1 <= frame.x1 + 1, (box, frame)
+    below = [other.get_tightbbox() for other in panels
+             if other.get_window_extent().y1 < frame.y0 and other.get_window_extent().x0 < box.x1
+             and other.get_window_extent().x1 > box.x0]
+    assert all(box.y0 > other.y1 for other in below), (box, below)
+
+
 def test_depth_plots_of_many_configurations_stay_readable(tmp_path):
   # Ten configurations of one sweep: the depth axis names its depths plainly (18, not
   # 2x10^1), the legend goes below the axes instead of over the points, and the blocks-used

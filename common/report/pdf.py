@@ -89,9 +89,17 @@ def place_legends(fig: Figure, axes: Sequence[Axes], fontsize: int) -> None:
       width = ax.get_position().width * fig.get_size_inches()[0]
       chars = max(20, int(width * 72 / (0.6 * fontsize)))  # a character is ~0.6 em wide
       labels = [textwrap.fill(label, chars) for label in labels]
-      ax.legend(handles, labels, fontsize=fontsize, loc="upper left",
+      # Short labels ("depth 1000") share a row: a column of them would be taller than the
+      # panel. The handle and padding take about five characters' width.
+      longest = max(len(line) for label in labels for line in label.split("\n"))
+      ncol = max(1, min(len(labels), chars // (longest + 5)))
+      ax.legend(handles, labels, fontsize=fontsize, loc="upper left", ncol=ncol,
                 bbox_to_anchor=(0.0, -0.18), borderaxespad=0.0)
-      lines_below = max(lines_below, sum(label.count("\n") + 1 for label in labels))
+      # Lines of text the legend takes, its entries split into columns as matplotlib does.
+      columns = np.array_split([label.count("\n") + 1 for label in labels], ncol)
+      lines = sum(max(column[r] for column in columns if r < len(column))
+                  for r in range(len(columns[0])))
+      lines_below = max(lines_below, lines)
     elif handles:  # an empty legend only warns
       ax.legend(fontsize=fontsize)
   if lines_below:

@@ -370,7 +370,8 @@ def plot_usage_curves(runs: list[Run], names: dict[str, str] | None = None) -> F
     # Marks can be long (``GloNet [batch_size=128, epochs=80, ...]``): wrapped, not clipped.
     ax.set_title(textwrap.fill(f"{label}: usage per block", 48), fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+  # A sweep of many depths (10 to 1000 in seven steps) would cover its curves with the legend.
+  pdf.place_legends(fig, axes[:len(labels)], 7)
   if not labels:
     axes[0].text(0.5, 0.5, "no finished run with layer usage", ha="center",
                  transform=axes[0].transAxes)
