@@ -55,6 +55,7 @@ from common.train.state import TrainState, model_variables
 from common.train.steps import Preprocess
 from common.train.steps import identity_preprocess as _identity
 from common.train.tasks import Task
+from common.train.trainer import EvalSplit
 
 USAGE_FILE = "usage.json"
 # Training batches run in train mode to estimate batch-norm statistics before the usage
@@ -234,7 +235,7 @@ def warm_batch_stats(state: TrainState, x: jax.Array, *, batch_size: int,
 
 def compute_usage(
     state: TrainState,
-    split: Split,
+    split: Split | EvalSplit,
     task: Task,
     model: Any,
     *,
@@ -247,7 +248,9 @@ def compute_usage(
 
   Args:
     state: a train state of ``model``.
-    split: the held-out examples (the test set).
+    split: the held-out examples (the test set): a split, or the trainer's copy of it,
+      already padded to whole batches and on the devices (read as it is, in its own
+      batches; ``batch_size`` then applies to the reference pass only).
     task: gives the metrics of the early-exit curve and ``blocks_needed``'s tolerance.
     model: the module (keeps the usage contract above).
     batch_size: examples per batch of the usage pass.
@@ -283,13 +286,16 @@ def compute_usage(
     after = np.cumsum(mean[::-1], axis=0)[::-1]
     tail = distributed.put(
         np.concatenate([after[1:], np.zeros_like(after[:1])]).astype(np.float32), replicated)
-  host = pad_to_batches(split, batch_size, devices)
-  x, y, mask = (distributed.put(a, sharding) for a in host)
+  if isinstance(split, EvalSplit):  # no second padded copy of the split on the devices
+    x, y, mask, count = split.x, split.y, split.mask, float(split.size)
+  else:
+    host = pad_to_batches(split, batch_size, devices)
+    x, y, mask = (distributed.put(a, sharding) for a in host)
+    count = float(host[2].sum())
   run = jax.jit(functools.partial(_usage_sums, model=model, task=task, glonet=glonet,
                                   preprocess=preprocess),
                 out_shardings=replicated)
   sums = jax.device_get(run(variables, x, y, mask, tail))
-  count = float(host[2].sum())
   result: dict[str, Any] = {
       "examples": int(count),
       "num_blocks": int(len(sums["l1"])),

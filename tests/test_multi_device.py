@@ -59,6 +59,10 @@ for name, (cfg, registry, dataset, pre) in cases.items():
       "exit_mean_loss_in_place": compute_usage(
           state, dataset.test, Classification(4), model, batch_size=20, preprocess=pre,
           reference=trainer.train_inputs)["early_exit_mean"]["loss"],
+      # And from the trainer's padded test copy (batches of 50 split over the devices).
+      "usage_l1_in_place": compute_usage(
+          state, trainer.eval_split("test"), Classification(4), model, preprocess=pre,
+          reference=trainer.train_inputs)["l1"],
       "eval_spec": str(test.x.sharding.spec) if hasattr(test.x.sharding, "spec") else "",
       "eval_batch": int(test.x.shape[1]),
       "eval_shard_rows": int(test.x.addressable_shards[0].data.shape[1]),
@@ -114,6 +118,7 @@ def test_a_step_and_a_full_evaluation_equal_one_device(step_and_eval, case, devi
   np.testing.assert_allclose(many["exit_mean_loss"], one["exit_mean_loss"], rtol=2e-4)
   for run in (one, many):
     np.testing.assert_allclose(run["exit_mean_loss_in_place"], run["exit_mean_loss"], rtol=1e-5)
+    np.testing.assert_allclose(run["usage_l1_in_place"], run["usage_l1"], rtol=1e-5)
   assert many["usage_examples"] == one["usage_examples"] == 70
 
 

@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from common import fileio, report
+from common import usage as usage_lib
 from common.data import Dataset, Split, fake_classification
 from common.models import DENSE_MODELS, build_model
 from common.report import run_report, sweep_report
@@ -18,6 +19,7 @@ from common.report.runs import Run, data_text
 from common.train import Classification, NonFiniteLossError
 from common.train.checkpoint import Checkpointer
 from common.train.state import create_train_state
+from common.train.trainer import pad_split
 from common.usage import compute_usage
 from tests.conftest import fake_run, run_module
 from tests.helpers import run_tiny, tiny_config
@@ -111,6 +113,15 @@ def test_early_exit_with_the_left_out_blocks_at_their_mean_matches_a_direct_comp
   assert on_device["early_exit_mean"]["reference_examples"] == 61
   np.testing.assert_allclose(on_device["early_exit_mean"]["loss"], exits["loss"], rtol=1e-6)
   assert on_device["early_exit_mean"]["accuracy"] == exits["accuracy"]
+  # The trainer's padded device copy of the test split, read in place, gives the same usage.
+  padded = compute_usage(state, pad_split(ds.test, 10, None), Classification(4), model,
+                         batch_size=10, reference=ds.train)
+  assert padded["examples"] == u["examples"] == 53
+  for key in ("l1", "share", "contribution"):
+    np.testing.assert_allclose(padded[key], u[key], rtol=1e-6, err_msg=key)
+  for key in ("early_exit", "early_exit_mean"):
+    np.testing.assert_allclose(padded[key]["loss"], u[key]["loss"], rtol=1e-6, err_msg=key)
+    assert padded[key]["accuracy"] == u[key]["accuracy"]
   # No reference, no such curve.
   assert "early_exit_mean" not in compute_usage(state, ds.test, Classification(4), model)
 
@@ -144,6 +155,29 @@ def test_twelve_layer_glonet_run_has_usage_and_a_report_that_re_renders(tmp_path
   for name in outputs:
     assert os.path.getsize(os.path.join(path, name)) > 5000
   assert open(os.path.join(path, "training_report.pdf"), "rb").read(5) == b"%PDF-"
+
+
+def test_the_usage_pass_reads_the_trainers_test_copy_when_batched_alike(tmp_path, monkeypatch):
+  # The run's usage pass takes batches of min(eval_batch_size, 500): at 50 it reads the
+  # trainer's padded test copy (no second one is made); at 600 it pads its own (batches of
+  # 500). Same usage.
+  padded = []
+  pad = usage_lib.pad_to_batches
+  monkeypatch.setattr(usage_lib, "pad_to_batches",
+                      lambda split, *a: padded.append(len(split)) or pad(split, *a))
+  results = {}
+  for eval_batch in (50, 600):
+    padded.clear()
+    path, _ = run_tiny(tiny_config(tmp_path / str(eval_batch), eval_batch_size=eval_batch,
+                                   epochs=1))
+    results[eval_batch] = fileio.read_json(os.path.join(path, "usage.json"))
+    assert padded == ([] if eval_batch == 50 else [130, 130]), padded  # init and final
+  for when in ("init", "final"):
+    same, own = results[50][when], results[600][when]
+    assert same["examples"] == own["examples"] == 130
+    for key in ("l1", "share"):
+      np.testing.assert_allclose(same[key], own[key], rtol=1e-5, err_msg=key)
+    assert same["early_exit"]["accuracy"] == own["early_exit"]["accuracy"]
 
 
 def test_a_failed_run_still_renders(tmp_path):

@@ -61,12 +61,14 @@ class UsageHook(Hook):
     self.preprocess = preprocess
 
   def record(self, run_path: str, key: str, state, epoch: int, *,
-             train_inputs=None, train_batch: int = 256) -> float:
+             train_inputs=None, train_batch: int = 256, test=None) -> float:
     """Computes usage into ``usage.json[key]``; returns the seconds it took.
 
     ``train_inputs``: the trainer's training inputs on device; they warm the batch-norm
     statistics at ``init`` and are the mean-fill reference, read in place (without them
     the reference is the dataset's training split, put on the device for the pass).
+    ``test``: the trainer's padded device copy of the test split, read in place (without
+    it the dataset's test split is padded and put on the device for the pass).
     """
     t0 = time.perf_counter()
     note = "none (no batch norm)"
@@ -80,7 +82,8 @@ class UsageHook(Hook):
         note = "the trained running statistics"
     path = os.path.join(run_path, usage.USAGE_FILE)
     recorded = fileio.read_json(path) if os.path.exists(path) else {}
-    recorded[key] = usage.compute_usage(state, self.dataset.test, self.task, self.model,
+    recorded[key] = usage.compute_usage(state, self.dataset.test if test is None else test,
+                                        self.task, self.model,
                                         batch_size=self.batch_size,
                                         preprocess=self.preprocess,
                                         reference=(self.dataset.train if train_inputs is None
@@ -90,6 +93,14 @@ class UsageHook(Hook):
       fileio.atomic_write_json(path, recorded)
     return time.perf_counter() - t0
 
+  def _trainer_test(self, trainer):
+    """The trainer's device copy of the test split when it is batched as this pass would
+    batch it (the usage pass holds every block's output of a batch, so it never takes
+    larger batches than its own), else None."""
+    if trainer.config.eval_batch_size != self.batch_size:
+      return None
+    return trainer.eval_split("test")
+
   def on_start(self, trainer, state, run):
     path = run.file(usage.USAGE_FILE)
     if "init" in (fileio.read_json(path) if os.path.exists(path) else {}):
@@ -97,13 +108,13 @@ class UsageHook(Hook):
     # The initial state is a pure function of the seed, so this is also right on resume.
     return {"usage_seconds_init": self.record(
         run.path, "init", state, 0, train_inputs=trainer.train_inputs,
-        train_batch=trainer.config.batch_size)}
+        train_batch=trainer.config.batch_size, test=self._trainer_test(trainer))}
 
   def on_end(self, trainer, state, run):
     try:
       return {"usage_seconds_final": self.record(
           run.path, "final", state, int(state.step) // max(1, trainer.steps_per_epoch),
-          train_inputs=trainer.train_inputs)}
+          train_inputs=trainer.train_inputs, test=self._trainer_test(trainer))}
     except Exception as e:  # noqa: BLE001 - a finished training stays finished
       logging.warning("Final layer usage failed (%s: %s); the run is still done.",
                       type(e).__name__, e)

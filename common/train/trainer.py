@@ -213,6 +213,11 @@ class Trainer:
     """The training inputs on device (as stored)."""
     return self._x
 
+  def eval_split(self, name: str) -> EvalSplit | None:
+    """Split ``name`` as evaluation holds it (padded to whole batches of
+    ``config.eval_batch_size``, on device); None if it is not evaluated."""
+    return self._eval.get(name)
+
   def learning_rate(self, epoch: int) -> float:
     """The learning rate at the first step of ``epoch`` (1-based)."""
     return float(self.schedule((epoch - 1) * self.steps_per_epoch))
