@@ -95,8 +95,8 @@ class UsageHook(Hook):
 
   def _trainer_test(self, trainer):
     """The trainer's device copy of the test split when it is batched as this pass would
-    batch it (the usage pass holds every block's output of a batch, so it never takes
-    larger batches than its own), else None."""
+    batch it, else None (a larger evaluation batch would hold more block outputs at once
+    than the pass's own batch cap allows)."""
     if trainer.config.eval_batch_size != self.batch_size:
       return None
     return trainer.eval_split("test")
