@@ -25,6 +25,7 @@ official validation images are reported as the **test set** (Imagenette has no o
 """
 
 import dataclasses
+import math
 import os
 import re
 
@@ -35,6 +36,7 @@ from common import fileio
 from common.data import Dataset, Split, holdout_split
 from common.data.augment import resized_crop_preprocess
 from common.data.cache import checked_cached_arrays
+from common.data.host_memory import host_memory_bytes
 from common.data.images import SquareResize, read_class_folders, sha256_of_tree
 from common.errors import ConfigError, DataError
 from common.train.steps import Preprocess
@@ -136,6 +138,41 @@ def stored_size(image_size: int) -> int:
   return int(round(image_size / EVAL_CROP_FRACTION))
 
 
+def decoded_bytes(image_size: int, counts: dict[str, tuple[int, ...]] | None = None) -> int:
+  """Bytes of the decoded uint8 squares of both splits for a model input of ``image_size``."""
+  counts = counts or {"train": TRAIN_COUNTS, "val": VAL_COUNTS}
+  images = sum(sum(counts[split]) for split in SPLITS)
+  return images * stored_size(image_size) ** 2 * 3
+
+
+def _check_fits_in_memory(image_size: int, counts: dict[str, tuple[int, ...]] | None,
+                          memory: int | None) -> None:
+  """Refuses an image size whose decoded images alone exceed ``memory`` bytes.
+
+  Such a decode would run for minutes and end in the kernel's out-of-memory kill, with no
+  message. A size whose images take more than half the memory is logged as a warning: a run
+  needs more than its images (a 224 px run peaked at 7.2 GiB with 2.6 GB of images, README
+  "Memory").
+  """
+  need = decoded_bytes(image_size, counts)
+  if not memory or need <= memory // 2:
+    return
+  side = stored_size(image_size)
+  gib = 2.0**30
+  if need > memory:
+    per_pixel = need / side**2  # bytes per stored pixel position, over every image
+    # The size whose images take half the memory, leaving the rest to the run.
+    fits = int(math.isqrt(int(memory / 2 / per_pixel)) * EVAL_CROP_FRACTION)
+    raise ConfigError(
+        f"--image_size={image_size} stores every image at {side}x{side}: {need / gib:.1f} "
+        f"GiB of decoded pixels, more than this machine's {memory / gib:.1f} GiB of memory. "
+        f"Pass a smaller --image_size (about {fits} at most, whose images take half of it; "
+        f"the recipes use 128 and 192).")
+  logging.warning("--image_size=%d: the decoded images take %.1f GiB of this machine's "
+                  "%.1f GiB; a run needs more than its images and may run out of memory.",
+                  image_size, need / gib, memory / gib)
+
+
 def _check(arrays: dict[str, np.ndarray], counts: dict[str, tuple[int, ...]], side: int,
            where: str, fix: str) -> None:
   """Verifies shapes, dtypes, labels and the official count per split and class."""
@@ -235,10 +272,12 @@ def load_imagenette(data_dir: str | None, image_size: int = 128, validation_size
 
   Raises:
     DataError: missing, truncated or corrupt files, or no copy at all.
-    ConfigError: a bad image size, or a validation size that leaves no training data.
+    ConfigError: a bad image size (under 16 px, or too large for this machine's memory),
+      or a validation size that leaves no training data.
   """
   if image_size < 16:
     raise ConfigError(f"--image_size must be at least 16 pixels; got {image_size}.")
+  _check_fits_in_memory(image_size, counts, host_memory_bytes())
   arrays, info = _load_arrays(data_dir, image_size, cache_dir, counts)
   train = Split(arrays["train_x"], arrays["train_y"].astype(np.int32))
   test = Split(arrays["val_x"], arrays["val_y"].astype(np.int32))

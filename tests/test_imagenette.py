@@ -216,6 +216,47 @@ def test_no_copy_and_bad_sizes_are_reported(tmp_path):
     _load(tmp_path, tmp_path, image_size=8)
 
 
+def test_an_image_size_too_large_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+  _write_tar(str(tmp_path / "imagenette" / "imagenette2-160.tgz"), _members())
+  need = imagenette.decoded_bytes(32, _COUNTS)
+  assert need == 30 * 37 * 37 * 3  # 30 images stored at 37 px for a 32 px input
+
+  def no_decode(*args, **kwargs):
+    raise AssertionError("decoded although the images cannot fit")
+
+  monkeypatch.setattr(imagenette, "read_class_folders", no_decode)
+  monkeypatch.setattr(imagenette, "host_memory_bytes", lambda: need - 1)
+  with pytest.raises(ConfigError) as refused:
+    _load(tmp_path, tmp_path)
+  # The fix names a size whose images take at most half the memory: 22 px, stored at 25.
+  assert "--image_size=32 stores every image at 37x37" in str(refused.value)
+  assert "about 22 at most" in str(refused.value)
+  assert imagenette.decoded_bytes(22, _COUNTS) <= (need - 1) // 2
+  assert not os.path.exists(tmp_path / "cache")
+  # More than half the memory, but not more than all of it: decoded, with a warning.
+  monkeypatch.undo()
+  monkeypatch.setattr(imagenette, "host_memory_bytes", lambda: need)
+  warnings = []
+  monkeypatch.setattr(imagenette.logging, "warning", lambda msg, *a: warnings.append(msg % a))
+  assert len(_load(tmp_path, tmp_path).test.x) == 10
+  assert any("may run out of memory" in w for w in warnings), warnings
+
+
+def test_host_memory_is_the_lower_of_the_machine_and_its_container(tmp_path, monkeypatch):
+  from common.data import host_memory
+  unset, limit = tmp_path / "unset", tmp_path / "limit"
+  unset.write_text("max\n")
+  limit.write_text("1073741824\n")
+  physical = host_memory._physical_bytes()
+  assert physical and physical > 2**30  # any machine that runs these tests
+  monkeypatch.setattr(host_memory, "_CGROUP_LIMITS", (str(tmp_path / "absent"), str(limit)))
+  assert host_memory.host_memory_bytes() == 2**30
+  monkeypatch.setattr(host_memory, "_CGROUP_LIMITS", (str(unset),))
+  assert host_memory.host_memory_bytes() == physical
+  monkeypatch.setattr(host_memory, "_physical_bytes", lambda: None)
+  assert host_memory.host_memory_bytes() is None
+
+
 def test_random_resized_crops_are_keyed_and_evaluation_takes_the_centre():
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 37, 37, 3), dtype=np.uint8))
   a = random_resized_crop_flip(jax.random.key(1), x, 32)
@@ -409,3 +450,18 @@ def test_train_py_on_bad_data_is_one_error_line_and_leaves_nothing(tmp_path, dam
   assert names in line and ("--data_dir" in line or "GLONETS_DATA_DIR" in line), line
   assert not os.path.exists(tmp_path / "run")
   assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")
+
+
+def test_train_py_refuses_an_image_size_no_memory_holds(tmp_path):
+  # 13,394 images stored at 114,286 px a side: petabytes, refused before any decode
+  # (--image_size=20000 once decoded on for minutes, 1.5 GB an image, towards the kernel's
+  # out-of-memory kill).
+  root = tmp_path / "data"
+  _write_tar(str(root / "imagenette" / "imagenette2-160.tgz"), _members())
+  proc = run_module("resnet_imagenette.train", "--image_size=100000", f"--data_dir={root}",
+                    f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}",
+                    "--progress=false")
+  line = error_line(proc)
+  assert "--image_size=100000 stores every image at 114286x114286" in line, line
+  assert "Pass a smaller --image_size" in line
+  assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "cache")
