@@ -24,13 +24,15 @@ SCHEDULES = ("constant", "cosine", "step", "linear", "onecycle")
 CARRIES = ("avgpool_conv", "strided_conv")  # common.models.glonet.CARRIES
 
 # Settings that may change when a run directory is resumed: they do not change the math
-# (evaluation is padded and masked, so its batch size only changes the summation order).
+# (evaluation is padded and masked, so its batch size only changes the summation order;
+# --remat recomputes the same activations, so a run that ran out of device memory can
+# resume with it).
 # Everything else must match the run's config.json exactly. ``epochs`` may change (to
 # train a finished run further) only with a constant learning rate: a decaying schedule
 # is stretched over the whole run, so its length changes every step's learning rate.
 RESUMABLE_KEYS = frozenset(
     {"epochs", "data_dir", "workdir", "result_dir", "tensorboard", "progress",
-     "eval_batch_size", "cache_dir", "allow_unofficial_data"})
+     "eval_batch_size", "remat", "cache_dir", "allow_unofficial_data"})
 
 
 @dataclasses.dataclass(frozen=True)

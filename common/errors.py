@@ -27,6 +27,11 @@ class StorageError(UserError):
   """A file could not be written: a full disk, a quota, a read-only file system."""
 
 
+class DeviceMemoryError(UserError):
+  """The model, its batch or its data does not fit in the devices' memory: settings too
+  large for this machine, fixed by smaller ones (or a larger device)."""
+
+
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or infinite: an experimental outcome, not a bug.
 

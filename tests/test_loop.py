@@ -9,11 +9,12 @@ import pytest
 
 from common import fileio
 from common.data import Dataset, Split, fake_classification
-from common.errors import ConfigError, RunDirError
+from common.errors import ConfigError, DeviceMemoryError, RunDirError
 from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import Classification, NonFiniteLossError, rundir
 from common.train.checkpoint import Checkpointer
 from common.train.loop import nonfinite_message
+from common.train.trainer import Trainer
 from tests.helpers import math_only, run_tiny, tiny_config
 
 
@@ -110,6 +111,53 @@ def test_nonfinite_loss_marks_the_run_diverged_and_keeps_what_was_written(tmp_pa
   assert "non-finite training loss at epoch 1" in status["message"]
   assert fileio.read_jsonl(os.path.join(run, "metrics.jsonl")) == []
   assert fileio.read_json(os.path.join(run, "summary.json"))["epochs_completed"] == 0
+
+
+def test_running_out_of_device_memory_is_one_clear_error_in_a_consistent_run(tmp_path):
+  # A real allocation failure: the stacked 2**21-wide hidden layers need 32 TiB.
+  config = tiny_config(tmp_path, features=2**21, epochs=1)
+  # Caught here, not by pytest.raises: were the error to escape untranslated, pytest would
+  # print its frames' arguments, and the repr of an array whose allocation failed hangs.
+  try:
+    run_tiny(config)
+    error = None
+  except Exception as e:  # noqa: BLE001
+    error = e
+  assert isinstance(error, DeviceMemoryError), f"{type(error).__name__}: {error}"
+  message = str(error)
+  assert message.startswith("GloNet4 at batch 64 does not fit in the memory of the CPU: "
+                            "RESOURCE_EXHAUSTED: Out of memory allocating"), message
+  assert "--remat" in message and "--eval_batch_size (now 50)" in message
+  assert isinstance(error.__cause__, jax.errors.JaxRuntimeError)
+  status = fileio.read_json(os.path.join(config.workdir, "status.json"))
+  assert status == {**status, "status": "failed", "message": message}
+  saved = fileio.read_json(os.path.join(config.workdir, "config.json"))
+  assert saved["config"]["features"] == 2**21  # the run directory stays a run
+
+
+def test_a_run_out_of_device_memory_mid_way_resumes_with_remat(tmp_path, monkeypatch):
+  straight, _ = run_tiny(tiny_config(tmp_path / "a"))
+  original = Trainer.train_epoch
+
+  def oom_at_epoch_2(self, state, epoch, progress):
+    if epoch == 2:  # as XLA raises it, at the first read of a result that could not be placed
+      raise jax.errors.JaxRuntimeError(
+          "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1073741824 bytes.")
+    return original(self, state, epoch, progress)
+
+  monkeypatch.setattr(Trainer, "train_epoch", oom_at_epoch_2)
+  with pytest.raises(DeviceMemoryError, match="allocate 1073741824 bytes. Rerun with --remat"):
+    run_tiny(tiny_config(tmp_path / "b"))
+  monkeypatch.setattr(Trainer, "train_epoch", original)
+  resumed, _ = run_tiny(tiny_config(tmp_path / "b", remat=True))  # the same run, resumed
+  assert fileio.read_json(os.path.join(resumed, "status.json"))["status"] == "done"
+  a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
+  b = fileio.read_jsonl(os.path.join(resumed, "metrics.jsonl"))
+  assert len(b) == 3 and [sorted(r) for r in a] == [sorted(r) for r in b]
+  # The same math: rematerialised blocks recompute the same activations (float order aside).
+  for ra, rb in zip(math_only(a), math_only(b), strict=True):
+    np.testing.assert_allclose([rb[k] for k in sorted(ra)], [ra[k] for k in sorted(ra)],
+                               rtol=1e-6)
 
 
 def test_nonfinite_message_suggests_clipping_only_where_it_is_off():

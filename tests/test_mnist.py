@@ -17,6 +17,7 @@ from common.errors import DataError
 from common.train import TIMING_KEYS
 from linear_mnist import data as mnist_data
 from tests.conftest import REPO, hermetic_env, run_module
+from tests.helpers import error_line
 
 TINY = ["--model=GloNet", "--num_layers=3", "--features=16", "--batch_size=1000",
         "--eval_batch_size=2000", "--progress=false", "--tensorboard=false",
@@ -207,6 +208,19 @@ def test_bad_input_gives_one_clear_message(args, message, tmp_path):
 def test_negative_depth_is_rejected_by_flag_parsing(tmp_path):
   proc = run_module("linear_mnist.train", "--num_layers=-3", f"--result_dir={tmp_path}")
   assert proc.returncode != 0 and "--num_layers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_model_too_large_for_the_device_is_one_error_line(fake_mnist_root, tmp_path):
+  # 2**21-wide hidden layers: 16 TiB of parameters, which XLA fails to allocate at once.
+  workdir = tmp_path / "run"
+  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
+                    f"--workdir={workdir}", *[a for a in TINY if not a.startswith("--feat")],
+                    f"--features={2**21}")
+  line = error_line(proc)
+  assert "GloNet3 at batch 1000 does not fit in the memory of the CPU: RESOURCE_EXHAUSTED" in line
+  assert "--remat" in line and "new --workdir" in line
+  status = fileio.read_json(workdir / "status.json")
+  assert status["status"] == "failed" and status["message"] == line[len("error: "):]
 
 
 def test_truncated_gz_exits_with_a_message(fake_mnist_root, tmp_path):

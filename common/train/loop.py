@@ -25,7 +25,14 @@ from absl import logging
 from common import fileio
 from common.config import SCHEMA_VERSION, TrainConfig
 from common.data.arrays import Dataset
-from common.errors import ConfigError, Interrupted, NonFiniteLossError, RunDirError, UserError
+from common.errors import (
+    ConfigError,
+    DeviceMemoryError,
+    Interrupted,
+    NonFiniteLossError,
+    RunDirError,
+    UserError,
+)
 from common.train import distributed, rundir, signals, steps
 from common.train import hooks as hooks_lib
 from common.train.checkpoint import Checkpointer
@@ -275,17 +282,43 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
     trainer = Trainer.build(config, model, dataset, task, preprocess=preprocess)
     summary = fit(config, trainer, run, hooks)
   except BaseException as e:  # record every way out, including Ctrl-C, then re-raise
-    status, message = _outcome(e)
+    error = _device_memory_error(e, config, model_name) or e
+    status, message = _outcome(error)
     try:
       run.write_status(status, message)
     except OSError as write_error:  # e.g. the disk is full: the original error matters more
       logging.warning("Could not write the status %r to %s: %s", status, run.path,
                       write_error)
     _finish(hooks, run.path)
+    if error is not e:
+      raise error from e
     raise
   run.write_status("done", f"trained {summary['epochs_completed']} epochs")
   _finish(hooks, run.path)
   return run.path, summary
+
+
+def _device_memory_error(error: BaseException, config: TrainConfig,
+                         model_name: str) -> DeviceMemoryError | None:
+  """A :class:`DeviceMemoryError` naming the fixes when ``error`` is XLA's out-of-memory.
+
+  XLA reports it as a ``JaxRuntimeError`` whose message starts with ``RESOURCE_EXHAUSTED``,
+  raised where the allocation failed or at the next read of a result: building the state,
+  compiling, a step, an evaluation or the usage pass. A setting too large for the device is
+  bad input, so it gets one ``error:`` line and the run directory stays resumable.
+  """
+  if not (isinstance(error, jax.errors.JaxRuntimeError)
+          and "RESOURCE_EXHAUSTED" in str(error)):
+    return None
+  device = jax.devices()[0]
+  kind = "" if device.device_kind.lower() == device.platform else f" ({device.device_kind})"
+  what = str(error).strip().splitlines()[0].rstrip(".")
+  return DeviceMemoryError(
+      f"{model_name} at batch {config.batch_size} does not fit in the memory of the "
+      f"{device.platform.upper()}{kind}: {what}. Rerun with --remat "
+      f"(recomputes the scanned blocks' activations in the backward pass) or a smaller "
+      f"--eval_batch_size (now {config.eval_batch_size}): both resume this --workdir; a "
+      f"smaller --batch_size, model or input needs a new --workdir.")
 
 
 def _outcome(error: BaseException) -> tuple[str, str]:
