@@ -114,8 +114,9 @@ def test_nonfinite_loss_marks_the_run_diverged_and_keeps_what_was_written(tmp_pa
 
 
 def test_running_out_of_device_memory_is_one_clear_error_in_a_consistent_run(tmp_path):
-  # A real allocation failure: the stacked 2**21-wide hidden layers need 32 TiB.
-  config = tiny_config(tmp_path, features=2**21, epochs=1)
+  # A real allocation failure: the stacked 2**28-wide hidden layers need 512 PiB, more than
+  # any address space, so it fails whatever the machine's overcommit policy.
+  config = tiny_config(tmp_path, features=2**28, epochs=1)
   # Caught here, not by pytest.raises: were the error to escape untranslated, pytest would
   # print its frames' arguments, and the repr of an array whose allocation failed hangs.
   try:
@@ -132,7 +133,7 @@ def test_running_out_of_device_memory_is_one_clear_error_in_a_consistent_run(tmp
   status = fileio.read_json(os.path.join(config.workdir, "status.json"))
   assert status == {**status, "status": "failed", "message": message}
   saved = fileio.read_json(os.path.join(config.workdir, "config.json"))
-  assert saved["config"]["features"] == 2**21  # the run directory stays a run
+  assert saved["config"]["features"] == 2**28  # the run directory stays a run
 
 
 def test_a_run_out_of_device_memory_mid_way_resumes_with_remat(tmp_path, monkeypatch):

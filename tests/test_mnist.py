@@ -211,11 +211,11 @@ def test_negative_depth_is_rejected_by_flag_parsing(tmp_path):
 
 
 def test_a_model_too_large_for_the_device_is_one_error_line(fake_mnist_root, tmp_path):
-  # 2**21-wide hidden layers: 16 TiB of parameters, which XLA fails to allocate at once.
+  # 2**28-wide hidden layers: 256 PiB of parameters, more than any address space holds.
   workdir = tmp_path / "run"
   proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
                     f"--workdir={workdir}", *[a for a in TINY if not a.startswith("--feat")],
-                    f"--features={2**21}")
+                    f"--features={2**28}")
   line = error_line(proc)
   assert "GloNet3 at batch 1000 does not fit in the memory of the CPU: RESOURCE_EXHAUSTED" in line
   assert "--remat" in line and "new --workdir" in line
