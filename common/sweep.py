@@ -149,8 +149,10 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
 
   Returns:
     The point's effective status after the run (``done``, ``diverged``, ``interrupted``,
-    ``failed``, ``running``...) or ``exit N`` when the process ended otherwise (2: its
-    settings were refused, so the status file is not this command's).
+    ``failed``, ``running``...) or ``exit N`` when the process ended otherwise (2: bad
+    input, its one ``error:`` line in the point's log: settings refused before anything
+    was written, so the status file is not this command's, or too large for the device,
+    and the run directory says ``failed``).
   """
   model, model_flags, folder = parse_model_spec(model_spec)
   workdir = point_dir(root, model_spec, depth, seed)
