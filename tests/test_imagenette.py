@@ -242,18 +242,47 @@ def test_an_image_size_too_large_for_memory_is_refused_before_decoding(tmp_path,
   assert any("may run out of memory" in w for w in warnings), warnings
 
 
-def test_host_memory_is_the_lower_of_the_machine_and_its_container(tmp_path, monkeypatch):
+def test_host_memory_is_the_lowest_limit_on_the_process_cgroup_path(tmp_path, monkeypatch):
   from common.data import host_memory
-  unset, limit = tmp_path / "unset", tmp_path / "limit"
-  unset.write_text("max\n")
-  limit.write_text("1073741824\n")
   physical = host_memory._physical_bytes()
-  assert physical and physical > 2**30  # any machine that runs these tests
-  monkeypatch.setattr(host_memory, "_CGROUP_LIMITS", (str(tmp_path / "absent"), str(limit)))
+  assert physical and physical > 5 * 2**30  # any machine that runs these tests
+  root, proc = tmp_path / "cgroup", tmp_path / "proc_self_cgroup"
+  monkeypatch.setattr(host_memory, "_CGROUP_ROOT", str(root))
+  monkeypatch.setattr(host_memory, "_PROC_CGROUP", str(proc))
+
+  def limit(file, text):
+    (root / file).parent.mkdir(parents=True, exist_ok=True)
+    (root / file).write_text(text + "\n")
+
+  # No cgroup file, no limits: the machine's memory.
+  assert host_memory.host_memory_bytes() == physical
+  # cgroup v2, a Slurm job step: the job's 1 GiB two levels above the step binds it; the
+  # hierarchy's root sets none.
+  proc.write_text("0::/system.slice/slurmstepd.scope/job_7/step_0\n")
+  limit("system.slice/memory.max", "max")
+  limit("system.slice/slurmstepd.scope/job_7/memory.max", str(2**30))
+  limit("system.slice/slurmstepd.scope/job_7/step_0/memory.max", "max")
   assert host_memory.host_memory_bytes() == 2**30
-  monkeypatch.setattr(host_memory, "_CGROUP_LIMITS", (str(unset),))
+  # A lower limit higher up wins.
+  limit("system.slice/memory.max", str(2**30 - 4096))
+  assert host_memory.host_memory_bytes() == 2**30 - 4096
+  # cgroup v1 (as on a hybrid host): the memory controller's line names the group; other
+  # controllers' lines and a malformed line are ignored; the root's v1 "unset" is huge.
+  proc.write_text("4:memory:/process_api/e20c\n3:cpuset:/\nnot a cgroup line\n0::/\n")
+  limit("memory/memory.limit_in_bytes", "9223372036854771712")
+  limit("memory/process_api/memory.limit_in_bytes", "9223372036854771712")
+  limit("memory/process_api/e20c/memory.limit_in_bytes", str(3 * 2**30))
+  assert host_memory.host_memory_bytes() == 3 * 2**30
+  # A container without its own cgroup namespace sees the host's path, not mounted inside
+  # it: the hierarchy's root (the container's) is read.
+  proc.write_text("0::/docker/0123abcd\n")
+  limit("memory.max", str(5 * 2**30))
+  assert host_memory.host_memory_bytes() == 5 * 2**30
+  limit("memory.max", "max")
   assert host_memory.host_memory_bytes() == physical
   monkeypatch.setattr(host_memory, "_physical_bytes", lambda: None)
+  proc.unlink()
+  (root / "memory" / "memory.limit_in_bytes").unlink()
   assert host_memory.host_memory_bytes() is None
 
 
