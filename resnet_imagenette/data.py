@@ -36,7 +36,7 @@ from common import fileio
 from common.data import Dataset, Split, holdout_split
 from common.data.augment import resized_crop_preprocess
 from common.data.cache import checked_cached_arrays
-from common.data.host_memory import host_memory_bytes
+from common.data.host_memory import HostMemory, host_memory
 from common.data.images import SquareResize, read_class_folders, sha256_of_tree
 from common.errors import ConfigError, DataError
 from common.train.steps import Preprocess
@@ -146,8 +146,8 @@ def decoded_bytes(image_size: int, counts: dict[str, tuple[int, ...]] | None = N
 
 
 def _check_fits_in_memory(image_size: int, counts: dict[str, tuple[int, ...]] | None,
-                          memory: int | None) -> None:
-  """Refuses an image size whose decoded images alone exceed ``memory`` bytes.
+                          available: HostMemory | None) -> None:
+  """Refuses an image size whose decoded images alone exceed the ``available`` memory.
 
   Such a decode would run for minutes and end in the kernel's out-of-memory kill, with no
   message. A size whose images take more than half the memory is logged as a warning: a run
@@ -155,6 +155,7 @@ def _check_fits_in_memory(image_size: int, counts: dict[str, tuple[int, ...]] | 
   "Memory").
   """
   need = decoded_bytes(image_size, counts)
+  memory = available.bytes if available else 0
   if not memory or need <= memory // 2:
     return
   side = stored_size(image_size)
@@ -165,12 +166,12 @@ def _check_fits_in_memory(image_size: int, counts: dict[str, tuple[int, ...]] | 
     fits = int(math.isqrt(int(memory / 2 / per_pixel)) * EVAL_CROP_FRACTION)
     raise ConfigError(
         f"--image_size={image_size} stores every image at {side}x{side}: {need / gib:.1f} "
-        f"GiB of decoded pixels, more than this machine's {memory / gib:.1f} GiB of memory. "
+        f"GiB of decoded pixels, more than {available.source} ({memory / gib:.1f} GiB). "
         f"Pass a smaller --image_size (about {fits} at most, whose images take half of it; "
         f"the recipes use 128 and 192).")
-  logging.warning("--image_size=%d: the decoded images take %.1f GiB of this machine's "
-                  "%.1f GiB; a run needs more than its images and may run out of memory.",
-                  image_size, need / gib, memory / gib)
+  logging.warning("--image_size=%d: the decoded images take %.1f GiB of %s (%.1f GiB); "
+                  "a run needs more than its images and may run out of memory.",
+                  image_size, need / gib, available.source, memory / gib)
 
 
 def _check(arrays: dict[str, np.ndarray], counts: dict[str, tuple[int, ...]], side: int,
@@ -277,7 +278,7 @@ def load_imagenette(data_dir: str | None, image_size: int = 128, validation_size
   """
   if image_size < 16:
     raise ConfigError(f"--image_size must be at least 16 pixels; got {image_size}.")
-  _check_fits_in_memory(image_size, counts, host_memory_bytes())
+  _check_fits_in_memory(image_size, counts, host_memory())
   arrays, info = _load_arrays(data_dir, image_size, cache_dir, counts)
   train = Split(arrays["train_x"], arrays["train_y"].astype(np.int32))
   test = Split(arrays["val_x"], arrays["val_y"].astype(np.int32))

@@ -18,6 +18,7 @@ from PIL import Image
 
 from common import fileio
 from common.data.augment import center_crop, random_resized_crop_flip, resized_crop_preprocess
+from common.data.host_memory import HostMemory
 from common.errors import ConfigError, DataError
 from common.models import IMAGENET_MODELS, build_model
 from common.train import steps
@@ -225,17 +226,19 @@ def test_an_image_size_too_large_for_memory_is_refused_before_decoding(tmp_path,
     raise AssertionError("decoded although the images cannot fit")
 
   monkeypatch.setattr(imagenette, "read_class_folders", no_decode)
-  monkeypatch.setattr(imagenette, "host_memory_bytes", lambda: need - 1)
+  monkeypatch.setattr(imagenette, "host_memory",
+                      lambda: HostMemory(need - 1, "the cgroup memory limit in /x/memory.max"))
   with pytest.raises(ConfigError) as refused:
     _load(tmp_path, tmp_path)
   # The fix names a size whose images take at most half the memory: 22 px, stored at 25.
   assert "--image_size=32 stores every image at 37x37" in str(refused.value)
+  assert "more than the cgroup memory limit in /x/memory.max (0.0 GiB)" in str(refused.value)
   assert "about 22 at most" in str(refused.value)
   assert imagenette.decoded_bytes(22, _COUNTS) <= (need - 1) // 2
   assert not os.path.exists(tmp_path / "cache")
   # More than half the memory, but not more than all of it: decoded, with a warning.
   monkeypatch.undo()
-  monkeypatch.setattr(imagenette, "host_memory_bytes", lambda: need)
+  monkeypatch.setattr(imagenette, "host_memory", lambda: HostMemory(need, "this machine's memory"))
   warnings = []
   monkeypatch.setattr(imagenette.logging, "warning", lambda msg, *a: warnings.append(msg % a))
   assert len(_load(tmp_path, tmp_path).test.x) == 10
@@ -243,47 +246,56 @@ def test_an_image_size_too_large_for_memory_is_refused_before_decoding(tmp_path,
 
 
 def test_host_memory_is_the_lowest_limit_on_the_process_cgroup_path(tmp_path, monkeypatch):
-  from common.data import host_memory
-  physical = host_memory._physical_bytes()
-  assert physical and physical > 5 * 2**30  # any machine that runs these tests
+  from common.data import host_memory as hm
+  assert hm.host_memory().bytes > 0  # this machine, read for real
+  physical = 64 * 2**30
+  monkeypatch.setattr(hm, "_physical_bytes", lambda: physical)
   root, proc = tmp_path / "cgroup", tmp_path / "proc_self_cgroup"
-  monkeypatch.setattr(host_memory, "_CGROUP_ROOT", str(root))
-  monkeypatch.setattr(host_memory, "_PROC_CGROUP", str(proc))
+  monkeypatch.setattr(hm, "_CGROUP_ROOT", str(root))
+  monkeypatch.setattr(hm, "_PROC_CGROUP", str(proc))
 
   def limit(file, text):
     (root / file).parent.mkdir(parents=True, exist_ok=True)
     (root / file).write_text(text + "\n")
 
   # No cgroup file, no limits: the machine's memory.
-  assert host_memory.host_memory_bytes() == physical
+  assert hm.host_memory() == hm.HostMemory(physical, "this machine's memory")
   # cgroup v2, a Slurm job step: the job's 1 GiB two levels above the step binds it; the
   # hierarchy's root sets none.
   proc.write_text("0::/system.slice/slurmstepd.scope/job_7/step_0\n")
   limit("system.slice/memory.max", "max")
   limit("system.slice/slurmstepd.scope/job_7/memory.max", str(2**30))
   limit("system.slice/slurmstepd.scope/job_7/step_0/memory.max", "max")
-  assert host_memory.host_memory_bytes() == 2**30
+  job = root / "system.slice/slurmstepd.scope/job_7/memory.max"
+  assert hm.host_memory() == hm.HostMemory(2**30, f"the cgroup memory limit in {job}")
   # A lower limit higher up wins.
   limit("system.slice/memory.max", str(2**30 - 4096))
-  assert host_memory.host_memory_bytes() == 2**30 - 4096
+  assert hm.host_memory().bytes == 2**30 - 4096
+  # A path outside the cgroup namespace's root ("..") is not mounted here: roots only.
+  proc.write_text("0::/../system.slice/slurmstepd.scope/job_7\n")
+  assert hm.host_memory().bytes == physical
   # cgroup v1 (as on a hybrid host): the memory controller's line names the group; other
   # controllers' lines and a malformed line are ignored; the root's v1 "unset" is huge.
   proc.write_text("4:memory:/process_api/e20c\n3:cpuset:/\nnot a cgroup line\n0::/\n")
   limit("memory/memory.limit_in_bytes", "9223372036854771712")
-  limit("memory/process_api/memory.limit_in_bytes", "9223372036854771712")
+  limit("memory/process_api/memory.limit_in_bytes", str(2 * 2**30))
   limit("memory/process_api/e20c/memory.limit_in_bytes", str(3 * 2**30))
-  assert host_memory.host_memory_bytes() == 3 * 2**30
+  assert hm.host_memory().bytes == 2 * 2**30
+  # A v1 parent without hierarchical accounting does not bind the group below it.
+  limit("memory/process_api/memory.use_hierarchy", "0")
+  assert hm.host_memory().bytes == 3 * 2**30
   # A container without its own cgroup namespace sees the host's path, not mounted inside
   # it: the hierarchy's root (the container's) is read.
   proc.write_text("0::/docker/0123abcd\n")
   limit("memory.max", str(5 * 2**30))
-  assert host_memory.host_memory_bytes() == 5 * 2**30
+  assert hm.host_memory() == hm.HostMemory(5 * 2**30, "the cgroup memory limit in "
+                                           f"{root / 'memory.max'}")
   limit("memory.max", "max")
-  assert host_memory.host_memory_bytes() == physical
-  monkeypatch.setattr(host_memory, "_physical_bytes", lambda: None)
+  assert hm.host_memory().bytes == physical
+  monkeypatch.setattr(hm, "_physical_bytes", lambda: None)
   proc.unlink()
   (root / "memory" / "memory.limit_in_bytes").unlink()
-  assert host_memory.host_memory_bytes() is None
+  assert hm.host_memory() is None
 
 
 def test_random_resized_crops_are_keyed_and_evaluation_takes_the_centre():

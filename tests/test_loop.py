@@ -126,9 +126,12 @@ def test_running_out_of_device_memory_is_one_clear_error_in_a_consistent_run(tmp
     error = e
   assert isinstance(error, DeviceMemoryError), f"{type(error).__name__}: {error}"
   message = str(error)
-  assert message.startswith("GloNet4 at batch 64 does not fit in the memory of the CPU: "
-                            "RESOURCE_EXHAUSTED: Out of memory allocating"), message
-  assert "--remat" in message and "--eval_batch_size (now 50)" in message
+  # It fails while the parameters are placed: no setting that resumes can help.
+  assert message.startswith("GloNet4's data, parameters and optimizer state do not fit in "
+                            "the memory of the CPU: RESOURCE_EXHAUSTED: Out of memory "
+                            "allocating"), message
+  assert "--remat" not in message and "--eval_batch_size" not in message
+  assert "more memory (resuming this --workdir)" in message and "new --workdir" in message
   assert isinstance(error.__cause__, jax.errors.JaxRuntimeError)
   status = fileio.read_json(os.path.join(config.workdir, "status.json"))
   assert status == {**status, "status": "failed", "message": message}
@@ -136,22 +139,41 @@ def test_running_out_of_device_memory_is_one_clear_error_in_a_consistent_run(tmp
   assert saved["config"]["features"] == 2**28  # the run directory stays a run
 
 
-def test_a_run_out_of_device_memory_mid_way_resumes_with_remat(tmp_path, monkeypatch):
-  straight, _ = run_tiny(tiny_config(tmp_path / "a"))
+def _oom_at_epoch_2(monkeypatch):
+  """Makes Trainer.train_epoch fail as XLA does when a step's buffers cannot be placed."""
   original = Trainer.train_epoch
 
-  def oom_at_epoch_2(self, state, epoch, progress):
+  def train_epoch(self, state, epoch, progress):
     if epoch == 2:  # as XLA raises it, at the first read of a result that could not be placed
       raise jax.errors.JaxRuntimeError(
           "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1073741824 bytes.")
     return original(self, state, epoch, progress)
 
-  monkeypatch.setattr(Trainer, "train_epoch", oom_at_epoch_2)
-  with pytest.raises(DeviceMemoryError, match="allocate 1073741824 bytes. Rerun with --remat"):
-    run_tiny(tiny_config(tmp_path / "b"))
+  monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+  return original
+
+
+def test_a_run_out_of_device_memory_mid_way_resumes_with_remat(tmp_path, monkeypatch):
+  # Batch norm keeps the blocks in the scan that --remat rematerialises (a plain GloNet
+  # MLP on the CPU takes the custom Dense chain instead, where --remat changes nothing).
+  config = tiny_config(tmp_path / "b", use_batch_norm=True)
+  model, _, _ = build_from_config(canonical_config(config, DENSE_MODELS), 4, DENSE_MODELS)
+  assert model.execution(64)["custom_backward"] is False
+  straight, _ = run_tiny(tiny_config(tmp_path / "a", use_batch_norm=True))
+  original = _oom_at_epoch_2(monkeypatch)
+  with pytest.raises(DeviceMemoryError) as error:
+    run_tiny(config)
+  assert str(error.value).endswith(
+      "allocate 1073741824 bytes. Rerun with --remat (recomputes the scanned blocks' "
+      "activations in the backward pass) or a smaller --eval_batch_size (now 50), resuming "
+      "this --workdir; a smaller --batch_size, model or input needs a new --workdir."), error
   monkeypatch.setattr(Trainer, "train_epoch", original)
-  resumed, _ = run_tiny(tiny_config(tmp_path / "b", remat=True))  # the same run, resumed
+  resumed, _ = run_tiny(tiny_config(tmp_path / "b", use_batch_norm=True, remat=True))
   assert fileio.read_json(os.path.join(resumed, "status.json"))["status"] == "done"
+  # The resume says that its epochs ran rematerialised.
+  record = fileio.read_json(os.path.join(resumed, "config.json"))
+  assert record["config"]["remat"] is False
+  assert record["resumes"][-1]["changed"] == {"remat": True}
   a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
   b = fileio.read_jsonl(os.path.join(resumed, "metrics.jsonl"))
   assert len(b) == 3 and [sorted(r) for r in a] == [sorted(r) for r in b]
@@ -159,6 +181,34 @@ def test_a_run_out_of_device_memory_mid_way_resumes_with_remat(tmp_path, monkeyp
   for ra, rb in zip(math_only(a), math_only(b), strict=True):
     np.testing.assert_allclose([rb[k] for k in sorted(ra)], [ra[k] for k in sorted(ra)],
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("overrides", [{"remat": True}, {}])
+def test_out_of_device_memory_names_remat_only_where_it_can_help(tmp_path, monkeypatch,
+                                                                 overrides):
+  # Already on, or a GloNet MLP on the CPU's custom Dense chain (which --remat skips).
+  config = tiny_config(tmp_path, **overrides)
+  model, _, _ = build_from_config(canonical_config(config, DENSE_MODELS), 4, DENSE_MODELS)
+  assert config.remat or model.execution(64)["custom_backward"]
+  _oom_at_epoch_2(monkeypatch)
+  with pytest.raises(DeviceMemoryError) as error:
+    run_tiny(config)
+  assert "--remat" not in str(error.value)
+  assert "Rerun with a smaller --eval_batch_size (now 50), resuming this --workdir" in str(
+      error.value)
+
+
+def test_only_resource_exhaustion_of_memory_is_a_device_memory_error(tmp_path):
+  from common.train import loop
+  config = canonical_config(tiny_config(tmp_path), DENSE_MODELS)
+  model, name, _ = build_from_config(config, 4, DENSE_MODELS)
+  # gRPC's status for a collective's message over its size limit: not the device's memory.
+  other = jax.errors.JaxRuntimeError(
+      "RESOURCE_EXHAUSTED: Received message larger than max (8388608 vs. 4194304)")
+  assert loop._device_memory_error(other, config, model, name, building=False) is None
+  oom = jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8 bytes.")
+  assert isinstance(loop._device_memory_error(oom, config, model, name, building=False),
+                    DeviceMemoryError)
 
 
 def test_nonfinite_message_suggests_clipping_only_where_it_is_off():

@@ -4,16 +4,25 @@ Datasets here live whole in memory, so an image size that cannot fit is refused 
 decode that would end in the kernel's out-of-memory kill (no message, a half-built cache).
 """
 
+import dataclasses
 import os
 from collections.abc import Iterator
 
-# Where the kernel names this process's cgroups, and where their hierarchy is mounted.
+# Where the kernel names this process's cgroups, and where their hierarchies are mounted.
 _PROC_CGROUP = "/proc/self/cgroup"
 _CGROUP_ROOT = "/sys/fs/cgroup"
-# The memory limit's file in cgroup v2 (the unified hierarchy) and in v1's memory
-# controller; "max" (v2) or a huge number (v1) when a group sets none.
+# The memory limit's file in cgroup v2 (the unified hierarchy, mounted at the root) and
+# in v1's memory controller (mounted at root/memory); "max" (v2) or a huge number (v1)
+# when a group sets none.
 _V2_LIMIT = "memory.max"
-_V1_LIMIT = os.path.join("memory", "memory.limit_in_bytes")
+_V1_LIMIT = "memory.limit_in_bytes"
+
+
+@dataclasses.dataclass(frozen=True)
+class HostMemory:
+  """Bytes this process may use, and where that number comes from (for messages)."""
+  bytes: int
+  source: str  # "this machine's memory" or "the cgroup memory limit in <file>"
 
 
 def _physical_bytes() -> int | None:
@@ -23,8 +32,16 @@ def _physical_bytes() -> int | None:
     return None
 
 
+def _read(path: str) -> str | None:
+  try:
+    with open(path) as f:
+      return f.read().strip()
+  except OSError:
+    return None
+
+
 def _limit_files(proc_cgroup: str, root: str) -> Iterator[str]:
-  """The limit files of this process's cgroups and of every group above them.
+  """The limit files of this process's cgroups and of the groups above them that bind it.
 
   A limit binds every group below it, so a job step of a batch scheduler (a Slurm job's
   limit sits several levels down, e.g. ``/system.slice/slurmstepd.scope/job_7``) is held by
@@ -33,57 +50,56 @@ def _limit_files(proc_cgroup: str, root: str) -> Iterator[str]:
   Args:
     proc_cgroup: the ``/proc/self/cgroup`` file: ``id:controllers:path`` per line; v2's
       line has no controllers, v1's memory line names ``memory`` among them.
-    root: where the hierarchies are mounted (v2 at ``root``, v1's memory at ``root/memory``).
+    root: where the hierarchies are mounted.
 
   Yields:
     Paths, deepest group first; some may not exist (a container without its own cgroup
     namespace sees the host's path, which is not mounted inside it), so the roots' files
     always come last.
   """
-  try:
-    with open(proc_cgroup) as f:
-      lines = f.read().splitlines()
-  except OSError:
-    lines = []
+  lines = (_read(proc_cgroup) or "").splitlines()
   for line in lines:
     parts = line.split(":", 2)
     if len(parts) != 3:
       continue
     _, controllers, path = parts
-    if not controllers:
-      name = _V2_LIMIT
-    elif "memory" in controllers.split(","):
-      name = _V1_LIMIT
-    else:
+    v1 = bool(controllers)
+    if v1 and "memory" not in controllers.split(","):
       continue
-    group = path.strip("/")
-    while group:
-      head, limit = os.path.split(name)
-      yield os.path.join(root, head, group, limit)
-      group = os.path.dirname(group)
+    segments = [s for s in path.split("/") if s]
+    if ".." in segments:  # outside this cgroup namespace's root: not mounted here
+      continue
+    base = os.path.join(root, "memory") if v1 else root
+    for depth in range(len(segments), 0, -1):
+      group = os.path.join(base, *segments[:depth])
+      # v1 groups may opt out of hierarchical accounting (memory.use_hierarchy 0, before
+      # Linux 5.11): then their limit does not bind the groups below them.
+      if v1 and depth < len(segments) and _read(
+          os.path.join(group, "memory.use_hierarchy")) == "0":
+        continue
+      yield os.path.join(group, _V1_LIMIT if v1 else _V2_LIMIT)
   yield os.path.join(root, _V2_LIMIT)
-  yield os.path.join(root, _V1_LIMIT)
+  yield os.path.join(root, "memory", _V1_LIMIT)
 
 
-def _cgroup_bytes(proc_cgroup: str, root: str) -> int | None:
+def _cgroup_limit(proc_cgroup: str, root: str) -> HostMemory | None:
   """The lowest memory limit set on this process's cgroups, or None when none is set."""
   limits = []
   for path in _limit_files(proc_cgroup, root):
-    try:
-      with open(path) as f:
-        text = f.read().strip()
-    except OSError:
-      continue
-    if text.isdigit():
-      limits.append(int(text))
-  return min(limits) if limits else None
+    text = _read(path)
+    if text is not None and text.isdigit():
+      limits.append(HostMemory(int(text), f"the cgroup memory limit in {path}"))
+  return min(limits, key=lambda m: m.bytes) if limits else None
 
 
-def host_memory_bytes() -> int | None:
-  """This machine's physical memory, or its cgroup's memory limit when that is lower.
+def host_memory() -> HostMemory | None:
+  """This machine's physical memory, or its cgroups' lowest memory limit when lower.
 
   Returns:
-    Bytes, or None when neither can be read (the caller then skips its check).
+    The bytes and their source, or None when neither can be read (the caller then skips
+    its check).
   """
-  known = [b for b in (_physical_bytes(), _cgroup_bytes(_PROC_CGROUP, _CGROUP_ROOT)) if b]
-  return min(known) if known else None
+  physical = _physical_bytes()
+  known = [m for m in (HostMemory(physical, "this machine's memory") if physical else None,
+                       _cgroup_limit(_PROC_CGROUP, _CGROUP_ROOT)) if m]
+  return min(known, key=lambda m: m.bytes) if known else None

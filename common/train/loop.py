@@ -256,7 +256,7 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
     if trained > config.epochs:
       raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
                         f"--epochs={config.epochs}; pass --epochs={trained} or more.")
-    run.record_resume(config.epochs, describe_environment())
+    run.record_resume(config.epochs, describe_environment(), settings)
     for name, content in (extra_files or {}).items():  # a kill may have cut the first start
       if run.writer and not os.path.exists(run.file(name)):
         fileio.atomic_write_json(run.file(name), content)
@@ -278,11 +278,13 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
     })
   logging.info("Run directory: %s", run.path)
   run.write_status("running", f"training {model_name} for {config.epochs} epochs")
+  building = True
   try:
     trainer = Trainer.build(config, model, dataset, task, preprocess=preprocess)
+    building = False
     summary = fit(config, trainer, run, hooks)
   except BaseException as e:  # record every way out, including Ctrl-C, then re-raise
-    error = _device_memory_error(e, config, model_name) or e
+    error = _device_memory_error(e, config, model, model_name, building) or e
     status, message = _outcome(error)
     try:
       run.write_status(status, message)
@@ -298,27 +300,44 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
   return run.path, summary
 
 
-def _device_memory_error(error: BaseException, config: TrainConfig,
-                         model_name: str) -> DeviceMemoryError | None:
+def _device_memory_error(error: BaseException, config: TrainConfig, model: nn.Module,
+                         model_name: str, building: bool) -> DeviceMemoryError | None:
   """A :class:`DeviceMemoryError` naming the fixes when ``error`` is XLA's out-of-memory.
 
   XLA reports it as a ``JaxRuntimeError`` whose message starts with ``RESOURCE_EXHAUSTED``,
   raised where the allocation failed or at the next read of a result: building the state,
-  compiling, a step, an evaluation or the usage pass. A setting too large for the device is
-  bad input, so it gets one ``error:`` line and the run directory stays resumable.
+  a step, an evaluation or the usage pass. A setting too large for the device is bad
+  input, so it gets one ``error:`` line and the run directory stays resumable. Only the
+  fixes that can help are named: none that resumes when the data, parameters and
+  optimizer state alone do not fit (``building``); ``--remat`` only where it is off and the
+  model's blocks run through the scan it rematerialises.
   """
+  text = str(error).strip()
+  # Other RESOURCE_EXHAUSTED errors (a collective's message too large, say) are not this.
   if not (isinstance(error, jax.errors.JaxRuntimeError)
-          and "RESOURCE_EXHAUSTED" in str(error)):
+          and text.startswith("RESOURCE_EXHAUSTED") and "memory" in text.lower()):
     return None
+  logging.warning("XLA's out-of-memory error in full: %s", text)
   device = jax.devices()[0]
   kind = "" if device.device_kind.lower() == device.platform else f" ({device.device_kind})"
-  what = str(error).strip().splitlines()[0].rstrip(".")
+  what = text.splitlines()[0].rstrip(".")
+  where = f"the memory of the {device.platform.upper()}{kind}"
+  if building:
+    return DeviceMemoryError(
+        f"{model_name}'s data, parameters and optimizer state do not fit in {where}: "
+        f"{what}. Run on a device with more memory (resuming this --workdir), or with a "
+        f"smaller model or input in a new --workdir.")
+  execution = getattr(model, "execution", None)
+  custom = bool(execution and execution(config.batch_size).get("custom_backward"))
+  fixes = []
+  if not config.remat and not custom:
+    fixes.append("--remat (recomputes the scanned blocks' activations in the backward pass)")
+  if config.eval_batch_size > 1:
+    fixes.append(f"a smaller --eval_batch_size (now {config.eval_batch_size})")
+  resume = (f"Rerun with {' or '.join(fixes)}, resuming this --workdir; a" if fixes else "A")
   return DeviceMemoryError(
-      f"{model_name} at batch {config.batch_size} does not fit in the memory of the "
-      f"{device.platform.upper()}{kind}: {what}. Rerun with --remat "
-      f"(recomputes the scanned blocks' activations in the backward pass) or a smaller "
-      f"--eval_batch_size (now {config.eval_batch_size}): both resume this --workdir; a "
-      f"smaller --batch_size, model or input needs a new --workdir.")
+      f"{model_name} at batch {config.batch_size} does not fit in {where}: {what}. "
+      f"{resume} smaller --batch_size, model or input needs a new --workdir.")
 
 
 def _outcome(error: BaseException) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from typing import Any
 from absl import logging
 
 from common import fileio
-from common.config import SCHEMA_VERSION, incompatible_settings
+from common.config import RESUMABLE_KEYS, SCHEMA_VERSION, incompatible_settings
 from common.errors import RunDirError
 
 CONFIG = "config.json"
@@ -173,9 +173,12 @@ class RunDir:
           f"resumed with these ({'; '.join(diffs)}). Rerun with the original settings, or "
           f"choose a new --workdir.")
 
-  def record_resume(self, epochs: int, environment: dict[str, Any] | None = None) -> None:
+  def record_resume(self, epochs: int, environment: dict[str, Any] | None = None,
+                    settings: dict[str, Any] | None = None) -> None:
     """Notes a resume in ``config.json``: time, requested epochs and, when given, where it
-    ran (devices, code version, machine), since a run may resume elsewhere.
+    ran (devices, code version, machine), since a run may resume elsewhere, and the
+    resumable settings that differ from the run's first start (``--remat`` after running
+    out of device memory, say: its epochs from here on take longer).
 
     A resume on other devices than the run was created on is also logged as a warning:
     the math is the same up to float summation order, but timings are not comparable.
@@ -184,6 +187,11 @@ class RunDir:
       return
     record = fileio.read_json(self.file(CONFIG))
     entry: dict[str, Any] = {"at": _utc_now(), "epochs": epochs}
+    first = record.get("config", {})
+    changed = {k: v for k, v in sorted((settings or {}).items())
+               if k in RESUMABLE_KEYS and k != "epochs" and k in first and first[k] != v}
+    if changed:
+      entry["changed"] = changed
     if environment:
       entry.update({k: environment[k] for k in
                     ("devices", "device_kind", "process_count", "code", "cpu", "hostname")
