@@ -54,6 +54,7 @@ VAL_COUNTS = (387, 395, 357, 386, 409, 394, 389, 419, 399, 390)  # 3,925
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 EVAL_CROP_FRACTION = 0.875  # evaluation sees the centre 87.5% (224 of 256)
+MIN_IMAGE_SIZE = 16  # the smallest --image_size accepted
 SPLITS = ("train", "val")
 
 # imagenette2, imagenette2-320, -224, -160: archive (.tgz/.tar.gz/.tar) or folder.
@@ -164,11 +165,14 @@ def _check_fits_in_memory(image_size: int, counts: dict[str, tuple[int, ...]] | 
     per_pixel = need / side**2  # bytes per stored pixel position, over every image
     # The size whose images take half the memory, leaving the rest to the run.
     fits = int(math.isqrt(int(memory / 2 / per_pixel)) * EVAL_CROP_FRACTION)
+    fix = (f"Pass a smaller --image_size (about {fits} at most, whose images take half of "
+           f"it; the recipes use 128 and 192)" if fits >= MIN_IMAGE_SIZE else
+           f"Even --image_size={MIN_IMAGE_SIZE}, the smallest, needs "
+           f"{decoded_bytes(MIN_IMAGE_SIZE, counts) / gib:.2f} GiB: run on a machine with more")
     raise ConfigError(
         f"--image_size={image_size} stores every image at {side}x{side}: {need / gib:.1f} "
         f"GiB of decoded pixels, more than {available.source} ({memory / gib:.1f} GiB). "
-        f"Pass a smaller --image_size (about {fits} at most, whose images take half of it; "
-        f"the recipes use 128 and 192).")
+        f"{fix}.")
   logging.warning("--image_size=%d: the decoded images take %.1f GiB of %s (%.1f GiB); "
                   "a run needs more than its images and may run out of memory.",
                   image_size, need / gib, available.source, memory / gib)
@@ -276,8 +280,9 @@ def load_imagenette(data_dir: str | None, image_size: int = 128, validation_size
     ConfigError: a bad image size (under 16 px, or too large for this machine's memory),
       or a validation size that leaves no training data.
   """
-  if image_size < 16:
-    raise ConfigError(f"--image_size must be at least 16 pixels; got {image_size}.")
+  if image_size < MIN_IMAGE_SIZE:
+    raise ConfigError(f"--image_size must be at least {MIN_IMAGE_SIZE} pixels; got "
+                      f"{image_size}.")
   _check_fits_in_memory(image_size, counts, host_memory())
   arrays, info = _load_arrays(data_dir, image_size, cache_dir, counts)
   train = Split(arrays["train_x"], arrays["train_y"].astype(np.int32))

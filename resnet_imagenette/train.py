@@ -24,7 +24,7 @@ from absl import flags  # noqa: E402
 from common import flags as common_flags  # noqa: E402
 from common.image_experiment import run_image_experiment  # noqa: E402
 from common.models import IMAGENET_MODELS  # noqa: E402
-from resnet_imagenette.data import NUM_CLASSES, load_for_config, preprocess_for  # noqa: E402
+from resnet_imagenette.data import MIN_IMAGE_SIZE, NUM_CLASSES, load_for_config, preprocess_for  # noqa: E402
 
 # The CPU recipe (the defaults): 20 epochs at 128 px, SGD with Nesterov momentum, batch
 # 64, a one-epoch linear warmup to 0.05 then linear decay to zero, weight decay 5e-4 on
@@ -53,7 +53,8 @@ common_flags.define_image_flags(
     augment_help="Random-resized crop (area --min_crop_area..1, aspect 3/4..4/3) and "
                  "horizontal flip of training images.", label_smoothing=0.1)
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 128, "Model input side in pixels (images "
-                                   "are cached at image_size / 0.875).", lower_bound=16)
+                                   "are cached at image_size / 0.875).",
+                                   lower_bound=MIN_IMAGE_SIZE)
 _MIN_CROP_AREA = flags.DEFINE_float("min_crop_area", 0.35,
                                     "Smallest random-resized crop, as a fraction of the "
                                     "image's area (fast.ai's Imagenette baselines use 0.35).")

@@ -245,6 +245,14 @@ def test_an_image_size_too_large_for_memory_is_refused_before_decoding(tmp_path,
   assert any("may run out of memory" in w for w in warnings), warnings
 
 
+def test_a_machine_too_small_for_any_image_size_is_told_so():
+  need = imagenette.decoded_bytes(imagenette.MIN_IMAGE_SIZE, _COUNTS)
+  with pytest.raises(ConfigError) as refused:
+    imagenette._check_fits_in_memory(32, _COUNTS, HostMemory(need, "this machine's memory"))
+  assert "Even --image_size=16, the smallest, needs 0.00 GiB" in str(refused.value)
+  assert "--image_size (about" not in str(refused.value)
+
+
 def test_host_memory_is_the_lowest_limit_on_the_process_cgroup_path(tmp_path, monkeypatch):
   from common.data import host_memory as hm
   assert hm.host_memory().bytes > 0  # this machine, read for real
