@@ -17,6 +17,21 @@ from common import fileio
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The tests compile the same small programs over and over: every run of a tiny model (most
+# of them in child processes) compiles its initialisation, step and evaluation afresh, and
+# compiling the initialisation's random draws alone takes XLA's CPU backend seconds. JAX's
+# persistent compilation cache turns the repeats into loads; the programs and their
+# results are unchanged (a loaded executable is the compiled one). One folder per user in
+# the system's temp folder, shared by the xdist workers and every child process (they
+# inherit the environment), kept under 1 GiB (least recently used entries go first); set
+# JAX_COMPILATION_CACHE_DIR to use another. It is for the tests only: runs of the
+# experiments compile, as they always did.
+_JAX_TEST_CACHE = os.path.join(tempfile.gettempdir(), f"glonets_tests_jax_cache_{os.getuid()}")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _JAX_TEST_CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2**30))
+
 
 def write_idx_gz(path: str, array: np.ndarray) -> None:
   """Writes ``array`` (uint8) as a gzip-compressed IDX file like the official MNIST ones."""
