@@ -4,6 +4,7 @@ import copy
 import gzip
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -18,19 +19,27 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The tests compile the same small programs over and over: every run of a tiny model (most
-# of them in child processes) compiles its initialisation, step and evaluation afresh, and
-# compiling the initialisation's random draws alone takes XLA's CPU backend seconds. JAX's
-# persistent compilation cache turns the repeats into loads; the programs and their
-# results are unchanged (a loaded executable is the compiled one). One folder per user in
-# the system's temp folder, shared by the xdist workers and every child process (they
-# inherit the environment), kept under 1 GiB (least recently used entries go first); set
-# JAX_COMPILATION_CACHE_DIR to use another. It is for the tests only: runs of the
-# experiments compile, as they always did.
-_JAX_TEST_CACHE = os.path.join(tempfile.gettempdir(), f"glonets_tests_jax_cache_{os.getuid()}")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _JAX_TEST_CACHE)
+# of them in child processes) compiles its initialisation, step and evaluation afresh.
+# JAX's persistent compilation cache turns the repeats into loads; the programs and their
+# results are unchanged (a loaded executable is the compiled one). The folder is made for
+# this test session and removed at its end (see pytest_unconfigure), so no state outlives
+# it; pytest-xdist's workers and every child process inherit it through the environment.
+# Set JAX_COMPILATION_CACHE_DIR to use (and keep) another. It is for the tests only: runs
+# of the experiments compile, as they always did. Where XLA refuses to load the entries it
+# wrote (jax-ml/jax#38445: some CPUs' tuning flags are taken for missing features) the
+# tests compile as before, with an error line per refused entry in the children's logs.
+_OWN_JAX_CACHE = None
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+  _OWN_JAX_CACHE = tempfile.mkdtemp(prefix="glonets_tests_jax_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_JAX_CACHE
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2**30))
+
+
+def pytest_unconfigure(config):  # pylint: disable=unused-argument
+  """Removes the compilation cache this process made (the controller's, under xdist)."""
+  if _OWN_JAX_CACHE is not None:
+    shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
 
 
 def write_idx_gz(path: str, array: np.ndarray) -> None:
