@@ -39,6 +39,13 @@ CALLS_PER_EPOCH = 20
 # a Slurm job gets between SIGTERM and SIGKILL by default. An epoch shorter than this is one
 # call; a longer one pays one state copy per call (under 1% at 5 s per call).
 SECONDS_PER_CALL = 5.0
+# The initialisation runs once, so how fast XLA's code for it runs hardly matters; but at
+# the CPU backend's default optimisation level (3) compiling its random draws takes
+# seconds (11 s for ResNet20 or ResNet18 on a 2-core CPU, most of a small run's start).
+# Level 1 compiles it 1.6-3 times faster and gives the same parameters to the bit
+# (`python -m benchmarks.init_compile`; tests/test_init.py checks the bits). Not on other
+# backends, where this was not measured.
+CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
 @dataclasses.dataclass
@@ -162,9 +169,12 @@ class Trainer:
     tx, schedule = optimizer_from_config(config, steps_per_epoch)
 
     t0 = time.perf_counter()
-    state = jax.jit(
+    init_args = (init_key, distributed.put(dataset.train.x[:1], replicated))
+    init = jax.jit(
         lambda k, sample: create_train_state(model, tx, preprocess(None, sample, False), k),
-        out_shardings=replicated)(init_key, distributed.put(dataset.train.x[:1], replicated))
+        out_shardings=replicated).lower(*init_args)
+    on_cpu = jax.default_backend() == "cpu"
+    state = init.compile(CPU_INIT_COMPILER_OPTIONS if on_cpu else None)(*init_args)
     jax.block_until_ready(state)
     timings = {"init_seconds": time.perf_counter() - t0}
 
