@@ -6,7 +6,9 @@ r"""Compile time of a run's initialisation: XLA's CPU default against the traine
 The trainer compiles the initial state (the model's init, its random draws, and the
 optimizer's state) with ``common.train.trainer.CPU_INIT_COMPILER_OPTIONS`` on the CPU,
 because at the default optimisation level the random draws alone take seconds to compile.
-For each model this lowers that same function (as ``Trainer.build`` does), compiles it at
+For each model this lowers the function ``Trainer.build`` compiles (``create_train_state``
+on one example; here a float32 zero input with no ``preprocess``, which the random draws
+that dominate the compile do not depend on), compiles it at
 the default level and with the trainer's options, alternating which goes first over
 ``--repeats`` rounds (each compile from a fresh trace, so nothing is reused), and prints
 the median seconds of each, their ratio, and whether the two initial states are equal to
