@@ -394,6 +394,22 @@ def test_remat_is_the_same_imagenet_model():
 def test_imagenet_depths_other_than_18_and_34_are_refused():
   with pytest.raises(ConfigError, match="depth 18 or 34"):
     build_model("ResNet20", registry=IMAGENET_MODELS, num_layers=None, out_dim=10)
+  with pytest.raises(ConfigError, match="suffix like GloNet18"):  # a depth that exists
+    build_model("GloNet", registry=IMAGENET_MODELS, num_layers=None, out_dim=10)
+
+
+@pytest.mark.parametrize("family", ["ResNet", "Plain"])
+@pytest.mark.parametrize("option,value,shown", [
+    ("glonet_head_norm", True, "true"), ("glonet_head_rms", True, "true"),
+    ("glonet_sum", "stage", "stage"), ("carry", "strided_conv", "strided_conv")])
+def test_glonet_settings_are_refused_for_resnet_and_plain(family, option, value, shown):
+  # Once ignored there while config.json recorded them: a run claiming a setting it lacked.
+  with pytest.raises(ConfigError, match=f"--{option}={shown} applies to GloNet models only; "
+                                        f"drop it for {family} .*{family} GloNet:{option}="):
+    build_model(f"{family}18", registry=IMAGENET_MODELS, num_layers=None, out_dim=10,
+                **{option: value})
+  build_model("GloNet18", registry=IMAGENET_MODELS, num_layers=None, out_dim=10,
+              **{option: value})  # where it applies
 
 
 def _official_members() -> dict[str, bytes]:
@@ -499,6 +515,21 @@ def test_train_py_on_bad_data_is_one_error_line_and_leaves_nothing(tmp_path, dam
   assert names in line and ("--data_dir" in line or "GLONETS_DATA_DIR" in line), line
   assert not os.path.exists(tmp_path / "run")
   assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--model=ResNet18", "--glonet_head_rms"),
+     "--glonet_head_rms=true applies to GloNet models only"),
+    (("--validation_size=9469",), "--validation_size must be between 1 and 9468"),
+])
+def test_train_py_refuses_bad_settings_before_reading_the_images(tmp_path, flags, message):
+  root = tmp_path / "data"
+  _write_tar(str(root / "imagenette" / "imagenette2-160.tgz"), _members())
+  proc = run_module("resnet_imagenette.train", *flags, f"--data_dir={root}",
+                    f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}",
+                    "--progress=false")
+  assert message in error_line(proc)
+  assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "cache")
 
 
 def test_train_py_refuses_an_image_size_no_memory_holds(tmp_path):

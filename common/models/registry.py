@@ -64,10 +64,10 @@ def _conv_family(mode: str, stem: str = "cifar") -> Callable[..., nn.Module]:
         stage_sizes=stage_sizes(depth), widths=widths, stem=stem,
         out_dim=out_dim, mode=mode, use_batch_norm=use_batch_norm,
         carry=options.get("carry", "avgpool_conv"), remat=options.get("remat", False),
-        glonet_sum=options.get("glonet_sum", "block") if mode == "glonet" else "block",
-        glonet_head_norm=options.get("glonet_head_norm", False) and mode == "glonet",
-        glonet_head_rms=options.get("glonet_head_rms", False) and mode == "glonet")
-    model.validate()
+        glonet_sum=options.get("glonet_sum", "block"),
+        glonet_head_norm=options.get("glonet_head_norm", False),
+        glonet_head_rms=options.get("glonet_head_rms", False))
+    model.validate()  # GloNet options given to ResNet or Plain are refused there
     return model
   return build
 
@@ -113,6 +113,15 @@ def get_registry(name: str) -> dict[str, ModelSpec]:
   return REGISTRIES[name]
 
 
+# A valid depth of each registry, for the examples in error messages.
+_EXAMPLE_DEPTH = {"dense": 10, "cifar": 20, "imagenet": 18}
+
+
+def _example_depth(registry: dict[str, ModelSpec]) -> int:
+  name = next((k for k, v in REGISTRIES.items() if v is registry), "dense")
+  return _EXAMPLE_DEPTH[name]
+
+
 def registry_name(registry: dict[str, ModelSpec]) -> str:
   """The name under which ``registry`` is listed in ``REGISTRIES``."""
   return next(k for k, v in REGISTRIES.items() if v is registry)
@@ -143,7 +152,7 @@ def parse_model_name(
     valid = ", ".join(sorted(registry))
     raise ConfigError(
         f"unknown model {name!r}; valid models are {valid}, optionally with a depth "
-        f"suffix (e.g. {sorted(registry)[0]}50).")
+        f"suffix (e.g. {sorted(registry)[0]}{_example_depth(registry)}).")
   suffix = int(match.group(2)) if match.group(2) else None
   if suffix is not None and num_layers is not None and suffix != num_layers:
     raise ConfigError(
@@ -152,7 +161,7 @@ def parse_model_name(
   depth = suffix if suffix is not None else num_layers
   if depth is None:
     raise ConfigError(f"no depth for model {name!r}: pass --num_layers or a suffix like "
-                      f"{family}10.")
+                      f"{family}{_example_depth(registry)}.")
   if depth < 1:
     raise ConfigError(f"depth must be a positive number of layers; got {depth}.")
   return family, depth

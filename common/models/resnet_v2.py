@@ -48,6 +48,9 @@ from common.ops import batch_norm as batch_norm_ops
 from common.ops import conv as conv_ops
 from common.ops import native
 
+# The settings only a GloNet uses, with the values that mean "not set".
+_GLONET_ONLY = {"carry": "avgpool_conv", "glonet_sum": "block", "glonet_head_norm": False,
+                "glonet_head_rms": False}
 FAMILIES = {"ResNet": "residual", "Plain": "plain", "GloNet": "glonet"}
 STEMS = ("cifar", "imagenet")
 
@@ -180,12 +183,17 @@ class ResNetV2(nn.Module):
       raise ConfigError(f"unknown stem {self.stem!r}; valid: {', '.join(STEMS)}.")
     if self.glonet_sum not in ("block", "stage"):
       raise ConfigError(f"glonet_sum must be block or stage; got {self.glonet_sum!r}.")
-    if self.glonet_sum == "stage" and self.mode != "glonet":
-      raise ConfigError("glonet_sum=stage applies to GloNet models only.")
+    if self.mode != "glonet":
+      # Refused rather than ignored: the run would record a setting it never used.
+      given = [(k, str(getattr(self, k)).lower()) for k, default in _GLONET_ONLY.items()
+               if getattr(self, k) != default]
+      if given:
+        option, value = given[0]
+        family = {mode: name for name, mode in FAMILIES.items()}[self.mode]
+        raise ConfigError(
+            f"--{option}={value} applies to GloNet models only; drop it for {family} (in a "
+            f"sweep, give it to GloNet alone: MODELS=\"{family} GloNet:{option}={value}\").")
     for option in ("glonet_head_norm", "glonet_head_rms"):
-      if getattr(self, option) and self.mode != "glonet":
-        raise ConfigError(f"{option} applies to GloNet models only (ResNet and Plain "
-                          "already normalise before the head).")
       if getattr(self, option) and not self.use_batch_norm:
         raise ConfigError(f"{option} normalises with batch statistics: it needs "
                           "use_batch_norm; drop one of the two.")
