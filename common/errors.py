@@ -35,7 +35,7 @@ class DeviceMemoryError(UserError):
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or infinite: an experimental outcome, not a bug.
 
-  Not a :class:`UserError` (no input was wrong): the run is recorded as ``failed`` with the
+  Not a :class:`UserError` (no input was wrong): the run is recorded as ``diverged`` with the
   epoch and step in the message, and entry points exit with status 1. It lives here, not in
   the training loop, so entry points can catch it without importing the loop.
   """

@@ -59,11 +59,16 @@ def define_train_flags(
   """
   flags.DEFINE_string("model", model, f"Model name, optionally with a depth suffix. {extra_help}")
   flags.DEFINE_integer("num_layers", num_layers,
-                       "Depth: Dense layers from input to output, input layer and head "
-                       "included (see README).", lower_bound=1)
-  flags.DEFINE_integer("features", features, "Hidden width.", lower_bound=1)
+                       "Depth, counted as the experiment's README says (Dense layers for the "
+                       "MLPs, weight layers for the CNNs); or a suffix of --model.",
+                       lower_bound=1)
+  flags.DEFINE_integer("features", features,
+                       "Hidden width of the MLP families (the CNN families' widths are "
+                       "fixed by the family).", lower_bound=1)
   flags.DEFINE_boolean("use_batch_norm", None,
-                       "Batch norm in the blocks (default: on for ResNet, off otherwise).")
+                       "Batch norm in the blocks (default: the family's: on for every "
+                       "convolutional family and the dense ResNet, off for the dense GloNet "
+                       "and MLP).")
   flags.DEFINE_integer("epochs", epochs, "Total epochs.", lower_bound=1)
   flags.DEFINE_integer("batch_size", batch_size, "Training batch size.", lower_bound=1)
   flags.DEFINE_integer("eval_batch_size", eval_batch_size, "Evaluation batch size.",
@@ -104,7 +109,7 @@ def define_train_flags(
   flags.DEFINE_string("data_dir", None, f"Data root (default: ${DATA_DIR_ENV}).")
   flags.DEFINE_string("workdir", None,
                       "Run directory; an existing one is resumed. Default: a new "
-                      "<result_dir>/<model>/session_<id>.")
+                      "<result_dir>/<model><depth>/session_<UTC time>_<random id>.")
   flags.DEFINE_string("result_dir", "training_results",
                       "Root of automatically named run directories.")
   flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard event files.")
@@ -237,8 +242,10 @@ def run_main(main: Callable[[list[str]], Any], positional: bool = False) -> None
   """
 
   def wrapped(argv):
-    if len(argv) > 1 and not positional:
-      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if len(argv) > 1 and not positional:  # e.g. `--glonet_head_norm true`
+      sys.stderr.write(f"error: unexpected arguments: {' '.join(argv[1:])}; flags take "
+                       "the form --name=value (a boolean also --name or --noname).\n")
+      sys.exit(2)
     logging.set_verbosity(logging.INFO)
     from common.train import checkpoint  # noqa: PLC0415  (orbax only when a program runs)
     checkpoint.quiet_orbax_info_logs()

@@ -13,6 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRID="${GRID:-cpu}"
+case "$GRID" in
+  cpu|paper) ;;
+  *) echo "error: GRID=$GRID is not a grid of this sweep; use GRID=cpu (the default) or GRID=paper." >&2
+     exit 2 ;;
+esac
 if [ "$GRID" = "paper" ]; then
   # The depths of the paper's MNIST figure (5..200 layers), three seeds, longer training.
   : "${DEPTHS:=6 10 20 40 60 80 100 200}" "${SEEDS:=0 1 2}" "${EPOCHS:=20}"

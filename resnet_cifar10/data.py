@@ -34,7 +34,7 @@ import numpy as np
 from absl import logging
 
 from common import fileio
-from common.data import Dataset, Split, holdout_split
+from common.data import Dataset, Split, check_holdout_size, holdout_split
 from common.data.augment import image_preprocess
 from common.data.cache import checked_cached_arrays
 from common.data.images import (
@@ -393,6 +393,7 @@ def load_cifar10(data_dir: str | None, validation_size: int = 5000, split_seed: 
     DataError: missing, truncated or corrupt files, or no copy at all.
     ConfigError: a validation size that leaves no training data.
   """
+  check_holdout_size(validation_size, TRAIN_SIZE)  # before any decode
   arrays, info = _load_arrays(data_dir, TRAIN_SIZE, TEST_SIZE, cache_dir)
   train = Split(arrays["train_x"], arrays["train_y"].astype(np.int32))
   test = Split(arrays["test_x"], arrays["test_y"].astype(np.int32))

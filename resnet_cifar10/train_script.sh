@@ -17,6 +17,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRID="${GRID:-cpu}"
+case "$GRID" in
+  cpu|paper) ;;
+  *) echo "error: GRID=$GRID is not a grid of this sweep; use GRID=cpu (the default) or GRID=paper." >&2
+     exit 2 ;;
+esac
 RECIPE="--recipe=cpu"
 if [ "$GRID" = "paper" ]; then
   : "${DEPTHS:=20 32 44 56 110}" "${SEEDS:=0 1 2}" "${EPOCHS:=200}"

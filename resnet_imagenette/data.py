@@ -33,7 +33,7 @@ import numpy as np
 from absl import logging
 
 from common import fileio
-from common.data import Dataset, Split, holdout_split
+from common.data import Dataset, Split, check_holdout_size, holdout_split
 from common.data.augment import resized_crop_preprocess
 from common.data.cache import checked_cached_arrays
 from common.data.host_memory import HostMemory, host_memory
@@ -283,6 +283,7 @@ def load_imagenette(data_dir: str | None, image_size: int = 128, validation_size
   if image_size < MIN_IMAGE_SIZE:
     raise ConfigError(f"--image_size must be at least {MIN_IMAGE_SIZE} pixels; got "
                       f"{image_size}.")
+  check_holdout_size(validation_size, sum((counts or {"train": TRAIN_COUNTS})["train"]))
   _check_fits_in_memory(image_size, counts, host_memory())
   arrays, info = _load_arrays(data_dir, image_size, cache_dir, counts)
   train = Split(arrays["train_x"], arrays["train_y"].astype(np.int32))

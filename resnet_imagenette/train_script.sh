@@ -15,6 +15,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRID="${GRID:-cpu}"
+case "$GRID" in
+  cpu|gpu) ;;
+  *) echo "error: GRID=$GRID is not a grid of this sweep; use GRID=cpu (the default) or GRID=gpu." >&2
+     exit 2 ;;
+esac
 RECIPE="--recipe=cpu"
 EPOCH_FLAG=()
 if [ "$GRID" = "gpu" ]; then

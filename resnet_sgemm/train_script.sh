@@ -15,6 +15,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRID="${GRID:-cpu}"
+case "$GRID" in
+  cpu|paper) ;;
+  *) echo "error: GRID=$GRID is not a grid of this sweep; use GRID=cpu (the default) or GRID=paper." >&2
+     exit 2 ;;
+esac
 if [ "$GRID" = "paper" ]; then
   : "${EPOCHS:=200}"
 fi

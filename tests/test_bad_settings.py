@@ -17,6 +17,7 @@ _FAKE = "--allow_unofficial_data"  # the fake files are not the official MNIST
     ("--learning_rate=nan", "learning_rate must be a finite number"),
     ("--epochs=abc", "flag --epochs=abc"),
     ("--no_such_flag=1", "no_such_flag"),
+    ("true", "unexpected arguments: true; flags take the form --name=value"),  # `--flag true`
 ])
 def test_a_bad_value_or_flag_is_one_error_line(fake_mnist_root, tmp_path, flag, match):
   proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,

@@ -1,13 +1,15 @@
 """The sweep runner: a grid of points, skipping settled ones, never hiding a refused one."""
 
 import os
+import subprocess
 
 import pytest
 
 from common import fileio
 from common.report.runs import effective_status
 from common.sweep import count_statuses, is_settled, run_point
-from tests.conftest import fake_run, run_module
+from tests.conftest import REPO, fake_run, hermetic_env, run_module
+from tests.helpers import error_line
 
 GRID = ["--module=linear_mnist.train", "--models=GloNet MLP", "--depths=3", "--seeds=0"]
 
@@ -106,3 +108,16 @@ def test_slurm_launcher_submits_one_requeueable_task_per_point(fake_mnist_root, 
 def test_a_point_out_of_the_grid_is_a_usage_error(tmp_path):
   proc = run_module("common.sweep", f"--root={tmp_path}", *GRID, "--point=2")
   assert proc.returncode != 0 and "--point=2, but the grid has 2 points" in proc.stderr
+
+
+@pytest.mark.parametrize("experiment,grids", [
+    ("linear_mnist", "paper"), ("resnet_sgemm", "paper"), ("resnet_cifar10", "paper"),
+    ("resnet_imagenette", "gpu")])
+def test_a_grid_the_script_does_not_have_is_refused(tmp_path, experiment, grids):
+  # GRID=paper once ran Imagenette's CPU recipe silently (it has no paper grid).
+  proc = subprocess.run(["bash", os.path.join(REPO, experiment, "train_script.sh")],
+                        env={**hermetic_env(), "GRID": "bogus", "SWEEP_ROOT": str(tmp_path / "s")},
+                        capture_output=True, text=True, timeout=60)
+  line = error_line(proc)
+  assert "GRID=bogus" in line and f"GRID={grids}" in line, line
+  assert not os.path.exists(tmp_path / "s")

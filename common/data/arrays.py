@@ -70,6 +70,17 @@ class Dataset:
     return dataclasses.replace(self, train=train, info={**self.info, "train_size": size})
 
 
+def check_holdout_size(size: int, n: int) -> None:
+  """Raises ConfigError unless holding ``size`` of ``n`` examples out leaves some of each.
+
+  Loaders that decode their files first call it before decoding, so an impossible
+  ``--validation_size`` costs no decode and writes no cache.
+  """
+  if not 0 < size < n:
+    raise ConfigError(f"--validation_size must be between 1 and {n - 1} (of {n:,} training "
+                      f"examples); got {size}.")
+
+
 def holdout_split(split: Split, size: int, seed: int) -> tuple[Split, Split]:
   """Holds ``size`` random examples out of ``split``.
 
@@ -86,8 +97,7 @@ def holdout_split(split: Split, size: int, seed: int) -> tuple[Split, Split]:
     ConfigError: if ``size`` leaves no training data.
   """
   n = len(split)
-  if not 0 < size < n:
-    raise ConfigError(f"validation size must be between 1 and {n - 1}; got {size}.")
+  check_holdout_size(size, n)
   perm = np.random.default_rng(seed).permutation(n)
   return split.take(np.sort(perm[size:])), split.take(np.sort(perm[:size]))
 
