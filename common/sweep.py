@@ -11,7 +11,8 @@ folder ``ResNet_use_batch_norm-false``.
 
 A point is skipped when its run has an outcome (``done`` or ``diverged``, as
 :func:`common.report.runs.effective_status` reads ``status.json``) *and* was made by the
-identical command (recorded in ``ROOT/logs/<point>.cmd.json``); otherwise the command runs
+identical command (recorded in ``ROOT/logs/<point>.cmd.json`` once it has run; a command
+refused with exit status 2 made nothing and is not recorded); otherwise the command runs
 and the training loop decides: resume an ``interrupted`` or ``failed`` run, train a
 finished one further, or refuse with a message when the settings differ. Logs go to
 ``ROOT/logs/``. At the end the sweep report is rendered (``python -m common.report --sweep
@@ -169,7 +170,6 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
   if is_settled(before) and previous == cmd[1:]:
     logging.info("skip %s depth %d seed %d: %s", model_spec, depth, seed, before)
     return before
-  fileio.atomic_write_json(f"{stem}.cmd.json", cmd[1:])
   logging.info("run  %s depth %d seed %d -> %s", model_spec, depth, seed, workdir)
   t0 = time.perf_counter()
   with open(f"{stem}.log", "a", encoding="utf-8") as log:
@@ -187,6 +187,8 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
       code = child.wait()
     finally:
       signal.signal(signal.SIGTERM, previous)
+  if code in (0, 1):  # the command made the run's status; a refused one (2) made nothing
+    fileio.atomic_write_json(f"{stem}.cmd.json", cmd[1:])
   result = status() if code in (0, 1) else f"exit {code}"
   logging.info("     %s depth %d seed %d: %s in %.0fs (log: %s.log)", model_spec, depth, seed,
                result, time.perf_counter() - t0, stem)

@@ -68,6 +68,21 @@ def test_run_point_skip_or_rerun(tmp_path, state, message, reruns):
   assert result == effective_status({"status": state, "message": message})
 
 
+def test_a_refused_command_is_not_recorded_so_the_point_is_never_skipped_on_it(tmp_path):
+  # A refused command (exit 2) once replaced the recorded one, so rerunning it skipped the
+  # point as done, on a result another command had made.
+  root, module = str(tmp_path), "linear_mnist.train"
+  workdir = fake_run(root, "GloNet", 6, 0, 0.9)
+  made = ["-m", module, "--model=GloNet", "--num_layers=6", "--seed=0", f"--workdir={workdir}"]
+  record = os.path.join(root, "logs", "GloNet_depth6_seed0.cmd.json")
+  os.makedirs(os.path.dirname(record))
+  fileio.atomic_write_json(record, made)
+  assert run_point(module, root, "GloNet", 6, 0, []) == "done"  # the same command: skipped
+  for _ in range(2):
+    assert run_point(module, root, "GloNet", 6, 0, ["--no_such_flag=1"]) == "exit 2"
+  assert fileio.read_json(record) == made
+
+
 # Stands in for Slurm's sbatch: records its arguments and runs every task of the array
 # (parsed from the script's #SBATCH --array line) one after another, as a cluster would.
 _FAKE_SBATCH = r"""#!/bin/bash
