@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -277,6 +278,18 @@ def test_fewer_epochs_than_trained_is_refused(tmp_path):
     run_tiny(tiny_config(tmp_path, epochs=1, lr_schedule="constant"))
   status = fileio.read_json(os.path.join(tmp_path, "run", "status.json"))
   assert status["status"] == "done"  # a refused command leaves the run as it was
+
+
+def test_a_run_without_its_checkpoints_is_refused_not_trained_again_from_scratch(tmp_path):
+  # It once restarted at epoch 1 and rewrote metrics.jsonl, the summary and the usage.
+  path, _ = run_tiny(tiny_config(tmp_path, epochs=2, lr_schedule="constant"))
+  before = {name: open(os.path.join(path, name)).read()
+            for name in (rundir.METRICS, rundir.SUMMARY, rundir.STATUS)}
+  shutil.rmtree(os.path.join(path, rundir.CHECKPOINTS))  # pruned, or not copied
+  with pytest.raises(RunDirError, match=r"records 2 trained epochs in metrics.jsonl but holds "
+                                        r"no checkpoint.*put the checkpoints back"):
+    run_tiny(tiny_config(tmp_path, epochs=3, lr_schedule="constant"))
+  assert {name: open(os.path.join(path, name)).read() for name in before} == before
 
 
 def test_bad_batch_size_is_refused_before_anything_is_written(tmp_path):

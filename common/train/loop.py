@@ -253,6 +253,15 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
     run.check_compatible(settings, data_record)
     with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
       trained = ckpt.latest_epoch() or 0
+    recorded = (len(fileio.read_jsonl(run.file(rundir.METRICS)))
+                if os.path.exists(run.file(rundir.METRICS)) else 0)
+    if not trained and recorded:
+      # Training would start again from scratch and rewrite metrics.jsonl, the summary and
+      # the usage: the recorded epochs would be lost without a word.
+      raise RunDirError(
+          f"{run.path} records {recorded} trained epochs in {rundir.METRICS} but holds no "
+          f"checkpoint in {rundir.CHECKPOINTS}/ (removed, or not copied with the run), so "
+          f"it cannot resume; put the checkpoints back, or train into a new --workdir.")
     if trained > config.epochs:
       raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
                         f"--epochs={config.epochs}; pass --epochs={trained} or more.")
