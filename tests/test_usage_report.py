@@ -1,5 +1,6 @@
 """Layer usage (order, shares, early exit) and the run / sweep reports."""
 
+import glob
 import json
 import os
 
@@ -407,6 +408,29 @@ def test_sweep_report_never_averages_runs_of_different_settings(tmp_path):
   np.testing.assert_allclose(groups[(short, 10)]["test_best_val"][0], 0.81, atol=1e-9)
   assert groups[("ResNet [data=n/a]", 10)]["seeds"] == [0, 1]
   assert Run.load(old).recipe["glonet_head_norm"] is False
+
+
+def test_a_run_trained_further_pools_at_its_final_length_and_other_data_never_pools(
+    tmp_path):
+  # A constant-rate run resumed from 20 to 80 epochs (as the SGEMM README's seed 0) once
+  # read as a 20-epoch run; runs on a substitute copy or on files other than the official
+  # ones once pooled with runs on the official data.
+  root = str(tmp_path / "sweep")
+  extended = fake_run(root, "GloNet", 10, 0, 0.80)
+  _edit_config(extended, {"epochs": 20}, resumes=[{"at": "t", "epochs": 80}])
+  _edit_config(fake_run(root, "GloNet", 10, 1, 0.90), {"epochs": 80})
+  _edit_config(fake_run(root, "MLP", 10, 0, 0.7), data={"official_file": True})
+  _edit_config(fake_run(root, "MLP", 10, 1, 0.7), data={"substitute": "re-encoded as JPEG"})
+  _edit_config(fake_run(root, "MLP", 10, 2, 0.7), data={"official_content": False})
+  groups = {(g["label"], g["depth"]): g
+            for g in fileio.read_json(report.render_sweep(root)["summary"])["groups"]}
+  assert groups[("GloNet", 10)]["seeds"] == [0, 1]
+  assert {label for label, _ in groups if label.startswith("MLP")} == {
+      "MLP [data=n/a]", "MLP [data=substitute]", "MLP [data=unofficial]"}
+  texts = [data_text(Run.load(p)) for p in sorted(glob.glob(os.path.join(root, "MLP", "*", "*")))]
+  assert [t.split("; ", 1)[1] for t in texts] == [
+      "the official files.", "a substitute: re-encoded as JPEG.",
+      "not the official files (allowed by --allow_unofficial_data)."]
 
 
 def test_usage_curves_draw_one_panel_per_configuration(tmp_path):

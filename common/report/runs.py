@@ -228,13 +228,20 @@ class Run:
   @property
   def recipe(self) -> dict[str, Any]:
     """What the run trained with beyond its model and depth: its settings (one recorded
-    before a field existed reads that field's default, as a resumed run does) and the
-    data release it read."""
+    before a field existed reads that field's default, as a resumed run does), the epochs
+    its last start asked for (a run trained further is one of that length), and the data
+    release it read, or that its data was a substitute or not the official files."""
     settings = {**_SETTING_DEFAULTS, **self.settings}
     out = {k: v for k, v in settings.items() if k not in _NOT_RECIPE}
-    release = (self.config.get("data") or {}).get("release")
-    if release:
-      out["data"] = release
+    resumes = self.config.get("resumes") or []
+    if resumes and "epochs" in resumes[-1]:
+      out["epochs"] = resumes[-1]["epochs"]
+    data = self.config.get("data") or {}
+    kind = (data.get("release") or ("substitute" if data.get("substitute") else None)
+            or ("unofficial" if False in (data.get("official_content"),
+                                          data.get("official_file")) else None))
+    if kind:
+      out["data"] = kind
     return out
 
   @property
@@ -317,8 +324,13 @@ def data_text(run: "Run", locations: Sequence[str] | None = None) -> str:
     text += f" ({where})"
   if data.get("substitute"):
     text += f"; a substitute: {data['substitute']}"
-  elif data.get("official_files"):
+  elif False in (data.get("official_content"), data.get("official_file")):
+    text += "; not the official files (allowed by --allow_unofficial_data)" if (
+        data.get("official_content") is False) else "; not the official file"
+  elif data.get("official_files") or data.get("official_file"):
     text += "; the official files"
+  elif data.get("official_content"):
+    text += "; the official content (in files compressed otherwise)"
   if data.get("test_split"):
     text += f"; test split: {data['test_split']}"
   return text + "."
