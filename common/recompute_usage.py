@@ -21,12 +21,13 @@ if __package__ in (None, ""):  # `python common/recompute_usage.py` without inst
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from common import fileio  # noqa: E402
-from common.errors import DataError, RunDirError  # noqa: E402
+from common.errors import ConfigError, DataError, RunDirError  # noqa: E402
 from common.flags import DATA_DIR_ENV, run_main  # noqa: E402
 from common.models import build_from_config, get_registry  # noqa: E402
+from common.report.runs import effective_status, is_live  # noqa: E402
 from common.train import hooks, rundir, steps  # noqa: E402
 from common.train.optimizers import optimizer_from_config  # noqa: E402
 from common.train.restore import load_config, load_trained_state  # noqa: E402
@@ -48,10 +49,18 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
     The new ``usage.json`` content.
 
   Raises:
-    RunDirError: not a run directory, locked by a running process, or no checkpoint.
+    RunDirError: not a run directory, locked by a running process, not finished (its
+      latest checkpoint is not the state after training), or no checkpoint.
     DataError: the data differs from what the run was trained on.
   """
   config = load_config(run_path)
+  status_file = os.path.join(run_path, rundir.STATUS)
+  status = effective_status(fileio.read_json(status_file) if os.path.exists(status_file)
+                            else {}, live=is_live(run_path))
+  if status != "done":
+    raise RunDirError(f"{run_path} is {status}, not finished: its usage after training does "
+                      f"not exist yet. Finish it first (rerun its command to resume), then "
+                      f"recompute.")
   if data_dir:
     config = dataclasses.replace(config, data_dir=data_dir)
   record = fileio.read_json(os.path.join(run_path, rundir.CONFIG))
@@ -91,7 +100,8 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
 def main(argv):
   paths = argv[1:]
   if not paths:
-    raise app.UsageError("give one or more run directories.")
+    raise ConfigError("give one or more run directories: python -m common.recompute_usage "
+                      "RUN_DIR [RUN_DIR ...].")
   for path in paths:
     if not os.path.isdir(path):
       raise RunDirError(f"{path} is not a directory.")

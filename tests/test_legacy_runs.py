@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_module
+from tests.helpers import error_line
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "legacy_runs")
 REPORT_FILES = ("training_metrics.png", "layer_usage.png", "training_report.pdf")
@@ -148,3 +149,16 @@ def test_usage_is_recomputed_from_the_checkpoint(name, data_root, tmp_path):
     assert new[when]["stage_boundaries"] == [0]
     assert 1 <= new[when]["blocks_needed"] <= new[when]["num_blocks"]
   assert os.path.getsize(os.path.join(run, "layer_usage.png")) > 0
+
+
+def test_usage_of_an_unfinished_run_is_not_recomputed(data_root, tmp_path):
+  # Its latest checkpoint is not the state after training: the report would call it so.
+  run = _copy_run(sorted(RUNS)[0], tmp_path)
+  status = os.path.join(run, "status.json")
+  with open(status, "w") as f:
+    json.dump({"status": "interrupted", "message": "interrupted by SIGTERM"}, f)
+  before = open(os.path.join(run, "usage.json")).read()
+  proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
+  assert f"{run} is interrupted, not finished" in error_line(proc)
+  assert open(os.path.join(run, "usage.json")).read() == before
+  assert "give one or more run directories" in error_line(run_module("common.recompute_usage"))
