@@ -34,7 +34,7 @@ import numpy as np
 from absl import logging
 
 from common import fileio
-from common.data import Dataset, Split, check_holdout_size, holdout_split
+from common.data import Dataset, Split, check_holdout_size, check_split_sizes, holdout_split
 from common.data.augment import image_preprocess
 from common.data.cache import checked_cached_arrays
 from common.data.images import (
@@ -405,6 +405,7 @@ def load_cifar10(data_dir: str | None, validation_size: int = 5000, split_seed: 
 
 def load_for_config(config) -> tuple[Dataset, Classification]:
   """The dataset and task of a ``resnet_cifar10`` run config (training and later analysis)."""
+  check_split_sizes(TRAIN_SIZE, config.validation_size, config.train_size, config.batch_size)
   dataset = load_cifar10(config.data_dir, config.validation_size, config.split_seed,
                          config.cache_dir)
   return dataset, Classification(NUM_CLASSES, label_smoothing=config.label_smoothing)

@@ -33,7 +33,7 @@ import numpy as np
 from absl import logging
 
 from common import fileio
-from common.data import Dataset, Split, check_holdout_size, holdout_split
+from common.data import Dataset, Split, check_holdout_size, check_split_sizes, holdout_split
 from common.data.augment import resized_crop_preprocess
 from common.data.cache import checked_cached_arrays
 from common.data.host_memory import HostMemory, host_memory
@@ -298,6 +298,7 @@ def load_imagenette(data_dir: str | None, image_size: int = 128, validation_size
 
 def load_for_config(config) -> tuple[Dataset, Classification]:
   """The dataset and task of a ``resnet_imagenette`` run config (training and analysis)."""
+  check_split_sizes(sum(TRAIN_COUNTS), config.validation_size, config.train_size, config.batch_size)
   dataset = load_imagenette(config.data_dir, config.image_size, config.validation_size,
                             config.split_seed, config.cache_dir)
   return dataset, Classification(NUM_CLASSES, label_smoothing=config.label_smoothing)

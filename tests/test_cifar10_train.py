@@ -6,6 +6,7 @@ import pytest
 
 from common import fileio
 from tests.conftest import run_module, write_fake_cifar10_binary
+from tests.helpers import error_line
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +56,16 @@ def test_missing_data_is_one_error_line_and_no_run_directory(tmp_path):
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "cifar" in errors[0].lower() and "Traceback" not in proc.stderr
   assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--validation_size=50000", "--validation_size must be between 1 and 49999"),
+    ("--train_size=45001", "--train_size=45001 must be between 1 and the training split's "
+                           "45,000 examples"),
+])
+def test_impossible_sizes_are_refused_before_the_decode(fake_cifar_root, tmp_path, flag,
+                                                         message):
+  proc = run_module("resnet_cifar10.train", flag, f"--data_dir={fake_cifar_root}",
+                    f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}")
+  assert message in error_line(proc)
+  assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "cache")

@@ -521,6 +521,9 @@ def test_train_py_on_bad_data_is_one_error_line_and_leaves_nothing(tmp_path, dam
     (("--model=ResNet18", "--glonet_head_rms"),
      "--glonet_head_rms=true applies to GloNet models only"),
     (("--validation_size=9469",), "--validation_size must be between 1 and 9468"),
+    (("--train_size=9000",), "--train_size=9000 must be between 1 and the training split's "
+                             "8,969 examples"),
+    (("--batch_size=9000",), "--batch_size=9000 is larger than the training split (8,969"),
 ])
 def test_train_py_refuses_bad_settings_before_reading_the_images(tmp_path, flags, message):
   root = tmp_path / "data"

@@ -81,6 +81,30 @@ def check_holdout_size(size: int, n: int) -> None:
                       f"examples); got {size}.")
 
 
+def check_split_sizes(n: int, validation_size: int, train_size: int | None = None,
+                      batch_size: int | None = None) -> None:
+  """The size settings of a run over ``n`` training examples, checked before any loading.
+
+  The same limits :func:`holdout_split`, :meth:`Dataset.with_train_size` and the trainer
+  enforce on the loaded data, for loaders whose data costs a decode: an impossible setting
+  is refused before it, and before a cache is written.
+
+  Raises:
+    ConfigError: a validation split that leaves no training data, a ``train_size`` beyond
+      what it leaves, or a batch larger than the training split.
+  """
+  check_holdout_size(validation_size, n)
+  available = n - validation_size
+  if train_size is not None and not 1 <= train_size <= available:
+    raise ConfigError(f"--train_size={train_size} must be between 1 and the training split's "
+                      f"{available:,} examples ({n:,} less --validation_size="
+                      f"{validation_size}).")
+  train = train_size or available
+  if batch_size is not None and batch_size > train:
+    raise ConfigError(f"--batch_size={batch_size} is larger than the training split ({train:,} "
+                      f"examples); lower --batch_size.")
+
+
 def holdout_split(split: Split, size: int, seed: int) -> tuple[Split, Split]:
   """Holds ``size`` random examples out of ``split``.
 
