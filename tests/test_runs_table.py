@@ -64,3 +64,19 @@ def test_a_glonet_variant_is_labelled_from_its_settings_even_if_recorded_before_
   assert Run.load(path).label == "GloNet (head BN)"
   _set(path, glonet_head_norm=False)
   assert Run.load(path).label == "GloNet"
+
+
+def test_table_reads_settings_as_the_reports_do(tmp_path):
+  # A run recorded before weight_decay existed (as fake_run writes it) once showed `None`
+  # beside the new run's `0.0`, and a run trained from 2 to 4 epochs showed "2/2".
+  root = str(tmp_path)
+  old, new = fake_run(root, "ResNet", 20, 0, 0.86), fake_run(root, "ResNet", 20, 1, 0.87)
+  config = fileio.read_json(os.path.join(old, "config.json"))
+  config["resumes"] = [{"at": "t", "epochs": 4}]
+  fileio.atomic_write_json(os.path.join(old, "config.json"), config)
+  _set(new, weight_decay=0.0, epochs=4)
+  lines = render_table(root).splitlines()
+  header = [c.strip() for c in lines[0].strip("|").split("|")]
+  assert "weight_decay" not in header and "epochs" in header, header
+  rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:4]]
+  assert [row[header.index("epochs")] for row in rows] == ["2/4", "2/4"]

@@ -226,6 +226,12 @@ class Run:
     return info.get("label") or family or self.name
 
   @property
+  def effective_settings(self) -> dict[str, Any]:
+    """Every setting as the reports read it: :attr:`recipe` (defaults for settings recorded
+    before they existed, the last ``--epochs``, the data) over the recorded settings."""
+    return {**_SETTING_DEFAULTS, **self.settings, **self.recipe}
+
+  @property
   def recipe(self) -> dict[str, Any]:
     """What the run trained with beyond its model and depth: its settings (one recorded
     before a field existed reads that field's default, as a resumed run does), the epochs

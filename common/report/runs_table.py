@@ -19,9 +19,11 @@ _NOT_KNOBS = frozenset({"workdir", "result_dir", "data_dir", "cache_dir", "progr
 
 
 def varying_settings(runs: Sequence[Run]) -> list[str]:
-  """Training settings whose values are not the same in every run, sorted by name."""
-  keys = sorted({k for run in runs for k in run.settings} - _NOT_KNOBS)
-  return [k for k in keys if len({repr(run.settings.get(k)) for run in runs}) > 1]
+  """Training settings whose values are not the same in every run, sorted by name (read by
+  :attr:`Run.effective_settings`, so no column shows a difference that is only one of spelling)."""
+  settings = [run.effective_settings for run in runs]
+  keys = sorted({k for s in settings for k in s} - _NOT_KNOBS)
+  return [k for k in keys if len({repr(s.get(k)) for s in settings}) > 1]
 
 
 def table_rows(runs: Sequence[Run], root: str) -> list[list[str]]:
@@ -34,14 +36,15 @@ def table_rows(runs: Sequence[Run], root: str) -> list[list[str]]:
              "train s/epoch"])
   rows = [header]
   for run in runs:
+    recipe = run.effective_settings
     metric = run.primary_metric
     best: dict[str, Any] = run.best_record() or {}
     final: dict[str, Any] = run.final_record() or {}
-    total = run.settings.get("epochs")
+    total = recipe.get("epochs")
     seconds = run.median_train_seconds()
     rows.append(
         [os.path.relpath(run.path, root), run.name, str(run.seed)] +
-        [str(run.settings.get(k)) for k in knobs] +
+        [str(recipe.get(k)) for k in knobs] +
         [f"{final.get('epoch', 0)}/{total if total is not None else '?'}", run.state,
          str(best.get("epoch", "n/a")), fmt(metric, best.get(f"val_{metric}")),
          fmt(metric, best.get(f"test_{metric}")), fmt(metric, final.get(f"test_{metric}")),
