@@ -24,9 +24,10 @@ TIMING_PNG = "sweep_seconds_per_epoch.png"
 _TITLE = "Paper Table 1 analogue"
 
 
-def _seconds(summary: dict[str, Any], label: str) -> dict[int, float]:
+def _seconds(summary: dict[str, Any], label: str) -> dict[int, tuple[float, tuple[str, ...]]]:
   # A depth timed on several machines has no one speed (see sweep_report._seconds_text).
-  return {g["depth"]: g["seconds_per_epoch"][0] for g in summary["groups"]
+  return {g["depth"]: (g["seconds_per_epoch"][0], tuple(g.get("machines") or ()))
+          for g in summary["groups"]
           if g["label"] == label and g["seconds_per_epoch"][0] is not None
           and len(g.get("machines") or []) <= 1}
 
@@ -48,10 +49,12 @@ def table1_rows(summary: dict, glonet: str = "GloNet", resnet: str = "ResNet") -
   rows = [["depth", f"{resnet} s/epoch", f"{glonet} s/epoch", "ratio (ours)",
            "paper ResNetv2", "paper GloNet", "paper ratio"]]
   for d in sorted(set(ours_g) | set(ours_r) | set(paper)):
-    g, r = ours_g.get(d), ours_r.get(d)
+    (g, g_machine), (r, r_machine) = ours_g.get(d, (None, ())), ours_r.get(d, (None, ()))
     pr, pg = paper.get(d, (None, None))
-    rows.append([d, "" if r is None else f"{r:.2f}", "" if g is None else f"{g:.2f}",
-                 "" if g is None or r is None else f"{g / r:.2f}",
+    # A ratio of two machines' timings is a comparison of the machines, not the models.
+    ratio = ("" if g is None or r is None else
+             f"{g / r:.2f}" if g_machine == r_machine else "n/a (2 machines)")
+    rows.append([d, "" if r is None else f"{r:.2f}", "" if g is None else f"{g:.2f}", ratio,
                  "" if pr is None else pr, "" if pg is None else pg,
                  "" if pr is None else f"{pg / pr:.2f}"])
   return rows
@@ -64,7 +67,7 @@ def plot_seconds(summary: dict) -> Figure:
   for label in labels:
     sec = _seconds(summary, label)
     if sec:
-      ax.plot(sorted(sec), [sec[d] for d in sorted(sec)], "o-", label=f"{label} (ours)")
+      ax.plot(sorted(sec), [sec[d][0] for d in sorted(sec)], "o-", label=f"{label} (ours)")
   ax.plot(TABLE1_DEPTHS, TABLE1_RESNET_SECONDS, "k--", alpha=0.5, label="paper ResNetv2")
   ax.plot(TABLE1_DEPTHS, TABLE1_GLONET_SECONDS, "k:", alpha=0.7, label="paper GloNet")
   return pdf.finish_depth_axes(fig, ax, "seconds per epoch (training only)",
@@ -93,12 +96,12 @@ def report_sections(summary: dict, root: str) -> list:
   """
   png = pdf.save_figure(plot_seconds(summary), os.path.join(root, TIMING_PNG))
   rows = table1_rows(summary)
-  ratios = [float(r[3]) for r in rows[1:] if r[3]]
+  ratios = [float(r[3]) for r in rows[1:] if r[3] and not r[3].startswith("n/a")]
   note = (f"Ours: each run's median seconds per epoch, averaged over seeds; training steps "
           f"only (no compile, no evaluation), on {summary.get('device', 'this machine')}. "
           f"Ratio = GloNet / ResNet (with batch norm) at the same depth; ours range "
           f"{min(ratios):.2f}-{max(ratios):.2f}."
-          if ratios else "No finished GloNet/ResNet pair yet.")
+          if ratios else "No finished GloNet/ResNet pair timed on one machine yet.")
   return [Spacer(1, 6), pdf.heading(f"{_TITLE}: GloNet vs ResNet-v2 time"),
           pdf.table(rows), pdf.para(note),
           pdf.para("Paper: Di Cecco et al., Table 1 (hardware and framework not stated)."),

@@ -1,5 +1,6 @@
 """SGEMM: parsing and validation, split and scaler, every family, Table 1, train.py."""
 
+import glob
 import os
 import zipfile
 
@@ -149,6 +150,14 @@ def test_table1_section_on_fake_runs(tmp_path):
   assert os.path.getsize(os.path.join(root, paper.TIMING_PNG)) > 5000
   assert os.path.getsize(out["report"]) > 10000
   assert "Paper Table 1 analogue" in open(out["markdown"]).read()
+  # GloNet timed on one machine and ResNet on another: their ratio compares the machines.
+  for path in glob.glob(os.path.join(root, "ResNet", "*", "*")):
+    config = fileio.read_json(os.path.join(path, "config.json"))
+    config["environment"] = {"devices": ["d0"], "device_kind": "NVIDIA H100 80GB HBM3"}
+    fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+  summary = fileio.read_json(report.render_sweep(root)["summary"])
+  rows = {row[0]: row for row in paper.table1_rows(summary)[1:]}
+  assert rows[50][1:4] == ["4.00", "2.00", "n/a (2 machines)"]
 
 
 def test_train_py_end_to_end(sgemm_root, tmp_path):

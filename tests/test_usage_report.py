@@ -533,6 +533,12 @@ def test_seconds_per_epoch_pooled_over_machines_is_not_given(tmp_path):
   _edit_config(fake_run(one, "ResNet", 18, 0, 0.9, seconds=70.0), environment=cpu)
   summary = fileio.read_json(report.render_sweep(one)["summary"])
   assert sweep_report.seconds_table(summary)[1] == ["ResNet", "70.00"]
+  # A run resumed on another machine: its epochs were timed on both.
+  resumed = str(tmp_path / "resumed")
+  _edit_config(fake_run(resumed, "ResNet", 18, 0, 0.9, seconds=70.0), environment=cpu,
+               resumes=[{"at": "t", "epochs": 2, **h100}])
+  summary = fileio.read_json(report.render_sweep(resumed)["summary"])
+  assert sweep_report.seconds_table(summary)[1] == ["ResNet", "n/a (2 machines)"]
 
 
 def test_report_cli_rejects_a_non_run_directory(tmp_path):

@@ -128,20 +128,31 @@ def _setting_text(value: Any) -> str:
   return str(value)
 
 
-def _device(run: Run) -> str:
-  env = run.config.get("environment", {})
+def _environments(run: Run) -> list[dict[str, Any]]:
+  """Where the run trained: the machine it was created on and each one it resumed on (a
+  resume records its devices; one recorded before that did not is left out)."""
+  return [run.config.get("environment", {})] + [
+      r for r in run.config.get("resumes") or [] if r.get("devices")]
+
+
+def _device(env: dict[str, Any]) -> str:
   devices = env.get("devices") or ["?"]
   kind = env.get("device_kind", "?")
   return f"{len(devices)} x {kind}" + (f", {env['cpu']}" if env.get("cpu") else "")
 
 
-def _device_name(run: Run) -> str:
-  """A short name of the run's machine for a table cell: the accelerator, or the CPU model."""
-  env = run.config.get("environment", {})
+def _device_name(env: dict[str, Any]) -> str:
+  """A short name of a machine for a table cell: the accelerator, or the CPU model."""
   kind = env.get("device_kind", "?")
   if kind == "cpu":
     return env.get("cpu") or kind
   return kind
+
+
+def _machines(runs: list[Run], name=_device) -> list[str]:
+  """Every machine the runs trained on, resumes included: a run resumed elsewhere has
+  epochs timed on two machines, so its seconds per epoch are the speed of neither."""
+  return sorted({name(env) for r in runs for env in _environments(r)})
 
 
 def aggregate(runs: list[Run]) -> dict[str, Any]:
@@ -189,8 +200,8 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
         "blocks_needed_rule": next((needed_rule(r.usage["final"]) for r in done
                                     if _final_usage(r, "blocks_needed") is not None), None),
         "seconds_per_epoch": _mean_std([r.median_train_seconds() for r in done]),
-        "machines": sorted({_device(r) for r in done}),
-        "machine_names": sorted({_device_name(r) for r in done}),
+        "machines": _machines(done),
+        "machine_names": _machines(done, _device_name),
         "messages": [{"seed": r.seed, "status": r.state, "message": _message(r)}
                      for r in sorted(members, key=lambda r: r.seed)
                      if r.state != DONE or r.problems],
@@ -506,7 +517,7 @@ def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
   summary = aggregate([r for r in runs if r.state in ENDED])
   summary["status_counts"] = dict(sorted(collections.Counter(r.state for r in runs).items()))
   summary["running"] = [r.path for r in runs if r.state not in ENDED]
-  summary["device"] = "; ".join(sorted({_device(r) for r in runs}))
+  summary["device"] = "; ".join(_machines(runs))
   summary["experiments"] = sorted({r.experiment or "?" for r in runs})
   # Said beside the numbers: which copy of the data they come from (a substitute or not),
   # one line per copy (by content hash where recorded) however many paths it was read from.
