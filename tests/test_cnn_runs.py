@@ -131,8 +131,8 @@ def test_the_run_records_its_code_version_execution_path_and_usage(tmp_path):
 def test_a_resume_records_the_devices_it_ran_on(tmp_path):
   """Issue 13.8: a run resumed on another number of devices says so in config.json."""
   run = tmp_path / "run"
-  _run(run, 1, "GloNet8", "1")
-  _run(run, 2, "GloNet8", "1")  # finished: nothing to train, but the resume is recorded
+  _run(run, 1, "GloNet8", "1", "constant")
+  _run(run, 2, "GloNet8", "2", "constant")  # trained one epoch further on two devices
   config = fileio.read_json(run / "config.json")
   assert len(config["environment"]["devices"]) == 1
   (resume,) = config["resumes"]

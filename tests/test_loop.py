@@ -84,11 +84,14 @@ def test_a_cosine_run_cannot_change_its_length(tmp_path):
 
 
 def test_a_finished_run_is_not_trained_again(tmp_path):
+  # Nor rebuilt: a rebuild rewrote the summary's compile timings, and a kill during it
+  # marked the finished run interrupted.
   config = tiny_config(tmp_path, epochs=2)
   path, _ = run_tiny(config)
-  before = open(os.path.join(path, "metrics.jsonl")).read()
+  names = (rundir.METRICS, rundir.SUMMARY, rundir.STATUS, rundir.CONFIG, "usage.json")
+  before = {name: open(os.path.join(path, name)).read() for name in names}
   _, summary = run_tiny(config)
-  assert open(os.path.join(path, "metrics.jsonl")).read() == before
+  assert {name: open(os.path.join(path, name)).read() for name in names} == before
   assert summary["epochs_completed"] == 2
 
 

@@ -242,6 +242,38 @@ def run_experiment(
     run.release()
 
 
+def _check_resume(run: rundir.RunDir, config: TrainConfig) -> bool:
+  """Whether ``run`` (made with compatible settings) may go on under ``config``.
+
+  Returns:
+    True when it has nothing left to do: finished (status ``done``, a summary) with its
+    ``config.epochs`` trained and the last checkpoint intact. A damaged last checkpoint
+    goes on to training, which names it and trains its epoch again.
+
+  Raises:
+    RunDirError: more epochs trained than asked for, or epochs recorded in
+      ``metrics.jsonl`` with no checkpoint to resume them from (training would start
+      again from scratch over the records).
+  """
+  with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
+    trained = ckpt.latest_epoch() or 0
+    intact = bool(trained) and ckpt.verify(trained) is None
+  metrics = run.file(rundir.METRICS)
+  recorded = len(fileio.read_jsonl(metrics)) if os.path.exists(metrics) else 0
+  if not trained and recorded:
+    raise RunDirError(
+        f"{run.path} records {recorded} trained epochs in {rundir.METRICS} but holds no "
+        f"checkpoint in {rundir.CHECKPOINTS}/ (removed, or not copied with the run), so "
+        f"it cannot resume; put the checkpoints back, or train into a new --workdir.")
+  if trained > config.epochs:
+    raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
+                      f"--epochs={config.epochs}; pass --epochs={trained} or more.")
+  status_file = run.file(rundir.STATUS)
+  status = fileio.read_json(status_file) if os.path.exists(status_file) else {}
+  return (trained == config.epochs and intact and status.get("status") == "done"
+          and os.path.exists(run.file(rundir.SUMMARY)))
+
+
 def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model_name: str,
                 dataset: Dataset, task: Task, preprocess: steps.Preprocess | None,
                 extra_config: dict[str, Any] | None, extra_files: dict[str, Any] | None,
@@ -251,24 +283,17 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
   data_record = {**dataset.info, "sizes": dataset.sizes()}
   if run.is_initialized:
     run.check_compatible(settings, data_record)
-    with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
-      trained = ckpt.latest_epoch() or 0
-    recorded = (len(fileio.read_jsonl(run.file(rundir.METRICS)))
-                if os.path.exists(run.file(rundir.METRICS)) else 0)
-    if not trained and recorded:
-      # Training would start again from scratch and rewrite metrics.jsonl, the summary and
-      # the usage: the recorded epochs would be lost without a word.
-      raise RunDirError(
-          f"{run.path} records {recorded} trained epochs in {rundir.METRICS} but holds no "
-          f"checkpoint in {rundir.CHECKPOINTS}/ (removed, or not copied with the run), so "
-          f"it cannot resume; put the checkpoints back, or train into a new --workdir.")
-    if trained > config.epochs:
-      raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
-                        f"--epochs={config.epochs}; pass --epochs={trained} or more.")
-    run.record_resume(config.epochs, describe_environment(), settings)
+    finished = _check_resume(run, config)
     for name, content in (extra_files or {}).items():  # a kill may have cut the first start
       if run.writer and not os.path.exists(run.file(name)):
         fileio.atomic_write_json(run.file(name), content)
+    if finished:
+      # Leave it as it is: a rebuild would rewrite its summary's timings, and a kill during
+      # it would mark a finished run interrupted.
+      logging.info("%s has already trained its %d epochs; nothing to do.", run.path,
+                   config.epochs)
+      return run.path, fileio.read_json(run.file(rundir.SUMMARY))
+    run.record_resume(config.epochs, describe_environment(), settings)
   else:
     # The experiment's files first: config.json is what makes the directory a run, so a
     # kill before it leaves an empty-looking directory that the next start reuses.
