@@ -564,7 +564,8 @@ def test_load_for_config_and_preprocess(monkeypatch):
   seen = []
   monkeypatch.setattr(cifar, "load_cifar10", lambda *a: seen.append(a) or fake)
   config = types.SimpleNamespace(data_dir="/d", validation_size=10, split_seed=2,
-                                 cache_dir=None, label_smoothing=0.0, augment=True)
+                                 cache_dir=None, label_smoothing=0.0, augment=True,
+                                 train_size=None, batch_size=128)
   dataset, task = cifar.load_for_config(config)
   assert dataset is fake and seen == [("/d", 10, 2, None)] and task.num_classes == 10
   config.label_smoothing, config.cache_dir = 0.1, "/c"
