@@ -44,7 +44,8 @@ class TrainConfig:
     model: model name as given (``GloNet``, ``ResNet24``...).
     num_layers: depth (see :mod:`common.models.mlp` for the convention); None when the
       model name carries it.
-    features: hidden width.
+    features: hidden width of the MLP families; the convolutional experiments, whose
+      families fix every width, record their first stage's.
     use_batch_norm: None for the family's default.
     epochs: total epochs of the run (a resumed run trains up to this many).
     batch_size: training batch size.

@@ -22,7 +22,7 @@ DATA_DIR_ENV = "GLONETS_DATA_DIR"
 
 
 def define_train_flags(
-    *, model: str, num_layers: int | None, features: int, epochs: int, batch_size: int,
+    *, model: str, num_layers: int | None, features: int | None, epochs: int, batch_size: int,
     learning_rate: float, l2_reg_alpha: float = 0.0, validation_size: int | None = None,
     eval_batch_size: int = 1000, optimizer: str = "ADAM", lr_schedule: str = "constant",
     momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0,
@@ -34,7 +34,10 @@ def define_train_flags(
   Args:
     model: default ``--model``.
     num_layers: default ``--num_layers``.
-    features: default ``--features`` (hidden width).
+    features: default ``--features`` (hidden width); None defines no such flag (the
+      convolutional experiments, whose families fix every width: a ``--features`` they
+      accepted would be recorded in ``config.json`` and ignored by the model). Such an
+      experiment passes the width it records to :func:`config_from_flags`.
     epochs: default ``--epochs``.
     batch_size: default ``--batch_size``.
     learning_rate: default ``--learning_rate``.
@@ -62,9 +65,8 @@ def define_train_flags(
                        "Depth, counted as the experiment's README says (Dense layers for the "
                        "MLPs, weight layers for the CNNs); or a suffix of --model.",
                        lower_bound=1)
-  flags.DEFINE_integer("features", features,
-                       "Hidden width of the MLP families (the CNN families' widths are "
-                       "fixed by the family).", lower_bound=1)
+  if features is not None:
+    flags.DEFINE_integer("features", features, "Hidden width.", lower_bound=1)
   flags.DEFINE_boolean("use_batch_norm", None,
                        "Batch norm in the blocks (default: the family's: on for every "
                        "convolutional family and the dense ResNet, off for the dense GloNet "
@@ -199,7 +201,8 @@ def config_from_flags(experiment: str, **extra: Any) -> TrainConfig:
 
   Args:
     experiment: the experiment package name, recorded in the config.
-    **extra: settings of flags that only this experiment defines (``augment``...).
+    **extra: settings of flags that only this experiment defines (``augment``...), and
+      ``features`` where the experiment defines no ``--features``.
 
   Returns:
     The :class:`TrainConfig`; ``data_dir`` falls back to ``$GLONETS_DATA_DIR``.
@@ -212,8 +215,10 @@ def config_from_flags(experiment: str, **extra: Any) -> TrainConfig:
   # but an explicit --num_layers must agree with it (checked by the registry).
   has_suffix = f.model.rstrip("0123456789") != f.model
   num_layers = f.num_layers if (f["num_layers"].present or not has_suffix) else None
+  if "features" in f:
+    extra["features"] = f.features
   return TrainConfig(
-      experiment=experiment, model=f.model, num_layers=num_layers, features=f.features,
+      experiment=experiment, model=f.model, num_layers=num_layers,
       use_batch_norm=f.use_batch_norm, epochs=f.epochs, batch_size=f.batch_size,
       eval_batch_size=f.eval_batch_size, learning_rate=f.learning_rate,
       lr_schedule=f.lr_schedule, optimizer=f.optimizer.upper(), momentum=f.momentum,

@@ -25,7 +25,7 @@ from resnet_cifar10.data import NUM_CLASSES, load_for_config, preprocess_for  # 
 # warmup to 0.1, then linear decay to zero, weight decay 5e-4 on the kernels, batch 128,
 # 30 epochs.
 common_flags.define_train_flags(
-    model="GloNet20", num_layers=None, features=16, epochs=30, batch_size=128,
+    model="GloNet20", num_layers=None, features=None, epochs=30, batch_size=128,
     learning_rate=0.1, optimizer="SGD", lr_schedule="linear", momentum=0.9, nesterov=True,
     weight_decay=5e-4, warmup_epochs=1.0, validation_size=5000, eval_batch_size=1000,
     extra_help=f"One of {', '.join(sorted(CIFAR_MODELS))} with a depth 6n+2 (GloNet20, "
@@ -47,8 +47,9 @@ common_flags.define_image_flags(
 
 def main(argv):
   del argv
+  # No --features: the families fix every width. Runs record their first stage's, 16.
   run_image_experiment("resnet_cifar10", CIFAR_MODELS, NUM_CLASSES, load_for_config,
-                       preprocess_for, RECIPES)
+                       preprocess_for, RECIPES, features=16)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from resnet_imagenette.data import MIN_IMAGE_SIZE, NUM_CLASSES, load_for_config,
 # in global norm), as every block feeds the unnormalised sum that the head reads. One
 # learning rate for all families keeps the comparison fair (see the README).
 common_flags.define_train_flags(
-    model="ResNet18", num_layers=None, features=64, epochs=20, batch_size=64,
+    model="ResNet18", num_layers=None, features=None, epochs=20, batch_size=64,
     learning_rate=0.05, optimizer="SGD", lr_schedule="linear", momentum=0.9, nesterov=True,
     weight_decay=5e-4, warmup_epochs=1.0, validation_size=500, eval_batch_size=250,
     extra_help=f"One of {', '.join(sorted(IMAGENET_MODELS))} with depth 18 or 34 "
@@ -62,7 +62,8 @@ _MIN_CROP_AREA = flags.DEFINE_float("min_crop_area", 0.35,
 
 # This experiment's config fields beyond the common ones, as flag holders: they are read
 # only once --recipe has set its values.
-SETTINGS = {"image_size": _IMAGE_SIZE, "min_crop_area": _MIN_CROP_AREA}
+# No --features: the families fix every width. Runs record their first stage's, 64.
+SETTINGS = {"image_size": _IMAGE_SIZE, "min_crop_area": _MIN_CROP_AREA, "features": 64}
 
 
 def main(argv):

@@ -26,6 +26,7 @@ def test_train_py_one_tiny_epoch(fake_cifar_root, tmp_path):
   config = fileio.read_json(run / "config.json")
   assert config["model"]["registry"] == "cifar" and config["model"]["family"] == "GloNet"
   assert config["config"]["augment"] and config["config"]["nesterov"]
+  assert config["config"]["features"] == 16  # no --features; as runs recorded before
   assert config["data"]["sizes"] == {"train": 256, "val": 500, "test": 10000}
   usage = fileio.read_json(run / "usage.json")
   assert usage["final"]["num_blocks"] == 4 and usage["final"]["stage_boundaries"] == [0, 2, 3]
@@ -47,6 +48,15 @@ def test_authors_recipe_is_one_flag_away(fake_cifar_root, tmp_path):
           config["batch_size"], config["lr_schedule"], config["nesterov"]) == (
               "SGD", 0.1, 1e-4, 128, "step", False)
   assert config["epochs"] == 1 and config["lr_boundaries"] == [1]  # the explicit flags win
+
+
+@pytest.mark.parametrize("module", ["resnet_cifar10.train", "resnet_imagenette.train"])
+def test_features_is_not_a_flag_of_the_cnn_experiments(tmp_path, module):
+  # Once accepted, recorded in config.json and ignored: the families fix every width.
+  proc = run_module(module, "--features=32", f"--data_dir={tmp_path / 'empty'}",
+                    f"--result_dir={tmp_path / 'out'}")
+  assert "Unknown command line flag 'features'" in error_line(proc)
+  assert not os.path.exists(tmp_path / "out")
 
 
 def test_missing_data_is_one_error_line_and_no_run_directory(tmp_path):
