@@ -67,6 +67,23 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.load(f)
 
 
+def read_json_or(path: str | os.PathLike, default: Any,
+                 problems: list[str] | None = None) -> Any:
+  """Reads a JSON file, or returns ``default`` when it is missing or unreadable.
+
+  An unreadable file (damaged by hand, a full disk, a copy cut short) is named in
+  ``problems`` when given, so that a report can say so instead of stopping.
+  """
+  try:
+    return read_json(path)
+  except FileNotFoundError:
+    return default
+  except (OSError, ValueError) as e:
+    if problems is not None:
+      problems.append(f"{os.path.basename(path)} is unreadable ({type(e).__name__})")
+    return default
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
   """Reads a JSON-lines file, skipping a torn last line if a crash left one."""
   records = []

@@ -27,7 +27,7 @@ from common import fileio  # noqa: E402
 from common.errors import ConfigError, DataError, RunDirError  # noqa: E402
 from common.flags import DATA_DIR_ENV, run_main  # noqa: E402
 from common.models import build_from_config, get_registry  # noqa: E402
-from common.report.runs import effective_status, is_live  # noqa: E402
+from common.report.runs import Run  # noqa: E402
 from common.train import hooks, rundir, steps  # noqa: E402
 from common.train.optimizers import optimizer_from_config  # noqa: E402
 from common.train.restore import load_config, load_trained_state  # noqa: E402
@@ -54,13 +54,12 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
     DataError: the data differs from what the run was trained on.
   """
   config = load_config(run_path)
-  status_file = os.path.join(run_path, rundir.STATUS)
-  status = effective_status(fileio.read_json(status_file) if os.path.exists(status_file)
-                            else {}, live=is_live(run_path))
-  if status != "done":
-    raise RunDirError(f"{run_path} is {status}, not finished: its usage after training does "
-                      f"not exist yet. Finish it first (rerun its command to resume), then "
-                      f"recompute.")
+  run = Run.load(run_path)  # a damaged status.json is named, not a traceback
+  if run.state != "done":
+    damaged = "".join(f"; {p}" for p in run.problems)
+    raise RunDirError(f"{run_path} is not finished (status: {run.state}{damaged}): its usage "
+                      f"after training does not exist yet. Finish it first (rerun its command "
+                      f"to resume), then recompute.")
   if data_dir:
     config = dataclasses.replace(config, data_dir=data_dir)
   record = fileio.read_json(os.path.join(run_path, rundir.CONFIG))

@@ -151,14 +151,17 @@ def test_usage_is_recomputed_from_the_checkpoint(name, data_root, tmp_path):
   assert os.path.getsize(os.path.join(run, "layer_usage.png")) > 0
 
 
-def test_usage_of_an_unfinished_run_is_not_recomputed(data_root, tmp_path):
+@pytest.mark.parametrize("status,shown", [
+    ('{"status": "interrupted", "message": "interrupted by SIGTERM"}', "status: interrupted)"),
+    ('{"status": "do', "status: died; status.json is unreadable (JSONDecodeError))"),  # torn
+])
+def test_usage_of_an_unfinished_run_is_not_recomputed(data_root, tmp_path, status, shown):
   # Its latest checkpoint is not the state after training: the report would call it so.
   run = _copy_run(sorted(RUNS)[0], tmp_path)
-  status = os.path.join(run, "status.json")
-  with open(status, "w") as f:
-    json.dump({"status": "interrupted", "message": "interrupted by SIGTERM"}, f)
+  with open(os.path.join(run, "status.json"), "w") as f:
+    f.write(status)
   before = open(os.path.join(run, "usage.json")).read()
   proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
-  assert f"{run} is interrupted, not finished" in error_line(proc)
+  assert f"{run} is not finished ({shown}" in error_line(proc)
   assert open(os.path.join(run, "usage.json")).read() == before
   assert "give one or more run directories" in error_line(run_module("common.recompute_usage"))

@@ -95,6 +95,20 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
   assert summary["epochs_completed"] == 2
 
 
+@pytest.mark.parametrize("damaged", [rundir.STATUS, rundir.SUMMARY])
+def test_a_finished_run_with_a_damaged_record_is_completed_again(tmp_path, damaged):
+  # Rewritten by the rerun (its records say done again) instead of a JSON traceback.
+  config = tiny_config(tmp_path, epochs=2)
+  path, _ = run_tiny(config)
+  with open(os.path.join(path, damaged), "w") as f:
+    f.write('{"status": "do')  # cut short
+  _, summary = run_tiny(config)
+  assert summary["epochs_completed"] == 2
+  assert fileio.read_json(os.path.join(path, rundir.STATUS))["status"] == "done"
+  assert fileio.read_json(os.path.join(path, rundir.SUMMARY))["epochs_completed"] == 2
+  assert len(fileio.read_jsonl(os.path.join(path, rundir.METRICS))) == 2
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
   run_tiny(tiny_config(tmp_path, epochs=1))
   with pytest.raises(RunDirError, match=r"num_layers: 4 -> 6"):

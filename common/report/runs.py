@@ -125,17 +125,6 @@ def lower_is_better(metric: str, mode: str | None = None) -> bool:
   return metric in _LOWER_IS_BETTER_BY_NAME
 
 
-def _read(path: str, default: Any, problems: list[str] | None = None) -> Any:
-  try:
-    return fileio.read_json(path)
-  except FileNotFoundError:
-    return default
-  except (OSError, ValueError) as e:
-    if problems is not None:
-      problems.append(f"{os.path.basename(path)} is unreadable ({type(e).__name__})")
-    return default
-
-
 def _read_metrics(path: str, problems: list[str]) -> list[dict[str, Any]]:
   """``metrics.jsonl`` with damaged lines skipped and named (a torn last line is normal:
   a process killed while appending; it is skipped silently, as the loop rewrites it)."""
@@ -188,9 +177,9 @@ class Run:
         path=os.path.abspath(path),
         config=fileio.read_json(config_path),
         metrics=_read_metrics(metrics_path, problems),
-        summary=_read(os.path.join(path, SUMMARY), {}, problems),
-        status=_read(os.path.join(path, STATUS), {}, problems),
-        usage=_read(os.path.join(path, USAGE_FILE), {}, problems),
+        summary=fileio.read_json_or(os.path.join(path, SUMMARY), {}, problems),
+        status=fileio.read_json_or(os.path.join(path, STATUS), {}, problems),
+        usage=fileio.read_json_or(os.path.join(path, USAGE_FILE), {}, problems),
         problems=problems,
         live=is_live(path),
     )

@@ -242,13 +242,14 @@ def run_experiment(
     run.release()
 
 
-def _check_resume(run: rundir.RunDir, config: TrainConfig) -> bool:
+def _check_resume(run: rundir.RunDir, config: TrainConfig) -> dict[str, Any] | None:
   """Whether ``run`` (made with compatible settings) may go on under ``config``.
 
   Returns:
-    True when it has nothing left to do: finished (status ``done``, a summary) with its
-    ``config.epochs`` trained and the last checkpoint intact. A damaged last checkpoint
-    goes on to training, which names it and trains its epoch again.
+    Its summary when it has nothing left to do: finished (status ``done``, a readable
+    summary) with its ``config.epochs`` trained and the last checkpoint intact; else None.
+    A damaged last checkpoint goes on to training, which names it and trains its epoch
+    again; so does a damaged status or summary, which training rewrites.
 
   Raises:
     RunDirError: more epochs trained than asked for, or epochs recorded in
@@ -268,10 +269,10 @@ def _check_resume(run: rundir.RunDir, config: TrainConfig) -> bool:
   if trained > config.epochs:
     raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
                       f"--epochs={config.epochs}; pass --epochs={trained} or more.")
-  status_file = run.file(rundir.STATUS)
-  status = fileio.read_json(status_file) if os.path.exists(status_file) else {}
-  return (trained == config.epochs and intact and status.get("status") == "done"
-          and os.path.exists(run.file(rundir.SUMMARY)))
+  if not (trained == config.epochs and intact
+          and fileio.read_json_or(run.file(rundir.STATUS), {}).get("status") == "done"):
+    return None
+  return fileio.read_json_or(run.file(rundir.SUMMARY), None) or None
 
 
 def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model_name: str,
@@ -287,12 +288,12 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
     for name, content in (extra_files or {}).items():  # a kill may have cut the first start
       if run.writer and not os.path.exists(run.file(name)):
         fileio.atomic_write_json(run.file(name), content)
-    if finished:
+    if finished is not None:
       # Leave it as it is: a rebuild would rewrite its summary's timings, and a kill during
       # it would mark a finished run interrupted.
       logging.info("%s has already trained its %d epochs; nothing to do.", run.path,
                    config.epochs)
-      return run.path, fileio.read_json(run.file(rundir.SUMMARY))
+      return run.path, finished
     run.record_resume(config.epochs, describe_environment(), settings)
   else:
     # The experiment's files first: config.json is what makes the directory a run, so a
