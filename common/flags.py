@@ -268,8 +268,8 @@ def run_main(main: Callable[[list[str]], Any], positional: bool = False) -> None
     except KeyboardInterrupt as e:  # a signal (see common.train.signals): one line, no trace
       signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
       name = e.signal_name if isinstance(e, Interrupted) else "Ctrl-C"
-      sys.stderr.write(f"interrupted by {name}: the run directory keeps every finished epoch; "
-                       f"rerun the same command to resume.\n")
+      sys.stderr.write(f"interrupted by {name}: rerun the same command to go on (a run "
+                       f"directory, once made, keeps every finished epoch).\n")
       sys.exit(128 + int(signum))
 
   app.run(wrapped, flags_parser=_parse_flags)

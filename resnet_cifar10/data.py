@@ -33,7 +33,6 @@ import re
 import numpy as np
 from absl import logging
 
-from common import fileio
 from common.data import Dataset, Split, check_holdout_size, check_split_sizes, holdout_split
 from common.data.augment import image_preprocess
 from common.data.cache import checked_cached_arrays
@@ -41,7 +40,7 @@ from common.data.images import (
     read_class_folders,
     read_tar_members,
     safe_pickle_load,
-    sha256_of_tree,
+    source_digest,
 )
 from common.data.tfds_source import load_tfds_arrays
 from common.errors import DataError
@@ -338,7 +337,7 @@ def _load_arrays(data_dir: str | None, expected_train: int, expected_test: int,
     _check(arrays, expected_train, expected_test, info["source"], _FIX)
     return arrays, info
 
-  digest = (fileio.sha256(source.path) if source.is_archive else sha256_of_tree(source.path))
+  digest = source_digest(source.path, source.is_archive, _FIX)
   readers = {"python": _read_python, "binary": _read_binary,
              "folders": lambda s, *_: _read_folders(s)}
 

@@ -32,12 +32,11 @@ import re
 import numpy as np
 from absl import logging
 
-from common import fileio
 from common.data import Dataset, Split, check_holdout_size, check_split_sizes, holdout_split
 from common.data.augment import resized_crop_preprocess
 from common.data.cache import checked_cached_arrays
 from common.data.host_memory import HostMemory, host_memory
-from common.data.images import SquareResize, read_class_folders, sha256_of_tree
+from common.data.images import SquareResize, read_class_folders, source_digest
 from common.errors import ConfigError, DataError
 from common.train.steps import Preprocess
 from common.train.tasks import Classification
@@ -225,7 +224,7 @@ def _load_arrays(data_dir: str | None, image_size: int, cache_dir: str | None = 
         f"extracted imagenette2*/ folder with train/ and val/ in "
         f"{os.path.join(data_dir, 'imagenette')} and {data_dir}. {_FIX}")
   side = stored_size(image_size)
-  digest = fileio.sha256(source.path) if source.is_archive else sha256_of_tree(source.path)
+  digest = source_digest(source.path, source.is_archive, _FIX)
 
   def build() -> dict[str, np.ndarray]:
     logging.info("Imagenette: decoding %s at %dx%d (done once, then cached).", source.path,

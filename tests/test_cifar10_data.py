@@ -443,6 +443,33 @@ def test_corrupt_cache_file_is_rebuilt(tmp_path):
   assert len(calls) == 4
 
 
+def test_a_write_stopped_midway_leaves_no_temporary_file(tmp_path, monkeypatch):
+  # Ctrl-C or SIGTERM while np.savez writes gigabytes: nothing may stay behind.
+  def interrupted_savez(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(cache_lib.np, "savez", interrupted_savez)
+  with pytest.raises(KeyboardInterrupt):
+    cache_lib.cached_arrays("k", _counting_build([]), str(tmp_path))
+  assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_rewrite_of_a_damaged_file_is_not_called_cached(tmp_path, monkeypatch,
+                                                                   caplog):
+  # The damaged file still there once looked like a concurrent writer's finished file.
+  (tmp_path / "k.npz").write_bytes(b"not a zip")
+
+  def full_disk(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(cache_lib.np, "savez", full_disk)
+  with caplog.at_level("INFO"):
+    arrays, _ = cache_lib.cached_arrays("k", _counting_build([]), str(tmp_path))
+  assert arrays["a"].shape == (3, 2)
+  assert "Could not write the cache file" in caplog.text and "Cached k" not in caplog.text
+  assert os.listdir(tmp_path) == ["k.npz"]
+
+
 def test_unwritable_cache_still_returns_the_arrays(tmp_path):
   (tmp_path / "file").write_bytes(b"")
   calls = []

@@ -185,6 +185,45 @@ def test_bad_copies_are_one_clear_error_and_no_cache(tmp_path, layout, damage):
   assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")
 
 
+def _gigapixel_jpeg() -> bytes:
+  """A JPEG whose header claims 65280x65280 pixels: PIL refuses it as a decompression bomb."""
+  buffer = io.BytesIO()
+  Image.new("RGB", (40, 30)).save(buffer, "JPEG")
+  data = bytearray(buffer.getvalue())
+  start = data.index(b"\xff\xc0")  # start of frame: length, precision, height, width
+  data[start + 5:start + 9] = b"\xff\x00\xff\x00"
+  return bytes(data)
+
+
+@pytest.mark.parametrize("damage,match", [
+    ("html", r"imagenette2-160\.tgz is not a readable tar or tar\.gz archive \(ReadError: "
+             r"file could not be opened successfully: - method gz"),
+    ("empty", r"imagenette2-160\.tgz is not a readable tar or tar\.gz archive"),
+    ("bomb", r"n01440764_0\.JPEG is not a readable image \(DecompressionBombError"),
+    ("dangling", r"n01440764_0\.JPEG cannot be read \(No such file or directory\)"),
+])
+def test_unreadable_sources_are_one_error_line(tmp_path, damage, match):
+  # Once tracebacks (a dangling link, a gigapixel header) or a five-line message (tarfile's
+  # ReadError of a file that is no archive: an error page saved under the archive's name).
+  members = _members()
+  if damage in ("html", "empty"):
+    path = tmp_path / "imagenette" / "imagenette2-160.tgz"
+    path.parent.mkdir()
+    path.write_bytes(b"<html>404 Not Found</html>" if damage == "html" else b"")
+  else:
+    if damage == "bomb":
+      members["imagenette2-160/train/n01440764/n01440764_0.JPEG"] = _gigapixel_jpeg()
+    _write_tree(str(tmp_path / "imagenette"), members)
+    if damage == "dangling":
+      image = tmp_path / "imagenette" / "imagenette2-160/train/n01440764/n01440764_0.JPEG"
+      image.unlink()
+      image.symlink_to(tmp_path / "gone.JPEG")
+  with pytest.raises(DataError, match=match) as error:
+    _load(tmp_path, tmp_path)
+  assert "\n" not in str(error.value)
+  assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")
+
+
 @pytest.mark.parametrize("name", ["imagenette2-160.tar", "imagenette2-160.tgz"])
 def test_a_tar_cut_at_a_member_boundary_is_caught_by_the_counts(tmp_path, name):
   # Every member before the cut is whole, so the archive reads without a tar error: only

@@ -89,10 +89,20 @@ def _load(path: str) -> dict[str, np.ndarray]:
     return {name: archive[name] for name in archive.files}
 
 
+def _identity(path: str) -> tuple[int, int, int] | None:
+  """What tells one file at ``path`` from another written there later, or None."""
+  try:
+    st = os.stat(path)
+  except OSError:
+    return None
+  return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _write(path: str, arrays: dict[str, np.ndarray], key: str) -> bool:
   """Writes ``arrays`` to ``path`` atomically; returns False (with a warning) on failure."""
   folder = os.path.dirname(path)
   tmp = os.path.join(folder, f"{key}{_TMP_INFIX}{os.getpid()}.{secrets.token_hex(4)}")
+  before = _identity(path)  # a damaged file being replaced, or None
   try:
     os.makedirs(folder, exist_ok=True)
     # A file object, not a name: np.savez would append ".npz" to the temporary name.
@@ -103,7 +113,7 @@ def _write(path: str, arrays: dict[str, np.ndarray], key: str) -> bool:
     os.replace(tmp, path)
   except OSError as e:
     _remove([tmp])
-    if os.path.exists(path):
+    if _identity(path) not in (None, before):
       # A concurrent writer of the same key finished first (and may have removed our
       # temporary file): its file holds the same content, so nothing is lost.
       return True
@@ -111,6 +121,9 @@ def _write(path: str, arrays: dict[str, np.ndarray], key: str) -> bool:
                     "again next time. Set %s to a writable folder to cache it.", path, e,
                     CACHE_DIR_ENV)
     return False
+  except BaseException:  # Ctrl-C or SIGTERM mid-write: leave no gigabyte-sized leftover
+    _remove([tmp])
+    raise
   try:  # make the rename itself durable; not possible on every file system
     dir_fd = os.open(folder, os.O_RDONLY)
     try:

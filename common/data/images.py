@@ -6,7 +6,8 @@
   datasets, brings every image to one square shape with :class:`SquareResize`).
 * :func:`safe_pickle_load` reads pickles of numpy arrays (the official CIFAR batches)
   without running arbitrary pickled code: only numpy's array reconstruction is admitted.
-* :func:`sha256_of_tree` is a content digest of a folder, to name caches and provenance.
+* :func:`sha256_of_tree` is a content digest of a folder, to name caches and provenance;
+  :func:`source_digest` that of an archive or a folder, an unreadable file as an error.
 * :func:`read_tar_members` reads chosen members of an archive and verifies the whole gzip
   stream, so a truncated download is an error rather than a silently shorter dataset.
 
@@ -28,6 +29,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common import fileio
 from common.errors import DataError
 
 # Errors that mean "this archive is truncated or corrupt" (gzip raises EOFError on a cut
@@ -137,6 +139,34 @@ def sha256_of_tree(folder: str | os.PathLike) -> str:
   return digest.hexdigest()
 
 
+def source_digest(path: str, is_archive: bool, fix_hint: str = "") -> str:
+  """The SHA-256 of a data source: an archive's bytes, or a folder's :func:`sha256_of_tree`.
+
+  Raises:
+    DataError: a file of the source cannot be read (a dangling link, no permission).
+  """
+  try:
+    return fileio.sha256(path) if is_archive else sha256_of_tree(path)
+  except OSError as e:
+    raise DataError(f"{e.filename or path} cannot be read ({e.strerror or e}); fix or "
+                    f"remove it, or make it readable. {fix_hint}".rstrip()) from e
+
+
+def _one_line(e: BaseException) -> str:
+  """An exception as one line: some (tarfile's ReadError) span several."""
+  return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+def _open_tar(path: str, fix_hint: str) -> tarfile.TarFile:
+  """Opens a (gzipped) tar; a file that is none (an error page saved under the archive's
+  name, an empty download) is one error saying so."""
+  try:
+    return tarfile.open(path, mode="r:*")
+  except _ARCHIVE_ERRORS as e:
+    raise DataError(f"{path} is not a readable tar or tar.gz archive ({_one_line(e)}); "
+                    f"download it again. {fix_hint}".rstrip()) from e
+
+
 def _member_name(name: str) -> str:
   """An archive member's name without a leading ``./``."""
   name = posixpath.normpath(name)
@@ -159,8 +189,9 @@ def iter_tar_files(path: str, fix_hint: str = "") -> Iterator[tuple[str, bytes]]
   Raises:
     DataError: an unreadable, truncated or corrupt archive.
   """
+  tar = _open_tar(path, fix_hint)
   try:
-    with tarfile.open(path, mode="r:*") as tar:
+    with tar:
       for member in tar:
         if member.isfile():
           handle = tar.extractfile(member)
@@ -170,7 +201,7 @@ def iter_tar_files(path: str, fix_hint: str = "") -> Iterator[tuple[str, bytes]]
       while tar.fileobj.read(1 << 20):
         pass
   except _ARCHIVE_ERRORS as e:
-    raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); "
+    raise DataError(f"{path} is truncated or corrupt ({_one_line(e)}); "
                     f"download it again. {fix_hint}".rstrip()) from e
 
 
@@ -226,8 +257,9 @@ def _decode(data: bytes, name: str, size: tuple[int, int] | None,
       array = np.asarray(rgb if transform is None else transform(rgb), dtype=np.uint8)
   except DataError:
     raise
-  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"{name} is not a readable image ({type(e).__name__}: {e}). "
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+          Image.DecompressionBombError) as e:  # the last: a header claiming gigapixels
+    raise DataError(f"{name} is not a readable image ({_one_line(e)}). "
                     f"{fix_hint}".rstrip()) from e
   return array, fmt, mode
 
@@ -288,8 +320,13 @@ def _tree_files(root: str, splits: tuple[str, ...]) -> tuple[dict, Iterator[tupl
       if os.path.isdir(path):
         raise DataError(f"{path} is a folder inside a class folder; images must sit directly "
                         f"in {split}/<class>/.")
-      with open(path, "rb") as f:
-        yield path, split, cls, fname, f.read()
+      try:
+        with open(path, "rb") as f:
+          content = f.read()
+      except OSError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror or e}); fix or remove it, or "
+                        f"make it readable.") from e
+      yield path, split, cls, fname, content
 
   return folders, stream()
 
@@ -383,7 +420,7 @@ def _tar_images(path: str, splits: tuple[str, ...], folders: dict[str, set[str]]
   """
   tops = set()
   try:
-    with tarfile.open(path, mode="r:*") as tar:
+    with _open_tar(path, fix_hint) as tar:
       for member in tar:
         name = _member_name(member.name)
         parts = tuple(name.split("/")) if name else ()
@@ -413,5 +450,5 @@ def _tar_images(path: str, splits: tuple[str, ...], folders: dict[str, set[str]]
       while tar.fileobj.read(1 << 20):  # verify the gzip length and CRC (see iter_tar_files)
         pass
   except _ARCHIVE_ERRORS as e:
-    raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); "
+    raise DataError(f"{path} is truncated or corrupt ({_one_line(e)}); "
                     f"download it again. {fix_hint}".rstrip()) from e
