@@ -54,10 +54,10 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
     DataError: the data differs from what the run was trained on.
   """
   config = load_config(run_path)
-  run = Run.load(run_path)  # a damaged status.json is named, not a traceback
-  if run.state != "done":
-    damaged = "".join(f"; {p}" for p in run.problems)
-    raise RunDirError(f"{run_path} is not finished (status: {run.state}{damaged}): its usage "
+  loaded = Run.load(run_path)  # a damaged status.json is named, not a traceback
+  if loaded.state != "done":
+    damaged = "".join(f"; {p}" for p in loaded.problems)
+    raise RunDirError(f"{run_path} is not finished (status: {loaded.state}{damaged}): its usage "
                       f"after training does not exist yet. Finish it first (rerun its command "
                       f"to resume), then recompute.")
   if data_dir:
@@ -85,6 +85,12 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
   try:
     hook = hooks.UsageHook(model, dataset, task, min(config.eval_batch_size, 500), preprocess)
     state, epoch = load_trained_state(run_path, model, sample.shape[1:])
+    trained = max((r.get("epoch", 0) for r in loaded.metrics), default=0)
+    if epoch < trained:  # restored an older intact one (the damage is logged above)
+      raise RunDirError(
+          f"the checkpoint of {run_path}'s last epoch ({trained}) is damaged or missing; "
+          f"the newest intact one, of epoch {epoch}, is not the state after training. Put "
+          f"the checkpoint back to recompute its usage (its usage.json is left as it is).")
     tx, _ = optimizer_from_config(config, 1)
     init = create_train_state(model, tx, sample, seed_keys(config.seed)[0])
     hook.record(run.path, "init", init, 0, train_inputs=jax.numpy.asarray(dataset.train.x),

@@ -151,6 +151,26 @@ def test_usage_is_recomputed_from_the_checkpoint(name, data_root, tmp_path):
   assert os.path.getsize(os.path.join(run, "layer_usage.png")) > 0
 
 
+@pytest.mark.parametrize("damage,shown", [
+    ("no_folder", "has no checkpoints/ folder (removed, or not copied with the run)"),
+    ("no_last", "last epoch (2) is damaged or missing; the newest intact one, of epoch 1,"),
+])
+def test_usage_is_not_recomputed_without_the_last_checkpoint(data_root, tmp_path, damage,
+                                                               shown):
+  # Once: the latest intact (older) epoch's usage written as the usage after training, and
+  # a missing folder created with a checksum marker, after which the legacy checkpoints,
+  # copied back, read as damaged.
+  run = _copy_run(sorted(RUNS)[0], tmp_path)
+  checkpoints = os.path.join(run, "checkpoints")
+  shutil.rmtree(checkpoints if damage == "no_folder" else os.path.join(checkpoints, "2"))
+  before = open(os.path.join(run, "usage.json")).read()
+  proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
+  assert shown in error_line(proc)
+  assert open(os.path.join(run, "usage.json")).read() == before
+  assert os.path.exists(checkpoints) == (damage != "no_folder")
+  assert not os.path.exists(os.path.join(checkpoints, "CHECKSUMMED"))
+
+
 @pytest.mark.parametrize("status,shown", [
     ('{"status": "interrupted", "message": "interrupted by SIGTERM"}', "status: interrupted)"),
     ('{"status": "do', "status: died; status.json is unreadable (JSONDecodeError))"),  # torn

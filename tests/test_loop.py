@@ -307,6 +307,8 @@ def test_a_run_without_its_checkpoints_is_refused_not_trained_again_from_scratch
                                         r"no checkpoint.*put the checkpoints back"):
     run_tiny(tiny_config(tmp_path, epochs=3, lr_schedule="constant"))
   assert {name: open(os.path.join(path, name)).read() for name in before} == before
+  # Nor recreated with a checksum marker that would call old checkpoints copied back damaged.
+  assert not os.path.exists(os.path.join(path, rundir.CHECKPOINTS))
 
 
 def test_bad_batch_size_is_refused_before_anything_is_written(tmp_path):

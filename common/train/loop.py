@@ -256,9 +256,11 @@ def _check_resume(run: rundir.RunDir, config: TrainConfig) -> dict[str, Any] | N
       ``metrics.jsonl`` with no checkpoint to resume them from (training would start
       again from scratch over the records).
   """
-  with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
-    trained = ckpt.latest_epoch() or 0
-    intact = bool(trained) and ckpt.verify(trained) is None
+  trained, intact = 0, False
+  if os.path.isdir(run.file(rundir.CHECKPOINTS)):  # else opening it would write its marker
+    with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
+      trained = ckpt.latest_epoch() or 0
+      intact = bool(trained) and ckpt.verify(trained) is None
   metrics = run.file(rundir.METRICS)
   recorded = len(fileio.read_jsonl(metrics)) if os.path.exists(metrics) else 0
   if not trained and recorded:

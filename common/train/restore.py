@@ -58,7 +58,13 @@ def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],
   like = jax.eval_shape(lambda: create_train_state(
       model, tx, jnp.zeros((1, *input_shape)), jax.random.key(0)))
   like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if hasattr(s, "shape") else s, like)
-  with Checkpointer(os.path.join(run_path, rundir.CHECKPOINTS)) as ckpt:
+  folder = os.path.join(run_path, rundir.CHECKPOINTS)
+  if not os.path.isdir(folder):
+    # Not opened: a Checkpointer would create the folder and its checksum marker, after
+    # which checkpoints copied back from before checksums existed would read as damaged.
+    raise RunDirError(f"{run_path} has no {rundir.CHECKPOINTS}/ folder (removed, or not "
+                      f"copied with the run); put it back to load the trained model.")
+  with Checkpointer(folder) as ckpt:
     if epoch:
       problem = ckpt.verify(epoch)
       if problem:
