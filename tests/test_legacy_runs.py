@@ -185,3 +185,11 @@ def test_usage_of_an_unfinished_run_is_not_recomputed(data_root, tmp_path, statu
   assert f"{run} is not finished ({shown}" in error_line(proc)
   assert open(os.path.join(run, "usage.json")).read() == before
   assert "give one or more run directories" in error_line(run_module("common.recompute_usage"))
+
+
+def test_usage_of_a_run_with_a_damaged_config_is_one_error_line(data_root, tmp_path):
+  run = _copy_run(sorted(RUNS)[0], tmp_path)
+  with open(os.path.join(run, "config.json"), "w") as f:
+    f.write('{"config": {"mod')  # cut short
+  proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
+  assert "config.json is unreadable or not a run's config (JSONDecodeError)" in error_line(proc)

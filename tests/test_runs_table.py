@@ -7,6 +7,7 @@ import pytest
 from common import fileio
 from common.report.runs_table import render_table
 from tests.conftest import fake_run, run_module
+from tests.helpers import error_line
 
 
 def _set(path: str, **settings) -> None:
@@ -43,6 +44,21 @@ def test_table_of_an_empty_folder_is_an_error(tmp_path):
   result = run_module("common.report", f"--table={tmp_path}", timeout=120)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith("error: no run directories")
+
+
+@pytest.mark.parametrize("args,message", [
+    ((), "error: give RUN_DIR(s), --sweep=ROOT or --table=ROOT"),
+    (("--sweeep=x",), "error: Unknown command line flag 'sweeep'"),
+    (("--include=x",), "error: --include adds runs to a sweep report: give --sweep=ROOT too."),
+    (("RUN",), "config.json is unreadable (JSONDecodeError); restore it from a copy"),
+])
+def test_report_cli_bad_input_is_one_error_line(tmp_path, args, message):
+  # Once a usage dump, absl's FATAL line (exit 1) or a JSON traceback.
+  path = fake_run(str(tmp_path), "GloNet", 6, 0, 0.9)
+  with open(os.path.join(path, "config.json"), "w") as f:
+    f.write('{"config": {"mod')  # cut short
+  proc = run_module("common.report", *(path if a == "RUN" else a for a in args), timeout=120)
+  assert message in error_line(proc)
 
 
 def test_table_cli_prints_markdown(tmp_path):

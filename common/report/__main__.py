@@ -10,9 +10,11 @@ r"""Re-renders reports from run directories alone.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from common import report
+from common import fileio, report
+from common.errors import ConfigError
+from common.flags import run_main
 from common.report.runs_table import render_table
 from common.train.rundir import CONFIG
 
@@ -34,10 +36,11 @@ def _included() -> list[str]:
 
 def main(argv):
   paths = argv[1:]
-  if not paths and not _SWEEP.value and not _TABLE.value:
-    raise app.UsageError("give RUN_DIR(s), --sweep=ROOT or --table=ROOT")
   if _INCLUDE.value and not _SWEEP.value:
-    raise app.UsageError("--include adds runs to a sweep report: give --sweep=ROOT too")
+    raise ConfigError("--include adds runs to a sweep report: give --sweep=ROOT too.")
+  if not paths and not _SWEEP.value and not _TABLE.value:
+    raise ConfigError("give RUN_DIR(s), --sweep=ROOT or --table=ROOT: python -m "
+                      "common.report RUN_DIR [RUN_DIR ...].")
   logging.set_verbosity(logging.INFO)
   failed = False
   for path in paths:
@@ -45,8 +48,14 @@ def main(argv):
       sys.stderr.write(f"error: {path} is not a run directory (no {CONFIG})\n")
       failed = True
       continue
-    out = report.render_run(path)
-    print(out["report"])
+    try:
+      fileio.read_json(os.path.join(path, CONFIG))
+    except (OSError, ValueError) as e:  # damaged: name it, render the others
+      sys.stderr.write(f"error: {os.path.join(path, CONFIG)} is unreadable "
+                       f"({type(e).__name__}); restore it from a copy of the run.\n")
+      failed = True
+      continue
+    print(report.render_run(path)["report"])
   if _SWEEP.value:
     try:
       print(report.render_sweep(_SWEEP.value, _included())["report"])
@@ -64,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run_main(main, positional=True)

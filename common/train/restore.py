@@ -25,7 +25,7 @@ def load_config(run_path: str) -> TrainConfig:
     Its configuration, from ``config.json``.
 
   Raises:
-    RunDirError: not a run directory.
+    RunDirError: not a run directory, or its config.json is damaged.
     ConfigError: a config written by a newer version (settings this one does not know).
   """
   path = os.path.join(run_path, rundir.CONFIG)
@@ -33,7 +33,12 @@ def load_config(run_path: str) -> TrainConfig:
     raise RunDirError(f"{run_path} is not a run directory (no {rundir.CONFIG}).")
   # from_dict, not TrainConfig(**...): a config saved before a setting existed reads as
   # that setting's default, the behaviour it was trained with.
-  return TrainConfig.from_dict(fileio.read_json(path)["config"])
+  try:
+    record = fileio.read_json(path)["config"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise RunDirError(f"{path} is unreadable or not a run's config ({type(e).__name__}); "
+                      f"restore it from a copy of the run.") from e
+  return TrainConfig.from_dict(record)
 
 
 def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],
