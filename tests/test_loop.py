@@ -77,6 +77,17 @@ def test_a_constant_rate_run_can_be_extended(tmp_path):
   assert math_only(a) == math_only(b)
 
 
+def test_a_damaged_usage_file_is_computed_again_on_resume(tmp_path):
+  # It once stopped the resumed run with a JSON traceback.
+  path, _ = run_tiny(tiny_config(tmp_path, lr_schedule="constant", epochs=1))
+  with open(os.path.join(path, "usage.json"), "w") as f:
+    f.write('{"init": {"l1"')  # cut short
+  _, summary = run_tiny(tiny_config(tmp_path, lr_schedule="constant", epochs=2))
+  assert summary["epochs_completed"] == 2
+  usage = fileio.read_json(os.path.join(path, "usage.json"))
+  assert usage["init"]["epoch"] == 0 and usage["final"]["epoch"] == 2
+
+
 def test_a_cosine_run_cannot_change_its_length(tmp_path):
   run_tiny(tiny_config(tmp_path, epochs=1))
   with pytest.raises(RunDirError, match=r"epochs: 1 -> 3"):

@@ -327,6 +327,19 @@ def test_usage_plot_with_and_without_stages_and_blocks_needed(tmp_path):
   assert os.path.getsize(report.render_run(mean)["usage"]) > 5000
 
 
+@pytest.mark.parametrize("state,said", [
+    ("done", "the usage after training was not recorded (its pass failed at the end of the "
+             "run: python -m common.recompute_usage RUN_DIR"),
+    ("interrupted", "no usage after training (the run did not finish)"),
+])
+def test_a_run_without_final_usage_is_described_by_its_state(tmp_path, state, said):
+  # A finished run whose final usage pass failed once read "the run did not finish".
+  path = fake_run(str(tmp_path), "GloNet", 6, 0, 0.9, state=state)
+  usage = fileio.read_json(os.path.join(path, "usage.json"))
+  fileio.atomic_write_json(os.path.join(path, "usage.json"), {"init": usage["init"]})
+  assert said in run_report.usage_sentence(Run.load(path))
+
+
 def test_sweep_blocks_needed_series_and_column(tmp_path):
   root = str(tmp_path / "sweep")
   rule = "early-exit accuracy >= full accuracy - 0.005"  # as common.usage records it

@@ -66,6 +66,10 @@ def usage_sentence(run: Run) -> str:
   if final.get("l1"):
     return (f"The model has {blocks} blocks; their mean |output| is plotted in network order "
             f"(the share of the output per block is defined for GloNet only).")
+  if init and run.state == "done":  # UsageHook.on_end failed; the training did not
+    return (f"The model has {blocks} blocks; the usage after training was not recorded (its "
+            f"pass failed at the end of the run: python -m common.recompute_usage RUN_DIR "
+            f"computes it from the last checkpoint).")
   if init:
     return f"The model has {blocks} blocks; no usage after training (the run did not finish)."
   return "No layer usage was recorded for this run."
@@ -167,8 +171,10 @@ def plot_layer_usage(run: Run) -> Figure:
       _mark_stages(axes[name], starts)
   axes["l1"].set(xlabel="block (network order)", ylabel="mean |block output|",
                  title="Output magnitude per block")
-  axes["params"].set(xlabel="layer (network order, input layer = 1)",
-                     ylabel="sum |w| of the layer", title="Parameter L1 per layer")
+  # Rows are parameter groups (a layer, a block, a carry map, a norm), not the layers of
+  # the depth convention: GloNet20 has 13 rows, its carry maps among them.
+  axes["params"].set(xlabel="parameter group (network order, input layer = 1)",
+                     ylabel="sum |w| of the group", title="Parameter L1 per parameter group")
   axes["params"].set_yscale("log")
   if glonet:
     threshold = next((u.get("threshold") for u in usage.values() if "threshold" in u), 0.95)

@@ -43,6 +43,15 @@ def supports_usage(model: nn.Module) -> bool:
   return all(hasattr(model, a) for a in ("with_taps", "usage_mode", "param_paths"))
 
 
+def _read_usage(path: str) -> dict:
+  """``usage.json``, or {} when missing or damaged (named: its records are computed again)."""
+  problems: list[str] = []
+  recorded = fileio.read_json_or(path, {}, problems)
+  if problems:
+    logging.warning("%s: %s; its usage records are computed again.", path, problems[0])
+  return recorded if isinstance(recorded, dict) else {}
+
+
 class UsageHook(Hook):
   """Layer usage on the test set at initialisation and after training (``usage.json``).
 
@@ -81,7 +90,7 @@ class UsageHook(Hook):
       else:
         note = "the trained running statistics"
     path = os.path.join(run_path, usage.USAGE_FILE)
-    recorded = fileio.read_json(path) if os.path.exists(path) else {}
+    recorded = _read_usage(path)
     recorded[key] = usage.compute_usage(state, self.dataset.test if test is None else test,
                                         self.task, self.model,
                                         batch_size=self.batch_size,
@@ -102,8 +111,7 @@ class UsageHook(Hook):
     return trainer.eval_split("test")
 
   def on_start(self, trainer, state, run):
-    path = run.file(usage.USAGE_FILE)
-    if "init" in (fileio.read_json(path) if os.path.exists(path) else {}):
+    if "init" in _read_usage(run.file(usage.USAGE_FILE)):
       return None
     # The initial state is a pure function of the seed, so this is also right on resume.
     return {"usage_seconds_init": self.record(
