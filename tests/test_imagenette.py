@@ -182,6 +182,8 @@ def test_bad_copies_are_one_clear_error_and_no_cache(tmp_path, layout, damage):
   with pytest.raises(DataError, match=match) as error:
     _load(tmp_path, tmp_path)
   assert os.path.basename(path) in str(error.value)
+  assert ("can also mean it was cut short" in str(error.value)) == (
+      damage == "class" and layout == "archive")
   assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")
 
 

@@ -390,7 +390,11 @@ def read_class_folders(
     if missing or extra:
       problems = ([f"missing class folder(s) {', '.join(missing)}"] if missing else []) + (
           [f"unexpected class folder(s) {', '.join(extra)}"] if extra else [])
-      raise DataError(f"{where}: {split}/ has {'; '.join(problems)}; expected exactly "
+      # An uncompressed tar cut exactly between members reads without error: the lost
+      # tail is whole class folders (of the last split) as often as a short count.
+      cut = (" (in an archive this can also mean it was cut short)"
+             if missing and is_archive else "")
+      raise DataError(f"{where}: {split}/ has {'; '.join(problems)}{cut}; expected exactly "
                       f"{', '.join(classes)}. {fix_hint}".rstrip())
   index = {c: i for i, c in enumerate(classes)}
   out: dict[str, Any] = {"classes": tuple(classes), "formats": tuple(sorted(formats)),
