@@ -7,7 +7,8 @@
 #
 # Variables: MODELS, DEPTHS, SEEDS, EPOCHS, FEATURES, SWEEP_ROOT, EXTRA_FLAGS (passed to
 # train.py as they are, e.g. EXTRA_FLAGS="--data_dir=/data --learning_rate=3e-4").
-# Rerun the same command to resume: points already done with the same command are skipped.
+# Rerun the same command to resume: points the same command already brought to an outcome
+# (done, or diverged) are skipped.
 # On a Slurm cluster: LAUNCHER=slurm (with PARTITION, TIME_LIMIT, GPUS_PER_POINT,
 # CPUS_PER_POINT) submits the grid as a job array, one requeueable task per point.
 set -euo pipefail
