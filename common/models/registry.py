@@ -117,14 +117,18 @@ def get_registry(name: str) -> dict[str, ModelSpec]:
 _EXAMPLE_DEPTH = {"dense": 10, "cifar": 20, "imagenet": 18}
 
 
+def registry_name(registry: dict[str, ModelSpec], default: str | None = None) -> str:
+  """The name under which ``registry`` is listed in ``REGISTRIES`` (``default`` for a
+  registry not listed there; without one, that is a ValueError)."""
+  name = next((k for k, v in REGISTRIES.items() if v is registry), default)
+  if name is None:
+    raise ValueError("a model registry not listed in REGISTRIES")
+  return name
+
+
 def _example_depth(registry: dict[str, ModelSpec]) -> int:
-  name = next((k for k, v in REGISTRIES.items() if v is registry), "dense")
-  return _EXAMPLE_DEPTH[name]
-
-
-def registry_name(registry: dict[str, ModelSpec]) -> str:
-  """The name under which ``registry`` is listed in ``REGISTRIES``."""
-  return next(k for k, v in REGISTRIES.items() if v is registry)
+  """A depth the registry has, for error messages (a dense one for unlisted registries)."""
+  return _EXAMPLE_DEPTH[registry_name(registry, default="dense")]
 
 
 _NAME = re.compile(r"^([A-Za-z_]+?)(\d+)?$")
