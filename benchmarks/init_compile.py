@@ -26,8 +26,7 @@ from absl import app, flags
 from benchmarks.harness import bench_config
 from common.models import build_from_config, canonical_config, get_registry
 from common.train.optimizers import optimizer_from_config
-from common.train.state import create_train_state
-from common.train.trainer import CPU_INIT_COMPILER_OPTIONS, seed_keys
+from common.train.trainer import CPU_INIT_COMPILER_OPTIONS, init_state_fn, seed_keys
 
 # registry -> (input shape of one example, number of classes, config overrides).
 _SETTINGS = {
@@ -52,7 +51,7 @@ def _init_fn(registry: str, name: str):
   tx, _ = optimizer_from_config(config, 100)
   sample = jnp.zeros((1, *shape), jnp.float32)
   key = seed_keys(0)[0]
-  return (lambda: jax.jit(lambda k, x: create_train_state(model, tx, x, k))), (key, sample)
+  return (lambda: jax.jit(init_state_fn(model, tx))), (key, sample)
 
 
 def measure(registry: str, name: str, repeats: int) -> dict[str, float | bool]:

@@ -48,6 +48,13 @@ SECONDS_PER_CALL = 5.0
 CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
+def init_state_fn(model: nn.Module, tx: optax.GradientTransformation,
+                  preprocess: steps.Preprocess = steps.identity_preprocess):
+  """The function :meth:`Trainer.build` compiles for the initial state, ``(key, one stored
+  input example) -> TrainState`` (also what ``benchmarks/init_compile.py`` times)."""
+  return lambda k, sample: create_train_state(model, tx, preprocess(None, sample, False), k)
+
+
 @dataclasses.dataclass
 class EvalSplit:
   """A split padded to whole batches and resident on device."""
@@ -170,9 +177,8 @@ class Trainer:
 
     t0 = time.perf_counter()
     init_args = (init_key, distributed.put(dataset.train.x[:1], replicated))
-    init = jax.jit(
-        lambda k, sample: create_train_state(model, tx, preprocess(None, sample, False), k),
-        out_shardings=replicated).lower(*init_args)
+    init = jax.jit(init_state_fn(model, tx, preprocess),
+                   out_shardings=replicated).lower(*init_args)
     on_cpu = jax.default_backend() == "cpu"
     state = init.compile(CPU_INIT_COMPILER_OPTIONS if on_cpu else None)(*init_args)
     jax.block_until_ready(state)
