@@ -60,6 +60,25 @@ def table1_rows(summary: dict, glonet: str = "GloNet", resnet: str = "ResNet") -
   return rows
 
 
+def table1_pairs(summary: dict) -> list[tuple[str, str]]:
+  """The ``(GloNet label, ResNet label)`` pairs the Table 1 analogue compares.
+
+  A sweep report marks runs of one model with different settings (``GloNet [epochs=200]``,
+  see ``sweep_report.recipe_marks``), so the rows are found by family, not by the exact
+  labels ``GloNet`` and ``ResNet``: the one configuration of each, or else those of the two
+  with the same mark. ``ResNet (no BN)`` is not the paper's baseline and never pairs.
+  """
+  def configurations(family: str) -> dict[str, str]:
+    return {label.partition(" [")[2]: label for label in {g["label"] for g in summary["groups"]}
+            if label.partition(" [")[0] == family}
+
+  glonets, resnets = configurations("GloNet"), configurations("ResNet")
+  if len(glonets) == 1 and len(resnets) == 1:
+    return [(next(iter(glonets.values())), next(iter(resnets.values())))]
+  return [(glonets[m], resnets[m]) for m in sorted(glonets.keys() & resnets.keys())] or [
+      ("GloNet", "ResNet")]
+
+
 def plot_seconds(summary: dict) -> Figure:
   """Seconds per epoch vs depth for every model, with the paper's numbers dashed."""
   fig, (ax,) = pdf.new_figure(6.5, 4.2)
@@ -75,13 +94,25 @@ def plot_seconds(summary: dict) -> Figure:
 
 
 def summary_extras(summary: dict) -> dict:
-  """``sweep_summary.json["paper"]["resnet_sgemm"]``: the Table 1 rows, header first."""
-  return {"table1": table1_rows(summary)}
+  """``sweep_summary.json["paper"]["resnet_sgemm"]``: the Table 1 rows, header first, of
+  the first pair of :func:`table1_pairs`; with several pairs, every pair's under
+  ``table1_pairs``."""
+  pairs = table1_pairs(summary)
+  extras: dict[str, Any] = {"table1": table1_rows(summary, *pairs[0])}
+  if len(pairs) > 1:
+    extras["table1_pairs"] = [{"glonet": g, "resnet": r, "rows": table1_rows(summary, g, r)}
+                              for g, r in pairs]
+  return extras
 
 
 def markdown_sections(summary: dict) -> str:
   """The Table 1 analogue for ``sweep_summary.md``."""
-  return f"\n{_TITLE}\n\n" + markdown_table(table1_rows(summary))
+  return "".join(f"\n{_TITLE}{_which(g, r)}\n\n" + markdown_table(table1_rows(summary, g, r))
+                 for g, r in table1_pairs(summary))
+
+
+def _which(glonet: str, resnet: str) -> str:
+  return "" if (glonet, resnet) == ("GloNet", "ResNet") else f": {glonet} vs {resnet}"
 
 
 def report_sections(summary: dict, root: str) -> list:
@@ -95,14 +126,19 @@ def report_sections(summary: dict, root: str) -> list:
     The section's reportlab flowables.
   """
   png = pdf.save_figure(plot_seconds(summary), os.path.join(root, TIMING_PNG))
-  rows = table1_rows(summary)
-  ratios = [float(r[3]) for r in rows[1:] if r[3] and not r[3].startswith("n/a")]
-  note = (f"Ours: each run's median seconds per epoch, averaged over seeds; training steps "
-          f"only (no compile, no evaluation), on {summary.get('device', 'this machine')}. "
-          f"Ratio = GloNet / ResNet (with batch norm) at the same depth; ours range "
-          f"{min(ratios):.2f}-{max(ratios):.2f}."
-          if ratios else "No finished GloNet/ResNet pair timed on one machine yet.")
-  return [Spacer(1, 6), pdf.heading(f"{_TITLE}: GloNet vs ResNet-v2 time"),
-          pdf.table(rows), pdf.para(note),
-          pdf.para("Paper: Di Cecco et al., Table 1 (hardware and framework not stated)."),
-          pdf.image(png, 400)]
+  flowables = [Spacer(1, 6), pdf.heading(f"{_TITLE}: GloNet vs ResNet-v2 time")]
+  for glonet, resnet in table1_pairs(summary):
+    rows = table1_rows(summary, glonet, resnet)
+    names = pdf.esc(glonet), pdf.esc(resnet)  # labels come from the runs' files
+    ratios = [float(r[3]) for r in rows[1:] if r[3] and not r[3].startswith("n/a")]
+    note = (f"Ours: each run's median seconds per epoch, averaged over seeds; training steps "
+            f"only (no compile, no evaluation), on {summary.get('device', 'this machine')}. "
+            f"Ratio = {names[0]} / {names[1]} (with batch norm) at the same depth; ours range "
+            f"{min(ratios):.2f}-{max(ratios):.2f}."
+            if ratios else f"No finished {names[0]}/{names[1]} pair timed on one machine yet.")
+    if _which(glonet, resnet):
+      flowables.append(pdf.para(f"<b>{names[0]} vs {names[1]}</b>"))
+    flowables += [pdf.table(rows), pdf.para(note)]
+  return flowables + [
+      pdf.para("Paper: Di Cecco et al., Table 1 (hardware and framework not stated)."),
+      pdf.image(png, 400)]

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import shutil
 import zipfile
 
 import jax
@@ -158,6 +159,29 @@ def test_table1_section_on_fake_runs(tmp_path):
   summary = fileio.read_json(report.render_sweep(root)["summary"])
   rows = {row[0]: row for row in paper.table1_rows(summary)[1:]}
   assert rows[50][1:4] == ["4.00", "2.00", "n/a (2 machines)"]
+
+
+def test_table1_pairs_configurations_of_the_two_families(tmp_path):
+  # Runs of two lengths get recipe marks (GloNet [epochs=5]...): Table 1 once found its
+  # rows by the exact labels GloNet and ResNet only, and left its "ours" columns empty.
+  root = str(tmp_path / "sweep")
+  for epochs, (g, r) in {5: (2.0, 4.0), 200: (3.0, 5.0)}.items():
+    for label, seconds in (("GloNet", g), ("ResNet", r)):
+      path = _fake_run(os.path.join(root, f"e{epochs}"), label, 50, 0, 0.9, seconds=seconds)
+      config = fileio.read_json(os.path.join(path, "config.json"))
+      config["config"].update(experiment="resnet_sgemm", epochs=epochs)
+      fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+  summary = fileio.read_json(report.render_sweep(root)["summary"])
+  assert paper.table1_pairs(summary) == [("GloNet [epochs=200]", "ResNet [epochs=200]"),
+                                         ("GloNet [epochs=5]", "ResNet [epochs=5]")]
+  tables = summary["paper"]["resnet_sgemm"]["table1_pairs"]
+  assert [{row[0]: row for row in t["rows"][1:]}[50][1:4] for t in tables] == [
+      ["5.00", "3.00", "0.60"], ["4.00", "2.00", "0.50"]]
+  assert summary["paper"]["resnet_sgemm"]["table1"] == tables[0]["rows"]
+  # One configuration of each family pairs whatever its mark.
+  shutil.rmtree(os.path.join(root, "e5"))
+  summary = fileio.read_json(report.render_sweep(root)["summary"])
+  assert paper.table1_pairs(summary) == [("GloNet", "ResNet")]
 
 
 def test_train_py_end_to_end(sgemm_root, tmp_path):
