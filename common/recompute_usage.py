@@ -57,7 +57,10 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
   loaded = Run.load(run_path)  # a damaged status.json is named, not a traceback
   if loaded.state != "done":
     damaged = "".join(f"; {p}" for p in loaded.problems)
-    raise RunDirError(f"{run_path} is not finished (status: {loaded.state}{damaged}): its usage "
+    # A damaged record says nothing of how the run ended (effective_status would say died).
+    state = "unknown" if any(p.startswith(rundir.STATUS) for p in loaded.problems) else (
+        loaded.state)
+    raise RunDirError(f"{run_path} is not finished (status: {state}{damaged}): its usage "
                       f"after training does not exist yet. Finish it first (rerun its command "
                       f"to resume), then recompute.")
   if data_dir:

@@ -133,7 +133,10 @@ def point_dir(root: str, model_spec: str, depth: int, seed: int) -> str:
 def point_status(root: str, model_spec: str, depth: int, seed: int) -> str:
   """The effective status of a point's run (``missing`` before it starts)."""
   path = os.path.join(point_dir(root, model_spec, depth, seed), STATUS)
-  return runs.effective_status(fileio.read_json(path)) if os.path.exists(path) else "missing"
+  # A damaged status.json reads as unknown: not settled, so the point runs and its
+  # training rewrites the record.
+  return (runs.effective_status(fileio.read_json_or(path, {})) if os.path.exists(path)
+          else "missing")
 
 
 def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,

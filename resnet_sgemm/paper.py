@@ -65,18 +65,23 @@ def table1_pairs(summary: dict) -> list[tuple[str, str]]:
 
   A sweep report marks runs of one model with different settings (``GloNet [epochs=200]``,
   see ``sweep_report.recipe_marks``), so the rows are found by family, not by the exact
-  labels ``GloNet`` and ``ResNet``: the one configuration of each, or else those of the two
-  with the same mark. ``ResNet (no BN)`` is not the paper's baseline and never pairs.
+  labels ``GloNet`` and ``ResNet``: those of the two with the same mark, else a family's
+  only configuration with each of the other's (marks are set per family: GloNet runs of
+  two lengths are marked while ResNet runs of one are not; the table's title names both
+  labels). ``ResNet (no BN)`` is not the paper's baseline and never pairs.
   """
   def configurations(family: str) -> dict[str, str]:
     return {label.partition(" [")[2]: label for label in {g["label"] for g in summary["groups"]}
             if label.partition(" [")[0] == family}
 
   glonets, resnets = configurations("GloNet"), configurations("ResNet")
-  if len(glonets) == 1 and len(resnets) == 1:
-    return [(next(iter(glonets.values())), next(iter(resnets.values())))]
-  return [(glonets[m], resnets[m]) for m in sorted(glonets.keys() & resnets.keys())] or [
-      ("GloNet", "ResNet")]
+  same_mark = [(glonets[m], resnets[m]) for m in sorted(glonets.keys() & resnets.keys())]
+  if same_mark:
+    return same_mark
+  if len(glonets) == 1 or len(resnets) == 1:
+    return [(g, r) for g in sorted(glonets.values()) for r in sorted(resnets.values())] or [
+        ("GloNet", "ResNet")]
+  return [("GloNet", "ResNet")]
 
 
 def plot_seconds(summary: dict) -> Figure:

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from common import fileio
 from common.config import RESUMABLE_KEYS, SCHEMA_VERSION, TrainConfig, incompatible_settings
 from common.errors import ConfigError, RunDirError
 from common.train import optimizers, rundir
@@ -120,6 +121,25 @@ def test_check_compatible_on_a_legacy_config(tmp_path):
   (tmp_path / rundir.CONFIG).write_text(json.dumps(record))
   with pytest.raises(RunDirError, match="written by a newer version"):
     run.check_compatible(settings, record["data"])
+
+
+@pytest.mark.parametrize("registry,refused", [("cifar", False), ("imagenet", False),
+                                              ("dense", True)])
+def test_a_recorded_features_forbids_resuming_only_a_dense_run(tmp_path, registry, refused):
+  # The CNN experiments once accepted --features and ignored it (now they refuse it): a run
+  # started with one trained their fixed widths, so it must stay resumable.
+  settings = _config(features=16).to_dict()
+  fileio.atomic_write_json(tmp_path / rundir.CONFIG, {
+      "schema_version": SCHEMA_VERSION, "config": {**settings, "features": 32},
+      "model": {"registry": registry}, "data": {}})
+  run = rundir.RunDir(str(tmp_path))
+  if refused:
+    with pytest.raises(RunDirError, match=r"features: 32 -> 16"):
+      run.check_compatible(settings, {})
+  else:
+    run.check_compatible(settings, {})
+    with pytest.raises(RunDirError, match=r"seed: 0 -> 1"):  # every other setting counts
+      run.check_compatible({**settings, "seed": 1}, {})
 
 
 # --- schedules ---------------------------------------------------------------------------

@@ -201,6 +201,7 @@ def _gigapixel_jpeg() -> bytes:
     ("html", r"imagenette2-160\.tgz is not a readable tar or tar\.gz archive \(ReadError: "
              r"file could not be opened successfully: - method gz"),
     ("empty", r"imagenette2-160\.tgz is not a readable tar or tar\.gz archive"),
+    ("cut_early", r"imagenette2-160\.tgz is truncated or corrupt \(EOFError"),
     ("bomb", r"n01440764_0\.JPEG is not a readable image \(DecompressionBombError"),
     ("dangling", r"n01440764_0\.JPEG cannot be read \(No such file or directory\)"),
 ])
@@ -208,10 +209,14 @@ def test_unreadable_sources_are_one_error_line(tmp_path, damage, match):
   # Once tracebacks (a dangling link, a gigapixel header) or a five-line message (tarfile's
   # ReadError of a file that is no archive: an error page saved under the archive's name).
   members = _members()
-  if damage in ("html", "empty"):
+  if damage in ("html", "empty", "cut_early"):
     path = tmp_path / "imagenette" / "imagenette2-160.tgz"
-    path.parent.mkdir()
-    path.write_bytes(b"<html>404 Not Found</html>" if damage == "html" else b"")
+    if damage == "cut_early":  # a download cut in the gzip stream's first blocks
+      _write_tar(str(path), members)
+      path.write_bytes(path.read_bytes()[:100])
+    else:
+      path.parent.mkdir()
+      path.write_bytes(b"<html>404 Not Found</html>" if damage == "html" else b"")
   else:
     if damage == "bomb":
       members["imagenette2-160/train/n01440764/n01440764_0.JPEG"] = _gigapixel_jpeg()

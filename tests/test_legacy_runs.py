@@ -173,7 +173,7 @@ def test_usage_is_not_recomputed_without_the_last_checkpoint(data_root, tmp_path
 
 @pytest.mark.parametrize("status,shown", [
     ('{"status": "interrupted", "message": "interrupted by SIGTERM"}', "status: interrupted)"),
-    ('{"status": "do', "status: died; status.json is unreadable (JSONDecodeError))"),  # torn
+    ('{"status": "do', "status: unknown; status.json is unreadable (JSONDecodeError))"),  # torn
 ])
 def test_usage_of_an_unfinished_run_is_not_recomputed(data_root, tmp_path, status, shown):
   # Its latest checkpoint is not the state after training: the report would call it so.
@@ -187,9 +187,12 @@ def test_usage_of_an_unfinished_run_is_not_recomputed(data_root, tmp_path, statu
   assert "give one or more run directories" in error_line(run_module("common.recompute_usage"))
 
 
-def test_usage_of_a_run_with_a_damaged_config_is_one_error_line(data_root, tmp_path):
+@pytest.mark.parametrize("content,error", [('{"config": {"mod', "JSONDecodeError"),  # cut short
+                                           ('{"config": null}', "TypeError")])
+def test_usage_of_a_run_with_a_damaged_config_is_one_error_line(data_root, tmp_path, content,
+                                                                  error):
   run = _copy_run(sorted(RUNS)[0], tmp_path)
   with open(os.path.join(run, "config.json"), "w") as f:
-    f.write('{"config": {"mod')  # cut short
+    f.write(content)
   proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
-  assert "config.json is unreadable or not a run's config (JSONDecodeError)" in error_line(proc)
+  assert f"config.json is unreadable or not a run's config ({error})" in error_line(proc)

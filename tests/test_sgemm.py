@@ -178,7 +178,14 @@ def test_table1_pairs_configurations_of_the_two_families(tmp_path):
   assert [{row[0]: row for row in t["rows"][1:]}[50][1:4] for t in tables] == [
       ["5.00", "3.00", "0.60"], ["4.00", "2.00", "0.50"]]
   assert summary["paper"]["resnet_sgemm"]["table1"] == tables[0]["rows"]
-  # One configuration of each family pairs whatever its mark.
+  # ResNet run at one length only: unmarked, it pairs with each GloNet configuration.
+  shutil.rmtree(os.path.join(root, "e5", "ResNet"))
+  summary = fileio.read_json(report.render_sweep(root)["summary"])
+  assert paper.table1_pairs(summary) == [("GloNet [epochs=200]", "ResNet"),
+                                         ("GloNet [epochs=5]", "ResNet")]
+  assert {row[0]: row for row in summary["paper"]["resnet_sgemm"]["table1"][1:]}[50][1:4] == [
+      "5.00", "3.00", "0.60"]
+  # One configuration of each family pairs as it is.
   shutil.rmtree(os.path.join(root, "e5"))
   summary = fileio.read_json(report.render_sweep(root)["summary"])
   assert paper.table1_pairs(summary) == [("GloNet", "ResNet")]

@@ -7,7 +7,7 @@ import pytest
 
 from common import fileio
 from common.report.runs import effective_status
-from common.sweep import count_statuses, is_settled, run_point
+from common.sweep import count_statuses, is_settled, point_status, run_point
 from tests.conftest import REPO, fake_run, hermetic_env, run_module
 from tests.helpers import error_line
 
@@ -46,6 +46,15 @@ def test_the_sweep_reruns_interrupted_and_failed_points_but_not_diverged_ones():
     assert not is_settled(status)
   assert count_statuses(["done", "diverged", "done", "interrupted"]) == (
       "3 of 4 points settled (1 diverged, 2 done; 1 interrupted)")
+
+
+def test_a_damaged_status_reads_as_unknown_and_the_point_runs_again(tmp_path):
+  # It once stopped the whole sweep with a JSON traceback.
+  workdir = fake_run(str(tmp_path), "GloNet", 6, 0, 0.9)
+  with open(os.path.join(workdir, "status.json"), "w") as f:
+    f.write('{"status": "do')  # cut short
+  assert point_status(str(tmp_path), "GloNet", 6, 0) == "unknown"
+  assert not is_settled("unknown")
 
 
 @pytest.mark.parametrize("state, message, reruns", [

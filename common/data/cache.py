@@ -163,6 +163,7 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]],
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
       logging.warning("The cache file %s is unreadable (%s: %s); rebuilding it.", path,
                       type(e).__name__, e)
+      _remove([path])  # so that a failed rewrite leaves no damaged file to warn about again
   arrays = build()
   if _write(path, arrays, key):
     logging.info("Cached %s in %s.", key, path)

@@ -15,6 +15,7 @@ Every problem is one :class:`DataError` naming the file (``archive:member`` insi
 archive) and, through ``fix_hint``, how to get a good copy.
 """
 
+import gzip
 import hashlib
 import io
 import math
@@ -162,9 +163,15 @@ def _open_tar(path: str, fix_hint: str) -> tarfile.TarFile:
   name, an empty download) is one error saying so."""
   try:
     return tarfile.open(path, mode="r:*")
-  except _ARCHIVE_ERRORS as e:
+  except (tarfile.ReadError, tarfile.CompressionError) as e:
     raise DataError(f"{path} is not a readable tar or tar.gz archive ({_one_line(e)}); "
                     f"download it again. {fix_hint}".rstrip()) from e
+  except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # cut or damaged in its first blocks
+    raise DataError(f"{path} is truncated or corrupt ({_one_line(e)}); download it again. "
+                    f"{fix_hint}".rstrip()) from e
+  except OSError as e:
+    raise DataError(f"{path} cannot be read ({e.strerror or e}); make it readable. "
+                    f"{fix_hint}".rstrip()) from e
 
 
 def _member_name(name: str) -> str:

@@ -243,7 +243,7 @@ def run_experiment(
 
 
 def _check_resume(run: rundir.RunDir, config: TrainConfig) -> dict[str, Any] | None:
-  """Whether ``run`` (made with compatible settings) may go on under ``config``.
+  """What a compatible ``run`` has left to do under ``config``.
 
   Returns:
     Its summary when it has nothing left to do: finished (status ``done``, a readable
@@ -271,10 +271,16 @@ def _check_resume(run: rundir.RunDir, config: TrainConfig) -> dict[str, Any] | N
   if trained > config.epochs:
     raise RunDirError(f"{run.path} has already trained {trained} epochs, more than "
                       f"--epochs={config.epochs}; pass --epochs={trained} or more.")
-  if not (trained == config.epochs and intact
-          and fileio.read_json_or(run.file(rundir.STATUS), {}).get("status") == "done"):
+  if not (trained == config.epochs and intact):
     return None
-  return fileio.read_json_or(run.file(rundir.SUMMARY), None) or None
+  problems: list[str] = []
+  status = fileio.read_json_or(run.file(rundir.STATUS), {}, problems)
+  summary = fileio.read_json_or(run.file(rundir.SUMMARY), None, problems)
+  if problems:
+    logging.warning("%s: %s; the run is finished again to rewrite them (no epoch is "
+                    "retrained).", run.path, "; ".join(problems))
+  done = isinstance(status, dict) and status.get("status") == "done"
+  return summary if done and isinstance(summary, dict) and summary else None
 
 
 def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model_name: str,

@@ -34,11 +34,10 @@ def load_config(run_path: str) -> TrainConfig:
   # from_dict, not TrainConfig(**...): a config saved before a setting existed reads as
   # that setting's default, the behaviour it was trained with.
   try:
-    record = fileio.read_json(path)["config"]
-  except (OSError, ValueError, KeyError, TypeError) as e:
+    return TrainConfig.from_dict(fileio.read_json(path)["config"])
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
     raise RunDirError(f"{path} is unreadable or not a run's config ({type(e).__name__}); "
                       f"restore it from a copy of the run.") from e
-  return TrainConfig.from_dict(record)
 
 
 def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],

@@ -162,7 +162,14 @@ class RunDir:
           f"run directory {self.path} was written by a newer version of this code (format "
           f"{version!r}; this one reads up to {SCHEMA_VERSION}). Resume it with that version, "
           f"or choose a new --workdir.")
-    diffs = incompatible_settings(saved.get("config", {}), settings)
+    saved_config = dict(saved.get("config", {}))
+    if saved.get("model", {}).get("registry") in ("cifar", "imagenet"):
+      # The convolutional families never read `features`: a run started with a
+      # `--features` that the CNN experiments then accepted (and now refuse) trained the
+      # same model, so the recorded width does not forbid resuming it.
+      saved_config.pop("features", None)
+      settings = {k: v for k, v in settings.items() if k != "features"}
+    diffs = incompatible_settings(saved_config, settings)
     saved_data = saved.get("data", {})
     diffs += [f"data {k}: {saved_data.get(k)!r} -> {data.get(k)!r}"
               for k in ("sha256", "sizes", "split_seed", "validation_size")
