@@ -262,6 +262,19 @@ def _defaults() -> dict[str, Any]:
           if f.default is not dataclasses.MISSING}
 
 
+# Settings that a registry's models never read: the convolutional families fix every width,
+# so the `features` a CNN run records (older CNN experiments accepted the flag, to no
+# effect) says nothing about its model. The resume check and the reports' recipes both
+# leave these out, so they agree on which runs trained the same thing.
+_UNREAD_SETTINGS = {"cifar": frozenset({"features"}), "imagenet": frozenset({"features"})}
+
+
+def unread_settings(registry: str | None) -> frozenset[str]:
+  """The settings that the models of ``registry`` (a registry's name; None: ``dense``, as
+  runs from before the registry was recorded) never read."""
+  return _UNREAD_SETTINGS.get(registry or "dense", frozenset())
+
+
 def _comparable(value: Any) -> Any:
   # JSON turns tuples into lists: compare both as lists.
   return list(value) if isinstance(value, tuple) else value

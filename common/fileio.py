@@ -67,21 +67,32 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.load(f)
 
 
+_JSON_KINDS = {dict: "a JSON object", list: "a JSON array"}
+
+
 def read_json_or(path: str | os.PathLike, default: Any,
-                 problems: list[str] | None = None) -> Any:
+                 problems: list[str] | None = None, *, kind: type | None = None) -> Any:
   """Reads a JSON file, or returns ``default`` when it is missing or unreadable.
 
   An unreadable file (damaged by hand, a full disk, a copy cut short) is named in
-  ``problems`` when given, so that a report can say so instead of stopping.
+  ``problems`` when given, so that a report can say so instead of stopping. With ``kind``
+  (``dict`` for a record), valid JSON of another type (``null``, a list) is damage too,
+  so no caller has to check the type of what it got.
   """
   try:
-    return read_json(path)
+    value = read_json(path)
   except FileNotFoundError:
     return default
   except (OSError, ValueError) as e:
     if problems is not None:
       problems.append(f"{os.path.basename(path)} is unreadable ({type(e).__name__})")
     return default
+  if kind is not None and not isinstance(value, kind):
+    if problems is not None:
+      problems.append(f"{os.path.basename(path)} is unreadable (not "
+                      f"{_JSON_KINDS.get(kind, kind.__name__)})")
+    return default
+  return value
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -36,8 +36,9 @@ def run_image_experiment(
     load_for_config: the data module's loader: config -> ``(dataset, task)``.
     preprocess_for: the data module's augmentation: config -> preprocess function.
     recipes: ``{--recipe value: flag defaults}`` as given to ``define_recipe_flag``.
-    **settings: experiment-specific config fields beyond the common and image flags, as
-      the flags' holders (``image_size=_IMAGE_SIZE``), read after the recipe is applied.
+    **settings: experiment-specific config fields beyond the common and image flags:
+      the flags' holders (``image_size=_IMAGE_SIZE``), read after the recipe is applied
+      (required for a field a recipe sets), or plain values (``features=16``).
 
   Returns:
     ``(run_path, summary)`` of :func:`common.train.run_experiment`.

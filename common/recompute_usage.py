@@ -65,7 +65,7 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
                       f"to resume), then recompute.")
   if data_dir:
     config = dataclasses.replace(config, data_dir=data_dir)
-  record = fileio.read_json(os.path.join(run_path, rundir.CONFIG))
+  record = loaded.config
   if record.get("data", {}).get("sha256") is not None:
     # The run's own recorded hashes decide below whether this is the data it trained on;
     # whether that data was the official release was settled when the run began.

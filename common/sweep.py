@@ -135,8 +135,9 @@ def point_status(root: str, model_spec: str, depth: int, seed: int) -> str:
   path = os.path.join(point_dir(root, model_spec, depth, seed), STATUS)
   # A damaged status.json reads as unknown: not settled, so the point runs and its
   # training rewrites the record.
-  return (runs.effective_status(fileio.read_json_or(path, {})) if os.path.exists(path)
-          else "missing")
+  if not os.path.exists(path):
+    return "missing"
+  return runs.effective_status(fileio.read_json_or(path, {}, kind=dict))
 
 
 def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
@@ -168,7 +169,8 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
   def status() -> str:
     return point_status(root, model_spec, depth, seed)
 
-  previous = fileio.read_json(f"{stem}.cmd.json") if os.path.exists(f"{stem}.cmd.json") else None
+  # A damaged record of the last command reads as none: the point runs again.
+  previous = fileio.read_json_or(f"{stem}.cmd.json", None, kind=list)
   before = status()
   if is_settled(before) and previous == cmd[1:]:
     logging.info("skip %s depth %d seed %d: %s", model_spec, depth, seed, before)

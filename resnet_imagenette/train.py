@@ -60,9 +60,9 @@ _MIN_CROP_AREA = flags.DEFINE_float("min_crop_area", 0.35,
                                     "image's area (fast.ai's Imagenette baselines use 0.35).")
 
 
-# This experiment's config fields beyond the common ones, as flag holders: they are read
-# only once --recipe has set its values.
-# No --features: the families fix every width. Runs record their first stage's, 64.
+# This experiment's config fields beyond the common ones: flag holders for what a recipe
+# sets (read only once --recipe has set its values), plain values for the rest. No
+# --features: the families fix every width; runs record their first stage's, 64.
 SETTINGS = {"image_size": _IMAGE_SIZE, "min_crop_area": _MIN_CROP_AREA, "features": 64}
 
 

@@ -63,25 +63,24 @@ def table1_rows(summary: dict, glonet: str = "GloNet", resnet: str = "ResNet") -
 def table1_pairs(summary: dict) -> list[tuple[str, str]]:
   """The ``(GloNet label, ResNet label)`` pairs the Table 1 analogue compares.
 
-  A sweep report marks runs of one model with different settings (``GloNet [epochs=200]``,
-  see ``sweep_report.recipe_marks``), so the rows are found by family, not by the exact
-  labels ``GloNet`` and ``ResNet``: those of the two with the same mark, else a family's
-  only configuration with each of the other's (marks are set per family: GloNet runs of
-  two lengths are marked while ResNet runs of one are not; the table's title names both
-  labels). ``ResNet (no BN)`` is not the paper's baseline and never pairs.
+  A sweep report marks runs of one model with different settings (``GloNet [epochs=200,
+  learning_rate=0.1]``, see ``sweep_report.recipe_marks``), so the rows are found by
+  family, not by the exact labels ``GloNet`` and ``ResNet``. Marks are set per family
+  (GloNet runs of two lengths are marked while ResNet runs of one are not), so two
+  configurations pair when they agree on every setting both marks name: the same mark, or
+  a family's only (unmarked) configuration with each of the other's. The table's title
+  names both labels. ``ResNet (no BN)`` is not the paper's baseline and never pairs; with
+  no pair, the labels ``GloNet`` and ``ResNet`` (the paper's columns alone).
   """
-  def configurations(family: str) -> dict[str, str]:
-    return {label.partition(" [")[2]: label for label in {g["label"] for g in summary["groups"]}
-            if label.partition(" [")[0] == family}
+  def configurations(family: str) -> dict[str, dict[str, str]]:
+    return {label: dict(s.split("=", 1) for s in mark.removesuffix("]").split(", ") if s)
+            for label in sorted({g["label"] for g in summary["groups"]})
+            for name, _, mark in [label.partition(" [")] if name == family}
 
   glonets, resnets = configurations("GloNet"), configurations("ResNet")
-  same_mark = [(glonets[m], resnets[m]) for m in sorted(glonets.keys() & resnets.keys())]
-  if same_mark:
-    return same_mark
-  if len(glonets) == 1 or len(resnets) == 1:
-    return [(g, r) for g in sorted(glonets.values()) for r in sorted(resnets.values())] or [
-        ("GloNet", "ResNet")]
-  return [("GloNet", "ResNet")]
+  pairs = [(g, r) for g, g_set in glonets.items() for r, r_set in resnets.items()
+           if all(g_set[k] == r_set[k] for k in g_set.keys() & r_set.keys())]
+  return pairs or [("GloNet", "ResNet")]
 
 
 def plot_seconds(summary: dict) -> Figure:

@@ -188,7 +188,8 @@ def test_usage_of_an_unfinished_run_is_not_recomputed(data_root, tmp_path, statu
 
 
 @pytest.mark.parametrize("content,error", [('{"config": {"mod', "JSONDecodeError"),  # cut short
-                                           ('{"config": null}', "TypeError")])
+                                           ('{"config": null}', "its config is not a JSON object"),
+                                           ("[]", "not a JSON object")])
 def test_usage_of_a_run_with_a_damaged_config_is_one_error_line(data_root, tmp_path, content,
                                                                   error):
   run = _copy_run(sorted(RUNS)[0], tmp_path)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -107,23 +108,41 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
 
 
 @pytest.mark.parametrize("damaged", [rundir.STATUS, rundir.SUMMARY])
-def test_a_finished_run_with_a_damaged_record_is_completed_again(tmp_path, damaged):
+@pytest.mark.parametrize("content", ['{"status": "do', "null"])  # cut short; not a record
+def test_a_finished_run_with_a_damaged_record_is_completed_again(tmp_path, damaged, content):
   # Rewritten by the rerun (its records say done again) instead of a JSON traceback.
   config = tiny_config(tmp_path, epochs=2)
   path, _ = run_tiny(config)
+  metrics = open(os.path.join(path, rundir.METRICS)).read()
   with open(os.path.join(path, damaged), "w") as f:
-    f.write('{"status": "do')  # cut short
+    f.write(content)
   _, summary = run_tiny(config)
   assert summary["epochs_completed"] == 2
   assert fileio.read_json(os.path.join(path, rundir.STATUS))["status"] == "done"
   assert fileio.read_json(os.path.join(path, rundir.SUMMARY))["epochs_completed"] == 2
-  assert len(fileio.read_jsonl(os.path.join(path, rundir.METRICS))) == 2
+  # No epoch is trained again: a retrained epoch would record its own timings.
+  assert open(os.path.join(path, rundir.METRICS)).read() == metrics
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
   run_tiny(tiny_config(tmp_path, epochs=1))
   with pytest.raises(RunDirError, match=r"num_layers: 4 -> 6"):
     run_tiny(tiny_config(tmp_path, num_layers=6))
+
+
+@pytest.mark.parametrize("content,reason", [
+    ('{"config": {"mod', "JSONDecodeError"),  # cut short
+    ('{"config": {}, "model": null}', "its model is not a JSON object"),
+    ("[]", "not a JSON object")])
+def test_resume_with_a_damaged_config_is_one_error(tmp_path, content, reason):
+  # Once a JSON traceback or an AttributeError; the checkpoints are left as they are.
+  config = tiny_config(tmp_path, epochs=1)
+  path, _ = run_tiny(config)
+  with open(os.path.join(path, rundir.CONFIG), "w") as f:
+    f.write(content)
+  with pytest.raises(RunDirError, match=re.escape(
+      f"config.json is unreadable or not a run's config ({reason}); restore it")):
+    run_tiny(config)
 
 
 def test_nonfinite_loss_marks_the_run_diverged_and_keeps_what_was_written(tmp_path):

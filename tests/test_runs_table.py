@@ -50,7 +50,8 @@ def test_table_of_an_empty_folder_is_an_error(tmp_path):
     ((), "error: give RUN_DIR(s), --sweep=ROOT or --table=ROOT"),
     (("--sweeep=x",), "error: Unknown command line flag 'sweeep'"),
     (("--include=x",), "error: --include adds runs to a sweep report: give --sweep=ROOT too."),
-    (("RUN",), "config.json is unreadable (JSONDecodeError); restore it from a copy"),
+    (("RUN",), "config.json is unreadable or not a run's config (JSONDecodeError); restore "
+               "it from a copy of the run."),
 ])
 def test_report_cli_bad_input_is_one_error_line(tmp_path, args, message):
   # Once a usage dump, absl's FATAL line (exit 1) or a JSON traceback.

@@ -191,6 +191,20 @@ def test_table1_pairs_configurations_of_the_two_families(tmp_path):
   assert paper.table1_pairs(summary) == [("GloNet", "ResNet")]
 
 
+def test_table1_pairs_configurations_that_agree_on_the_settings_both_name():
+  # GloNet runs differing in length and learning rate, ResNet runs in length only: their
+  # marks never match as text, and the table once fell back to labels no run had (its
+  # "ours" columns empty).
+  summary = {"groups": [{"label": label} for label in (
+      "GloNet [epochs=200, learning_rate=0.1]", "GloNet [epochs=200, learning_rate=0.01]",
+      "GloNet [epochs=5, learning_rate=0.1]", "ResNet [epochs=200]", "ResNet [epochs=5]",
+      "ResNet (no BN) [epochs=5]")]}
+  assert paper.table1_pairs(summary) == [
+      ("GloNet [epochs=200, learning_rate=0.01]", "ResNet [epochs=200]"),
+      ("GloNet [epochs=200, learning_rate=0.1]", "ResNet [epochs=200]"),
+      ("GloNet [epochs=5, learning_rate=0.1]", "ResNet [epochs=5]")]
+
+
 def test_train_py_end_to_end(sgemm_root, tmp_path):
   workdir = tmp_path / "run"
   proc = run_module("resnet_sgemm.train", f"--data_dir={sgemm_root}", "--model=ResNet6",

@@ -48,13 +48,24 @@ def test_the_sweep_reruns_interrupted_and_failed_points_but_not_diverged_ones():
       "3 of 4 points settled (1 diverged, 2 done; 1 interrupted)")
 
 
-def test_a_damaged_status_reads_as_unknown_and_the_point_runs_again(tmp_path):
-  # It once stopped the whole sweep with a JSON traceback.
-  workdir = fake_run(str(tmp_path), "GloNet", 6, 0, 0.9)
-  with open(os.path.join(workdir, "status.json"), "w") as f:
-    f.write('{"status": "do')  # cut short
-  assert point_status(str(tmp_path), "GloNet", 6, 0) == "unknown"
-  assert not is_settled("unknown")
+@pytest.mark.parametrize("damaged", ["status.json", "cmd.json"])
+@pytest.mark.parametrize("content", ['{"status": "do', "null"])  # cut short; not a record
+def test_a_done_point_with_a_damaged_record_runs_again(tmp_path, damaged, content):
+  # Either once stopped the whole sweep with a JSON traceback.
+  root = str(tmp_path)
+  module = "tests.no_such_module"  # a rerun is visible in the log and changes nothing else
+  workdir = fake_run(root, "GloNet", 6, 0, 0.9)
+  cmd = ["-m", module, "--model=GloNet", "--num_layers=6", "--seed=0", f"--workdir={workdir}"]
+  os.makedirs(os.path.join(root, "logs"))
+  fileio.atomic_write_json(os.path.join(root, "logs", "GloNet_depth6_seed0.cmd.json"), cmd)
+  with open(os.path.join(workdir, "status.json") if damaged == "status.json" else
+            os.path.join(root, "logs", "GloNet_depth6_seed0.cmd.json"), "w") as f:
+    f.write(content)
+  if damaged == "status.json":
+    assert point_status(root, "GloNet", 6, 0) == "unknown"
+    assert not is_settled("unknown")
+  run_point(module, root, "GloNet", 6, 0, [])
+  assert os.path.exists(os.path.join(root, "logs", "GloNet_depth6_seed0.log"))
 
 
 @pytest.mark.parametrize("state, message, reruns", [

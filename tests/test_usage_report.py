@@ -267,6 +267,9 @@ def test_sweep_report_tells_dead_runs_from_live_ones_and_names_damaged_files(tmp
   unreadable = fake_run(root, "MLP", 10, 0, 0.9)
   with open(os.path.join(unreadable, "config.json"), "w") as f:
     f.write("{not json")
+  wrong_shape = fake_run(root, "MLP", 24, 0, 0.9)
+  with open(os.path.join(wrong_shape, "config.json"), "w") as f:
+    f.write('{"config": null}')
   try:
     out = report.render_sweep(root)
   finally:
@@ -274,7 +277,10 @@ def test_sweep_report_tells_dead_runs_from_live_ones_and_names_damaged_files(tmp
   summary = fileio.read_json(out["summary"])
   assert summary["status_counts"] == {"died": 1, "done": 2, "running": 1}
   assert summary["running"] == [live]
-  assert summary["unreadable"] == [f"{unreadable}: config.json is unreadable (JSONDecodeError)"]
+  assert summary["unreadable"] == [
+      f"{path}/config.json is unreadable or not a run's config ({reason}); restore it from a "
+      f"copy of the run." for path, reason in ((unreadable, "JSONDecodeError"),
+                                                (wrong_shape, "its config is not a JSON object"))]
   markdown = open(out["markdown"]).read()
   assert "| GloNet | 10 | 0 | died | no process holds the run" in markdown
   assert "metrics.jsonl line 2 is damaged (skipped)" in markdown
@@ -421,6 +427,23 @@ def test_sweep_report_never_averages_runs_of_different_settings(tmp_path):
   np.testing.assert_allclose(groups[(short, 10)]["test_best_val"][0], 0.81, atol=1e-9)
   assert groups[("ResNet [data=n/a]", 10)]["seeds"] == [0, 1]
   assert Run.load(old).recipe["glonet_head_norm"] is False
+
+
+@pytest.mark.parametrize("registry,marked", [("cifar", False), ("imagenet", False),
+                                             ("dense", True)])
+def test_a_recorded_features_marks_only_dense_runs(tmp_path, registry, marked):
+  # The convolutional families never read it: a CNN run once started with an (ignored)
+  # --features resumes as its seed's peers do (rundir.check_compatible), so the reports
+  # pool it with them too instead of showing a configuration that never existed.
+  root = str(tmp_path / "sweep")
+  for seed, features in ((0, 16), (1, 32)):
+    path = fake_run(root, "GloNet", 20, seed, 0.9)
+    config = fileio.read_json(os.path.join(path, "config.json"))
+    config["model"]["registry"] = registry
+    fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+    _edit_config(path, {"features": features})
+  labels = set(sweep_report.config_labels(sweep_report.gather_runs(root)).values())
+  assert labels == ({"GloNet [features=16]", "GloNet [features=32]"} if marked else {"GloNet"})
 
 
 def test_a_run_trained_further_pools_at_its_final_length_and_other_data_never_pools(

@@ -77,7 +77,7 @@ def _remove(paths: list[str], older_than: float | None = None) -> None:
     try:
       if older_than is None or now - os.path.getmtime(path) > older_than:
         os.remove(path)
-        logging.info("Removed the leftover temporary cache file %s.", path)
+        logging.info("Removed %s.", path)  # a stale temporary file or a damaged cache
     except OSError:
       pass  # already gone (another process cleaned it) or not ours to delete
 

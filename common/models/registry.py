@@ -16,6 +16,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from common.config import unread_settings
 from common.errors import ConfigError
 from common.models import resnet_v2
 from common.models.mlp import StackedMLP
@@ -277,6 +278,6 @@ def build_from_config(config, out_dim: int, registry: dict[str, ModelSpec]
                                model_options(config)),
           "stage_boundaries": model.stage_boundaries,
           "execution": model.execution(config.batch_size)}
-  if registry is DENSE_MODELS:
+  if "features" not in unread_settings(info["registry"]):
     info["features"] = config.features
   return model, f"{family}{depth}", info

@@ -7,16 +7,14 @@ r"""Re-renders reports from run directories alone.
   python -m common.report --table ROOT            # a text table of the runs under ROOT
 """
 
-import os
 import sys
 
 from absl import flags, logging
 
-from common import fileio, report
-from common.errors import ConfigError
+from common import report
+from common.errors import ConfigError, RunDirError
 from common.flags import run_main
 from common.report.runs_table import render_table
-from common.train.rundir import CONFIG
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Root of a sweep: render its sweep report.")
 _TABLE = flags.DEFINE_string(
@@ -44,18 +42,11 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   failed = False
   for path in paths:
-    if not os.path.exists(os.path.join(path, CONFIG)):
-      sys.stderr.write(f"error: {path} is not a run directory (no {CONFIG})\n")
-      failed = True
-      continue
     try:
-      fileio.read_json(os.path.join(path, CONFIG))
-    except (OSError, ValueError) as e:  # damaged: name it, render the others
-      sys.stderr.write(f"error: {os.path.join(path, CONFIG)} is unreadable "
-                       f"({type(e).__name__}); restore it from a copy of the run.\n")
+      print(report.render_run(path)["report"])
+    except RunDirError as e:  # no config.json or a damaged one: name it, render the others
+      sys.stderr.write(f"error: {e}\n")
       failed = True
-      continue
-    print(report.render_run(path)["report"])
   if _SWEEP.value:
     try:
       print(report.render_sweep(_SWEEP.value, _included())["report"])

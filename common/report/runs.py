@@ -20,9 +20,10 @@ from typing import Any
 from absl import logging
 
 from common import fileio
-from common.config import TrainConfig
+from common.config import TrainConfig, unread_settings
+from common.errors import RunDirError
 from common.models.registry import REGISTRIES, model_label
-from common.train.rundir import _LOCK, CONFIG, METRICS, STATUS, SUMMARY
+from common.train.rundir import _LOCK, CONFIG, METRICS, STATUS, SUMMARY, read_config
 from common.usage import USAGE_FILE
 
 # Plot labels of the metrics.
@@ -162,24 +163,25 @@ class Run:
 
   @classmethod
   def load(cls, path: str) -> "Run":
-    """Reads a run directory; raises FileNotFoundError if it has no config.json.
+    """Reads a run directory.
 
     Damaged files never stop a report: a damaged line of ``metrics.jsonl`` is skipped,
     an unreadable ``summary.json``, ``status.json`` or ``usage.json`` reads as empty, and
     each is named in ``problems`` (shown in the reports).
+
+    Raises:
+      RunDirError: no ``config.json``, or a damaged one (:func:`rundir.read_config`).
     """
-    config_path = os.path.join(path, CONFIG)
-    if not os.path.exists(config_path):
-      raise FileNotFoundError(f"{path} is not a run directory (no {CONFIG})")
+    config = read_config(path)
     problems: list[str] = []
     metrics_path = os.path.join(path, METRICS)
     return cls(
         path=os.path.abspath(path),
-        config=fileio.read_json(config_path),
+        config=config,
         metrics=_read_metrics(metrics_path, problems),
-        summary=fileio.read_json_or(os.path.join(path, SUMMARY), {}, problems),
-        status=fileio.read_json_or(os.path.join(path, STATUS), {}, problems),
-        usage=fileio.read_json_or(os.path.join(path, USAGE_FILE), {}, problems),
+        summary=fileio.read_json_or(os.path.join(path, SUMMARY), {}, problems, kind=dict),
+        status=fileio.read_json_or(os.path.join(path, STATUS), {}, problems, kind=dict),
+        usage=fileio.read_json_or(os.path.join(path, USAGE_FILE), {}, problems, kind=dict),
         problems=problems,
         live=is_live(path),
     )
@@ -227,7 +229,8 @@ class Run:
     its last start asked for (a run trained further is one of that length), and the data
     release it read, or that its data was a substitute or not the official files."""
     settings = {**_SETTING_DEFAULTS, **self.settings}
-    out = {k: v for k, v in settings.items() if k not in _NOT_RECIPE}
+    unread = unread_settings(self.model_info.get("registry"))
+    out = {k: v for k, v in settings.items() if k not in _NOT_RECIPE | unread}
     resumes = self.config.get("resumes") or []
     if resumes and "epochs" in resumes[-1]:
       out["epochs"] = resumes[-1]["epochs"]
@@ -356,17 +359,18 @@ def find_runs(root: str, unreadable: list[str] | None = None) -> list[Run]:
 
   Args:
     root: the folder to search.
-    unreadable: when given, receives ``"path: reason"`` for every run directory whose
-      ``config.json`` cannot be read (each is also logged: never dropped silently).
+    unreadable: when given, receives the one-line error (naming the file and the fix)
+      for every run directory whose ``config.json`` cannot be read (each is also logged:
+      never dropped silently).
   """
   runs = []
   for dirpath, dirnames, filenames in os.walk(root):
     if CONFIG in filenames:
       try:
         runs.append(Run.load(dirpath))
-      except (OSError, ValueError) as e:
-        reason = f"{os.path.abspath(dirpath)}: {CONFIG} is unreadable ({type(e).__name__})"
-        logging.warning("Left out of the report: %s.", reason)
+      except RunDirError as e:
+        reason = str(e)
+        logging.warning("Left out of the report: %s", reason)
         if unreadable is not None:
           unreadable.append(reason)
       dirnames[:] = []  # a run directory's subfolders are checkpoints, not runs

@@ -46,10 +46,10 @@ def supports_usage(model: nn.Module) -> bool:
 def _read_usage(path: str) -> dict:
   """``usage.json``, or {} when missing or damaged (named: its records are computed again)."""
   problems: list[str] = []
-  recorded = fileio.read_json_or(path, {}, problems)
+  recorded = fileio.read_json_or(path, {}, problems, kind=dict)
   if problems:
     logging.warning("%s: %s; its usage records are computed again.", path, problems[0])
-  return recorded if isinstance(recorded, dict) else {}
+  return recorded
 
 
 class UsageHook(Hook):

@@ -274,13 +274,12 @@ def _check_resume(run: rundir.RunDir, config: TrainConfig) -> dict[str, Any] | N
   if not (trained == config.epochs and intact):
     return None
   problems: list[str] = []
-  status = fileio.read_json_or(run.file(rundir.STATUS), {}, problems)
-  summary = fileio.read_json_or(run.file(rundir.SUMMARY), None, problems)
+  status = fileio.read_json_or(run.file(rundir.STATUS), {}, problems, kind=dict)
+  summary = fileio.read_json_or(run.file(rundir.SUMMARY), None, problems, kind=dict)
   if problems:
     logging.warning("%s: %s; the run is finished again to rewrite them (no epoch is "
                     "retrained).", run.path, "; ".join(problems))
-  done = isinstance(status, dict) and status.get("status") == "done"
-  return summary if done and isinstance(summary, dict) and summary else None
+  return summary if status.get("status") == "done" and summary else None
 
 
 def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model_name: str,

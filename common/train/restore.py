@@ -6,7 +6,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from common import fileio
 from common.config import TrainConfig
 from common.errors import RunDirError
 from common.train import rundir
@@ -28,16 +27,15 @@ def load_config(run_path: str) -> TrainConfig:
     RunDirError: not a run directory, or its config.json is damaged.
     ConfigError: a config written by a newer version (settings this one does not know).
   """
-  path = os.path.join(run_path, rundir.CONFIG)
-  if not os.path.exists(path):
-    raise RunDirError(f"{run_path} is not a run directory (no {rundir.CONFIG}).")
+  record = rundir.read_config(run_path)
   # from_dict, not TrainConfig(**...): a config saved before a setting existed reads as
   # that setting's default, the behaviour it was trained with.
   try:
-    return TrainConfig.from_dict(fileio.read_json(path)["config"])
-  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-    raise RunDirError(f"{path} is unreadable or not a run's config ({type(e).__name__}); "
-                      f"restore it from a copy of the run.") from e
+    return TrainConfig.from_dict(record["config"])
+  except (KeyError, TypeError, ValueError) as e:
+    raise RunDirError(f"{os.path.join(run_path, rundir.CONFIG)} is unreadable or not a "
+                      f"run's config ({type(e).__name__}); restore it from a copy of the "
+                      f"run.") from e
 
 
 def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],

@@ -22,7 +22,7 @@ from typing import Any
 from absl import logging
 
 from common import fileio
-from common.config import RESUMABLE_KEYS, SCHEMA_VERSION, incompatible_settings
+from common.config import RESUMABLE_KEYS, SCHEMA_VERSION, incompatible_settings, unread_settings
 from common.errors import RunDirError
 
 CONFIG = "config.json"
@@ -65,6 +65,36 @@ def new_session_dir(result_dir: str, model_name: str) -> str:
     except OSError as e:
       raise RunDirError(f"cannot create a run directory in {parent} ({e.strerror}); pass a "
                         f"writable --result_dir or --workdir.") from e
+
+
+def read_config(run_path: str) -> dict[str, Any]:
+  """The record in a run directory's ``config.json``, checked for shape.
+
+  The one reader of that file, so a damaged one is the same single error wherever it is
+  read (resume, reports, usage recomputation, restore).
+
+  Raises:
+    RunDirError: no ``config.json`` (not a run directory), or one that is unreadable or
+      not a run's record (not a JSON object, or its ``config``, ``model`` or ``data`` not
+      objects; a missing one reads as empty, as in runs from before it was recorded).
+  """
+  path = os.path.join(run_path, CONFIG)
+  if not os.path.exists(path):
+    raise RunDirError(f"{run_path} is not a run directory (no {CONFIG}).")
+  try:
+    record = fileio.read_json(path)
+  except (OSError, ValueError) as e:
+    reason = type(e).__name__
+  else:
+    if not isinstance(record, dict):
+      reason = "not a JSON object"
+    else:
+      reason = next((f"its {k} is not a JSON object" for k in ("config", "model", "data")
+                     if not isinstance(record.get(k, {}), dict)), "")
+      if not reason:
+        return record
+  raise RunDirError(f"{path} is unreadable or not a run's config ({reason}); restore it "
+                    f"from a copy of the run.")
 
 
 def _makedirs(path: str, flag: str) -> None:
@@ -153,7 +183,7 @@ class RunDir:
       RunDirError: naming every differing setting or data fact, or a run directory
         written by a newer version of this code.
     """
-    saved = fileio.read_json(self.file(CONFIG))
+    saved = read_config(self.path)
     # Runs from before the version was recorded are version 1: their settings read as the
     # defaults of the settings added since. A newer format may mean anything: refuse it.
     version = saved.get("schema_version", 1)
@@ -162,14 +192,10 @@ class RunDir:
           f"run directory {self.path} was written by a newer version of this code (format "
           f"{version!r}; this one reads up to {SCHEMA_VERSION}). Resume it with that version, "
           f"or choose a new --workdir.")
-    saved_config = dict(saved.get("config", {}))
-    if saved.get("model", {}).get("registry") in ("cifar", "imagenet"):
-      # The convolutional families never read `features`: a run started with a
-      # `--features` that the CNN experiments then accepted (and now refuse) trained the
-      # same model, so the recorded width does not forbid resuming it.
-      saved_config.pop("features", None)
-      settings = {k: v for k, v in settings.items() if k != "features"}
-    diffs = incompatible_settings(saved_config, settings)
+    unread = unread_settings(saved.get("model", {}).get("registry"))
+    diffs = incompatible_settings(
+        {k: v for k, v in saved.get("config", {}).items() if k not in unread},
+        {k: v for k, v in settings.items() if k not in unread})
     saved_data = saved.get("data", {})
     diffs += [f"data {k}: {saved_data.get(k)!r} -> {data.get(k)!r}"
               for k in ("sha256", "sizes", "split_seed", "validation_size")
@@ -192,7 +218,7 @@ class RunDir:
     """
     if not self.writer:
       return
-    record = fileio.read_json(self.file(CONFIG))
+    record = read_config(self.path)
     entry: dict[str, Any] = {"at": _utc_now(), "epochs": epochs}
     first = record.get("config", {})
     changed = {k: v for k, v in sorted((settings or {}).items())
