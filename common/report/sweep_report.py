@@ -78,6 +78,7 @@ _NO_RESULT_MARKERS = {
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+  """Mean and population standard deviation (``np.std``, ddof 0: defined for one seed)."""
   values = [v for v in values if v is not None and np.isfinite(v)]
   if not values:
     return None, None
