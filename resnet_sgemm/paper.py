@@ -67,19 +67,25 @@ def table1_pairs(summary: dict) -> list[tuple[str, str]]:
   learning_rate=0.1]``, see ``sweep_report.recipe_marks``), so the rows are found by
   family, not by the exact labels ``GloNet`` and ``ResNet``. Marks are set per family
   (GloNet runs of two lengths are marked while ResNet runs of one are not), so two
-  configurations pair when they agree on every setting both marks name: the same mark, or
-  a family's only (unmarked) configuration with each of the other's. The table's title
-  names both labels. ``ResNet (no BN)`` is not the paper's baseline and never pairs; with
-  no pair, the labels ``GloNet`` and ``ResNet`` (the paper's columns alone).
+  configurations pair when their recipes (each group's ``recipe``) agree on every setting
+  that either mark names: the same mark, or a family's only (unmarked) configuration with
+  each of the other's that trained as it did. The table's title names both labels.
+  ``ResNet (no BN)`` is not the paper's baseline and never pairs; with no pair, the labels
+  ``GloNet`` and ``ResNet`` (the paper's columns alone).
   """
-  def configurations(family: str) -> dict[str, dict[str, str]]:
-    return {label: dict(s.split("=", 1) for s in mark.removesuffix("]").split(", ") if s)
-            for label in sorted({g["label"] for g in summary["groups"]})
-            for name, _, mark in [label.partition(" [")] if name == family}
+  def configurations(family: str) -> dict[str, tuple[set[str], dict[str, Any]]]:
+    out = {}
+    for group in summary["groups"]:
+      name, _, mark = group["label"].partition(" [")
+      if name == family:
+        marked = {s.partition("=")[0] for s in mark.removesuffix("]").split(", ") if s}
+        out[group["label"]] = (marked, group.get("recipe") or {})
+    return dict(sorted(out.items()))
 
   glonets, resnets = configurations("GloNet"), configurations("ResNet")
-  pairs = [(g, r) for g, g_set in glonets.items() for r, r_set in resnets.items()
-           if all(g_set[k] == r_set[k] for k in g_set.keys() & r_set.keys())]
+  pairs = [(g, r) for g, (g_keys, g_recipe) in glonets.items()
+           for r, (r_keys, r_recipe) in resnets.items()
+           if all(g_recipe.get(k) == r_recipe.get(k) for k in g_keys | r_keys)]
   return pairs or [("GloNet", "ResNet")]
 
 

@@ -16,6 +16,7 @@ from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import Classification, NonFiniteLossError, rundir
 from common.train.checkpoint import Checkpointer
 from common.train.loop import nonfinite_message
+from common.train.restore import load_config
 from common.train.trainer import Trainer
 from tests.helpers import math_only, run_tiny, tiny_config
 
@@ -133,6 +134,8 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 @pytest.mark.parametrize("content,reason", [
     ('{"config": {"mod', "JSONDecodeError"),  # cut short
     ('{"config": {}, "model": null}', "its model is not a JSON object"),
+    ('{"config": {}, "environment": null}', "its environment is not a JSON object"),
+    ('{"config": {}, "resumes": [null]}', "its resumes are not a list of JSON objects"),
     ("[]", "not a JSON object")])
 def test_resume_with_a_damaged_config_is_one_error(tmp_path, content, reason):
   # Once a JSON traceback or an AttributeError; the checkpoints are left as they are.
@@ -143,6 +146,18 @@ def test_resume_with_a_damaged_config_is_one_error(tmp_path, content, reason):
   with pytest.raises(RunDirError, match=re.escape(
       f"config.json is unreadable or not a run's config ({reason}); restore it")):
     run_tiny(config)
+
+
+@pytest.mark.parametrize("setting,value", [("optimizer", None), ("num_layers", "four")])
+def test_a_config_with_a_setting_of_the_wrong_type_is_one_error(tmp_path, setting, value):
+  # What restore.load_config (usage recomputation, prediction) reads; once an
+  # AttributeError traceback from the config's own checks.
+  path, _ = run_tiny(tiny_config(tmp_path, epochs=1))
+  record = fileio.read_json(os.path.join(path, rundir.CONFIG))
+  record["config"][setting] = value
+  fileio.atomic_write_json(os.path.join(path, rundir.CONFIG), record)
+  with pytest.raises(RunDirError, match="is unreadable or not a run's config"):
+    load_config(path)
 
 
 def test_nonfinite_loss_marks_the_run_diverged_and_keeps_what_was_written(tmp_path):

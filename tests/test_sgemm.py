@@ -178,11 +178,11 @@ def test_table1_pairs_configurations_of_the_two_families(tmp_path):
   assert [{row[0]: row for row in t["rows"][1:]}[50][1:4] for t in tables] == [
       ["5.00", "3.00", "0.60"], ["4.00", "2.00", "0.50"]]
   assert summary["paper"]["resnet_sgemm"]["table1"] == tables[0]["rows"]
-  # ResNet run at one length only: unmarked, it pairs with each GloNet configuration.
+  # ResNet run at one length only: unmarked, it pairs with the GloNet configuration of
+  # its length (its recipe says 200 epochs), not with the 5-epoch one.
   shutil.rmtree(os.path.join(root, "e5", "ResNet"))
   summary = fileio.read_json(report.render_sweep(root)["summary"])
-  assert paper.table1_pairs(summary) == [("GloNet [epochs=200]", "ResNet"),
-                                         ("GloNet [epochs=5]", "ResNet")]
+  assert paper.table1_pairs(summary) == [("GloNet [epochs=200]", "ResNet")]
   assert {row[0]: row for row in summary["paper"]["resnet_sgemm"]["table1"][1:]}[50][1:4] == [
       "5.00", "3.00", "0.60"]
   # One configuration of each family pairs as it is.
@@ -191,18 +191,33 @@ def test_table1_pairs_configurations_of_the_two_families(tmp_path):
   assert paper.table1_pairs(summary) == [("GloNet", "ResNet")]
 
 
-def test_table1_pairs_configurations_that_agree_on_the_settings_both_name():
+def _group(family: str, **recipe) -> dict:
+  marks = ", ".join(f"{k}={v}" for k, v in recipe.items() if k != "weight_decay")
+  return {"label": f"{family} [{marks}]" if marks else family,
+          "recipe": {"weight_decay": 0.0, **recipe}}
+
+
+def test_table1_pairs_configurations_whose_recipes_agree_on_every_marked_setting():
   # GloNet runs differing in length and learning rate, ResNet runs in length only: their
   # marks never match as text, and the table once fell back to labels no run had (its
   # "ours" columns empty).
-  summary = {"groups": [{"label": label} for label in (
-      "GloNet [epochs=200, learning_rate=0.1]", "GloNet [epochs=200, learning_rate=0.01]",
-      "GloNet [epochs=5, learning_rate=0.1]", "ResNet [epochs=200]", "ResNet [epochs=5]",
-      "ResNet (no BN) [epochs=5]")]}
+  summary = {"groups": [
+      _group("GloNet", epochs=200, learning_rate=0.1), _group("GloNet", epochs=200,
+                                                              learning_rate=0.01),
+      _group("GloNet", epochs=5, learning_rate=0.1), _group("ResNet (no BN)", epochs=5),
+      {**_group("ResNet", epochs=200), "recipe": {"epochs": 200, "learning_rate": 0.1}},
+      {**_group("ResNet", epochs=5), "recipe": {"epochs": 5, "learning_rate": 0.1}}]}
   assert paper.table1_pairs(summary) == [
-      ("GloNet [epochs=200, learning_rate=0.01]", "ResNet [epochs=200]"),
       ("GloNet [epochs=200, learning_rate=0.1]", "ResNet [epochs=200]"),
       ("GloNet [epochs=5, learning_rate=0.1]", "ResNet [epochs=5]")]
+  # Marked on different settings: GloNet by learning rate (all 200 epochs), ResNet by
+  # length; a setting one family's mark names is compared through the other's recipe.
+  summary = {"groups": [
+      {**_group("GloNet", learning_rate=lr), "recipe": {"epochs": 200, "learning_rate": lr}}
+      for lr in (0.1, 0.01)] + [
+      {**_group("ResNet", epochs=e), "recipe": {"epochs": e, "learning_rate": 0.1}}
+      for e in (5, 200)]}
+  assert paper.table1_pairs(summary) == [("GloNet [learning_rate=0.1]", "ResNet [epochs=200]")]
 
 
 def test_train_py_end_to_end(sgemm_root, tmp_path):

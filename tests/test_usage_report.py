@@ -16,7 +16,7 @@ from common import usage as usage_lib
 from common.data import Dataset, Split, fake_classification
 from common.models import DENSE_MODELS, build_model
 from common.report import run_report, sweep_report
-from common.report.runs import Run, data_text
+from common.report.runs import Run, data_text, find_runs
 from common.train import Classification, NonFiniteLossError
 from common.train.checkpoint import Checkpointer
 from common.train.state import create_train_state
@@ -427,6 +427,18 @@ def test_sweep_report_never_averages_runs_of_different_settings(tmp_path):
   np.testing.assert_allclose(groups[(short, 10)]["test_best_val"][0], 0.81, atol=1e-9)
   assert groups[("ResNet [data=n/a]", 10)]["seeds"] == [0, 1]
   assert Run.load(old).recipe["glonet_head_norm"] is False
+
+
+def test_an_unreadable_metrics_file_leaves_the_run_in_the_report_with_a_note(tmp_path):
+  # A folder in its place (or no permission) once stopped the whole sweep report.
+  root = str(tmp_path / "sweep")
+  fake_run(root, "GloNet", 6, 0, 0.9)
+  odd = fake_run(root, "GloNet", 10, 0, 0.9)
+  os.remove(os.path.join(odd, "metrics.jsonl"))
+  os.mkdir(os.path.join(odd, "metrics.jsonl"))
+  (run,) = [r for r in find_runs(root) if r.path == odd]
+  assert run.metrics == [] and run.problems == ["metrics.jsonl is unreadable (IsADirectoryError)"]
+  assert os.path.exists(report.render_sweep(root)["report"])
 
 
 @pytest.mark.parametrize("registry,marked", [("cifar", False), ("imagenet", False),

@@ -131,8 +131,12 @@ def _read_metrics(path: str, problems: list[str]) -> list[dict[str, Any]]:
   a process killed while appending; it is skipped silently, as the loop rewrites it)."""
   if not os.path.exists(path):
     return []
-  with open(path, encoding="utf-8", errors="replace") as f:
-    lines = f.read().splitlines()
+  try:
+    with open(path, encoding="utf-8", errors="replace") as f:
+      lines = f.read().splitlines()
+  except OSError as e:  # no permission, a folder in its place: named, the run still shown
+    problems.append(f"{os.path.basename(path)} is unreadable ({type(e).__name__})")
+    return []
   records = []
   for i, line in enumerate(lines):
     if not line.strip():
@@ -172,11 +176,12 @@ class Run:
     Raises:
       RunDirError: no ``config.json``, or a damaged one (:func:`rundir.read_config`).
     """
+    path = os.path.abspath(path)  # errors and reports name the run the same way
     config = read_config(path)
     problems: list[str] = []
     metrics_path = os.path.join(path, METRICS)
     return cls(
-        path=os.path.abspath(path),
+        path=path,
         config=config,
         metrics=_read_metrics(metrics_path, problems),
         summary=fileio.read_json_or(os.path.join(path, SUMMARY), {}, problems, kind=dict),
@@ -219,8 +224,11 @@ class Run:
   @property
   def effective_settings(self) -> dict[str, Any]:
     """Every setting as the reports read it: :attr:`recipe` (defaults for settings recorded
-    before they existed, the last ``--epochs``, the data) over the recorded settings."""
-    return {**_SETTING_DEFAULTS, **self.settings, **self.recipe}
+    before they existed, the last ``--epochs``, the data) over the recorded settings, less
+    those the run's models never read (:func:`config.unread_settings`)."""
+    unread = unread_settings(self.model_info.get("registry"))
+    return {k: v for k, v in {**_SETTING_DEFAULTS, **self.settings, **self.recipe}.items()
+            if k not in unread}
 
   @property
   def recipe(self) -> dict[str, Any]:

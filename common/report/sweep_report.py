@@ -189,6 +189,8 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
                    if r.usage.get("init")), None)
     rows.append({
         "label": label, "depth": depth, "runs": len(members),
+        # One configuration's settings (every run of a label shares those not in its mark).
+        "recipe": members[0].recipe,
         "status": dict(collections.Counter(r.state for r in members)),
         "seeds": sorted(r.seed for r in done), "num_blocks": blocks,
         "epochs": sorted({len(r.metrics) for r in done}),

@@ -32,7 +32,7 @@ def load_config(run_path: str) -> TrainConfig:
   # that setting's default, the behaviour it was trained with.
   try:
     return TrainConfig.from_dict(record["config"])
-  except (KeyError, TypeError, ValueError) as e:
+  except (KeyError, TypeError, ValueError, AttributeError) as e:  # a value of a wrong type
     raise RunDirError(f"{os.path.join(run_path, rundir.CONFIG)} is unreadable or not a "
                       f"run's config ({type(e).__name__}); restore it from a copy of the "
                       f"run.") from e

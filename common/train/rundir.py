@@ -75,8 +75,9 @@ def read_config(run_path: str) -> dict[str, Any]:
 
   Raises:
     RunDirError: no ``config.json`` (not a run directory), or one that is unreadable or
-      not a run's record (not a JSON object, or its ``config``, ``model`` or ``data`` not
-      objects; a missing one reads as empty, as in runs from before it was recorded).
+      not a run's record (not a JSON object, its ``config``, ``model``, ``data`` or
+      ``environment`` not objects, or its ``resumes`` not a list of them; a missing one
+      reads as empty, as in runs from before it was recorded).
   """
   path = os.path.join(run_path, CONFIG)
   if not os.path.exists(path):
@@ -89,8 +90,13 @@ def read_config(run_path: str) -> dict[str, Any]:
     if not isinstance(record, dict):
       reason = "not a JSON object"
     else:
-      reason = next((f"its {k} is not a JSON object" for k in ("config", "model", "data")
+      reason = next((f"its {k} is not a JSON object"
+                     for k in ("config", "model", "data", "environment")
                      if not isinstance(record.get(k, {}), dict)), "")
+      resumes = record.get("resumes", [])
+      if not reason and not (isinstance(resumes, list)
+                             and all(isinstance(r, dict) for r in resumes)):
+        reason = "its resumes are not a list of JSON objects"
       if not reason:
         return record
   raise RunDirError(f"{path} is unreadable or not a run's config ({reason}); restore it "
