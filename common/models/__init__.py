@@ -8,6 +8,7 @@ from common.models.registry import (
     IMAGENET_MODELS,
     REGISTRIES,
     ModelSpec,
+    build_family,
     build_from_config,
     build_model,
     canonical_config,
@@ -18,5 +19,6 @@ from common.models.registry import (
 from common.models.resnet_v2 import ResNetV2
 
 __all__ = ["BlockStack", "CIFAR_MODELS", "DENSE_MODELS", "IMAGENET_MODELS", "REGISTRIES",
-           "ModelSpec", "ResNetV2", "Stage", "StackedMLP", "build_from_config", "build_model",
+           "ModelSpec", "ResNetV2", "Stage", "StackedMLP", "build_family",
+           "build_from_config", "build_model",
            "canonical_config", "get_registry", "model_label", "parse_model_name"]

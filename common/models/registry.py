@@ -32,11 +32,13 @@ class ModelSpec:
       option takes the family's default.
     default_batch_norm: the family's batch-norm setting when the user gives none.
     description: one line for ``--help`` and error messages.
+    options: the options ``build`` reads; any other is refused.
   """
 
   build: Callable[..., nn.Module]
   default_batch_norm: bool
   description: str
+  options: tuple[str, ...] = ()
 
 
 def _mlp_family(residual: bool, glonet: bool) -> Callable[..., nn.Module]:
@@ -51,6 +53,10 @@ def _mlp_family(residual: bool, glonet: bool) -> Callable[..., nn.Module]:
     model.validate()  # fail at build time, before any data is loaded
     return model
   return build
+
+
+_DENSE_OPTIONS = ("features", "remat")
+_CONV_OPTIONS = ("carry", "glonet_sum", "glonet_head_norm", "glonet_head_rms", "remat")
 
 
 def _conv_family(mode: str, stem: str = "cifar") -> Callable[..., nn.Module]:
@@ -75,32 +81,34 @@ def _conv_family(mode: str, stem: str = "cifar") -> Callable[..., nn.Module]:
 
 DENSE_MODELS: dict[str, ModelSpec] = {
     "GloNet": ModelSpec(_mlp_family(residual=False, glonet=True), False,
-                        "Dense+ReLU layers, the head reads the sum of all their outputs"),
+                        "Dense+ReLU layers, the head reads the sum of all their outputs",
+                        _DENSE_OPTIONS),
     "MLP": ModelSpec(_mlp_family(residual=False, glonet=False), False,
-                     "plain Dense+ReLU layers, the head reads the last one"),
+                     "plain Dense+ReLU layers, the head reads the last one", _DENSE_OPTIONS),
     "ResNet": ModelSpec(_mlp_family(residual=True, glonet=False), True,
-                        "pre-activation (v2) residual MLP, two Dense layers per block"),
+                        "pre-activation (v2) residual MLP, two Dense layers per block",
+                        _DENSE_OPTIONS),
 }
 
 CIFAR_MODELS: dict[str, ModelSpec] = {
     "ResNet": ModelSpec(_conv_family("residual"), True,
-                        "pre-activation ResNet-v2, 16/32/64 channels, depth 6n+2"),
+                        "pre-activation ResNet-v2, 16/32/64 channels, depth 6n+2", _CONV_OPTIONS),
     "Plain": ModelSpec(_conv_family("plain"), True,
-                       "the ResNet-v2 blocks without skip connections"),
+                       "the ResNet-v2 blocks without skip connections", _CONV_OPTIONS),
     "GloNet": ModelSpec(_conv_family("glonet"), True,
                         "no skips; the head reads the sum of the stem and every block "
-                        "output, carried across stages"),
+                        "output, carried across stages", _CONV_OPTIONS),
 }
 
 IMAGENET_MODELS: dict[str, ModelSpec] = {
     "ResNet": ModelSpec(_conv_family("residual", "imagenet"), True,
                         "pre-activation ResNet-v2 with the ImageNet stem, 64-512 channels, "
-                        "depth 18 or 34"),
+                        "depth 18 or 34", _CONV_OPTIONS),
     "Plain": ModelSpec(_conv_family("plain", "imagenet"), True,
-                       "the ResNet-v2 blocks without skip connections"),
+                       "the ResNet-v2 blocks without skip connections", _CONV_OPTIONS),
     "GloNet": ModelSpec(_conv_family("glonet", "imagenet"), True,
                         "no skips; the head reads the sum of the stem and every block "
-                        "output, carried across stages"),
+                        "output, carried across stages", _CONV_OPTIONS),
 }
 
 REGISTRIES: dict[str, dict[str, ModelSpec]] = {
@@ -168,7 +176,8 @@ def parse_model_name(
     raise ConfigError(f"no depth for model {name!r}: pass --num_layers or a suffix like "
                       f"{family}{_example_depth(registry)}.")
   if depth < 1:
-    raise ConfigError(f"depth must be a positive number of layers; got {depth}.")
+    raise ConfigError(f"depth must be a positive number of layers (--num_layers, "
+                      f"model.depth); got {depth}.")
   return family, depth
 
 
@@ -254,30 +263,57 @@ def model_options(config: Any) -> dict[str, Any]:
   return {k: getattr(config, k) for k in MODEL_OPTIONS if hasattr(config, k)}
 
 
-def build_from_config(config, out_dim: int, registry: dict[str, ModelSpec]
-                      ) -> tuple[nn.Module, str, dict]:
-  """Builds the model a canonical :class:`~common.config.TrainConfig` asks for.
+def build_family(registry: dict[str, ModelSpec], family: str, depth: int, out_dim: int,
+                 use_batch_norm: bool, options: Mapping[str, Any], batch_size: int
+                 ) -> tuple[nn.Module, dict[str, Any]]:
+  """Builds a parsed model (family and depth known) and the record ``config.json`` keeps.
 
   Args:
-    config: the run configuration, as returned by :func:`canonical_config`.
+    registry: the family table.
+    family: a family of ``registry``.
+    depth: its depth.
+    out_dim: output width.
+    use_batch_norm: explicit (the family's default already applied).
+    options: the family's options (``features``, ``remat``, ``carry``...), validated by
+      the family.
+    batch_size: the training batch size, for the recorded execution path.
+
+  Returns:
+    ``(model, record)``: the module and its record (registry, family, depth, blocks,
+    label, stage boundaries and the execution path at ``batch_size``).
+  """
+  spec = registry[family]
+  unknown = sorted(set(options) - set(spec.options))
+  if unknown:
+    raise ConfigError(f"{family} has no option {', '.join(unknown)}; its options are "
+                      f"{', '.join(spec.options)}.")
+  model = spec.build(depth, out_dim, use_batch_norm, options)
+  record = {"registry": registry_name(registry), "family": family, "num_layers": depth,
+            "num_blocks": model.num_blocks, "use_batch_norm": use_batch_norm,
+            "label": model_label(family, use_batch_norm, registry, options),
+            "stage_boundaries": model.stage_boundaries,
+            "execution": model.execution(batch_size)}
+  if "features" not in unread_settings(record["registry"]):
+    record["features"] = options["features"]
+  return model, record
+
+
+def build_from_config(config, out_dim: int, registry: dict[str, ModelSpec]
+                      ) -> tuple[nn.Module, str, dict]:
+  """Builds the model a flat :class:`~common.config.TrainConfig` asks for (tests, tools).
+
+  Args:
+    config: the run configuration.
     out_dim: output width.
     registry: the family table.
 
   Returns:
-    ``(model, name, info)``: the module, its canonical name with depth (``GloNet24``) and
-    the facts recorded in ``config.json["model"]`` (registry, family, depth, blocks,
-    label, and the execution path at the training batch size).
+    ``(model, name, record)``: the module, its canonical name with depth (``GloNet24``)
+    and the record of :func:`build_family`.
   """
   config = canonical_config(config, registry)
   family, depth = config.model, config.num_layers
-  model = build_model(family, registry=registry, num_layers=depth, out_dim=out_dim,
-                      use_batch_norm=config.use_batch_norm, **model_options(config))
-  info = {"registry": registry_name(registry), "family": family, "num_layers": depth,
-          "num_blocks": model.num_blocks, "use_batch_norm": config.use_batch_norm,
-          "label": model_label(family, config.use_batch_norm, registry,
-                               model_options(config)),
-          "stage_boundaries": model.stage_boundaries,
-          "execution": model.execution(config.batch_size)}
-  if "features" not in unread_settings(info["registry"]):
-    info["features"] = config.features
-  return model, f"{family}{depth}", info
+  options = {k: v for k, v in model_options(config).items() if k in registry[family].options}
+  model, record = build_family(registry, family, depth, out_dim, config.use_batch_norm,
+                               options, config.batch_size)
+  return model, f"{family}{depth}", record
