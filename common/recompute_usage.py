@@ -24,10 +24,11 @@ import jax  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
 from common import fileio  # noqa: E402
+from common.cli import run_main  # noqa: E402
 from common.errors import ConfigError, DataError, RunDirError  # noqa: E402
-from common.flags import DATA_DIR_ENV, run_main  # noqa: E402
 from common.models import build_from_config, get_registry  # noqa: E402
 from common.report.runs import Run  # noqa: E402
+from common.run_config import DATA_DIR_ENV  # noqa: E402
 from common.train import hooks, rundir, steps  # noqa: E402
 from common.train.optimizers import optimizer_from_config  # noqa: E402
 from common.train.restore import load_config, load_trained_state  # noqa: E402

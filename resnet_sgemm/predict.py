@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 from common import fileio  # noqa: E402
+from common.cli import run_main  # noqa: E402
 from common.errors import UserError  # noqa: E402
-from common.flags import run_main  # noqa: E402
 from common.models import DENSE_MODELS, build_from_config  # noqa: E402
 from common.train.restore import load_config, load_trained_state  # noqa: E402
 from common.train.state import model_variables  # noqa: E402

@@ -12,9 +12,9 @@ import json
 
 import jax
 
+from common.cli import run_main
 from common.config import TrainConfig
 from common.data import fake_classification
-from common.flags import run_main
 from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import Classification, distributed, run_experiment
 

@@ -329,13 +329,13 @@ def test_bad_values_are_config_errors(overrides, match):
 _FLAGS_SCRIPT = """
 import json, sys
 from absl import flags
-from common import flags as common_flags
+from common import cli, experiment
 from common.errors import ConfigError
-common_flags.define_train_flags(model="GloNet", num_layers=4, features=8, epochs=10,
-                                batch_size=32, learning_rate=0.1, weight_decay=5e-4)
+cli.define_flags("linear_mnist", "linear_mnist/configs/default.py")
 flags.FLAGS(sys.argv)
 try:
-  print(json.dumps(common_flags.config_from_flags("test").to_dict()))
+  config = cli.config_from_flags()
+  print(json.dumps(experiment.train_config(config, "GloNet", 4, False, None).to_dict()))
 except ConfigError as e:
   print("ConfigError:", e)
 """
@@ -355,7 +355,7 @@ def test_flags_fill_the_new_settings():
   assert (d["optimizer"], d["nesterov"], d["lr_schedule"], d["lr_boundaries"],
           d["lr_decay_factor"], d["warmup_epochs"], d["remat"], d["momentum"]) == (
               "SGD", True, "step", [3, 6], 0.2, 0.5, True, 0.9)
-  assert d["weight_decay"] == 5e-4  # the experiment's default
+  assert d["weight_decay"] == 0.0 and d["features"] == 256  # the config's defaults
   defaults = json.loads(_parse())
   assert (defaults["lr_boundaries"], defaults["nesterov"], defaults["warmup_epochs"]) == (
       [], False, 0.0)

@@ -500,29 +500,24 @@ def test_train_py_two_tiny_epochs_on_a_copy_of_the_official_sizes(tmp_path):
   assert os.path.getsize(run / "training_report.pdf") > 0
 
 
-_RECIPE_CONFIG = """
-import json, sys
-from absl import flags
-from common.image_experiment import experiment_config
-from common.models import IMAGENET_MODELS
-from resnet_imagenette import train
-flags.FLAGS(["train"] + sys.argv[1:])
-config, recipe = experiment_config("resnet_imagenette", IMAGENET_MODELS, train.RECIPES,
-                                   **train.SETTINGS)
-print(json.dumps({"recipe": recipe, **{k: getattr(config, k) for k in (
-    "image_size", "epochs", "batch_size", "learning_rate", "warmup_epochs")}}))
-"""
-
-
 def _recipe_config(*args: str) -> dict:
-  proc = subprocess.run([sys.executable, "-c", _RECIPE_CONFIG, *args], cwd=REPO,
+  script = ("import json, sys\nfrom absl import flags\nfrom common import cli\n"
+            "cli.define_flags('resnet_imagenette', 'resnet_imagenette/configs/default.py')\n"
+            "sys.argv = cli._recipe_to_config(sys.argv, "
+            "'resnet_imagenette/configs/default.py')\n"
+            "flags.FLAGS(sys.argv)\nc = cli.config_from_flags()\n"
+            "print(json.dumps({'recipe': c.variant, 'image_size': c.data.image_size, "
+            "'epochs': c.train.epochs, 'batch_size': c.train.batch_size, "
+            "'learning_rate': c.optim.learning_rate, "
+            "'warmup_epochs': c.optim.warmup_epochs}))\n")
+  proc = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO,
                         env=hermetic_env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_the_gpu_recipe_reaches_every_flag_and_explicit_flags_win():
-  # The image size is this experiment's own flag: it was once read before the recipe
+def test_the_gpu_recipe_reaches_every_setting_and_explicit_flags_win():
+  # The image size is this experiment's own setting: it was once read before the recipe
   # was applied, and --recipe=gpu trained at 128 px instead of 192.
   assert _recipe_config() == {"recipe": "cpu", "image_size": 128, "epochs": 20,
                               "batch_size": 64, "learning_rate": 0.05, "warmup_epochs": 1.0}
@@ -531,13 +526,9 @@ def test_the_gpu_recipe_reaches_every_flag_and_explicit_flags_win():
       "learning_rate": 0.05, "warmup_epochs": 3.0}
   given = _recipe_config("--recipe=gpu", "--image_size=160", "--epochs=5")
   assert (given["image_size"], given["epochs"], given["batch_size"]) == (160, 5, 128)
-
-
-def test_a_recipe_setting_passed_as_a_value_is_refused():
-  from common.image_experiment import experiment_config  # noqa: PLC0415
-  with pytest.raises(TypeError, match="image_size is set by a recipe"):
-    experiment_config("resnet_imagenette", IMAGENET_MODELS,
-                      {"cpu": None, "gpu": {"image_size": 192}}, image_size=128)
+  given = _recipe_config("--config=resnet_imagenette/configs/default.py:gpu",
+                         "--config.data.image_size=96", "--epochs=7")
+  assert (given["recipe"], given["image_size"], given["epochs"]) == ("gpu", 96, 7)
 
 
 @pytest.mark.parametrize("damage,names", [

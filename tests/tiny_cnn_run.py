@@ -13,10 +13,10 @@ import json
 
 import jax
 
+from common.cli import run_main
 from common.config import TrainConfig
 from common.data import fake_images
 from common.data.augment import image_preprocess
-from common.flags import run_main
 from common.models import CIFAR_MODELS, build_from_config, canonical_config
 from common.train import Classification, run_experiment
 

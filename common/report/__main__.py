@@ -12,8 +12,8 @@ import sys
 from absl import flags, logging
 
 from common import report
+from common.cli import run_main
 from common.errors import ConfigError, RunDirError
-from common.flags import run_main
 from common.report.runs_table import render_table
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Root of a sweep: render its sweep report.")

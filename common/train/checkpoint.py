@@ -51,7 +51,7 @@ class _QuietOrbax(py_logging.Filter):
 def quiet_orbax_info_logs() -> None:
   """Filters orbax's INFO lines out of the absl logger (idempotent).
 
-  Called by the command-line entry points (:func:`common.flags.run_main`), not at import:
+  Called by the command-line entry points (:func:`common.cli.run_main`), not at import:
   a program that imports this module keeps its logging as it set it.
   """
   logger = py_logging.getLogger("absl")
