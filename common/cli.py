@@ -22,59 +22,60 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from common.config import FIELDS
 from common.errors import ConfigError, Interrupted, NonFiniteLossError, UserError
 
-# Shorthand flag -> (config field, flag type, help).
-SHORTHANDS: dict[str, tuple[str, str, str]] = {
-    "model": ("model.name", "string", "Model: a family, optionally with its depth (GloNet50)."),
-    "num_layers": ("model.depth", "integer", "Depth (the README's convention)."),
-    "features": ("model.features", "integer", "Hidden width."),
-    "use_batch_norm": ("model.use_batch_norm", "boolean",
+# Shorthand flag -> (flag type, help); the field it sets is config.FIELDS[flag].
+SHORTHANDS: dict[str, tuple[str, str]] = {
+    "model": ("string", "Model: a family, optionally with its depth (GloNet50)."),
+    "num_layers": ("integer", "Depth (the README's convention)."),
+    "features": ("integer", "Hidden width."),
+    "use_batch_norm": ("boolean",
                        "Batch norm in the blocks (default: the family's)."),
-    "carry": ("model.carry", "string", "CNN GloNet: map across a stage transition "
+    "carry": ("string", "CNN GloNet: map across a stage transition "
               "(avgpool_conv, strided_conv)."),
-    "glonet_sum": ("model.glonet_sum", "string", "CNN GloNet: sum every block or stage."),
-    "glonet_head_norm": ("model.glonet_head_norm", "boolean",
+    "glonet_sum": ("string", "CNN GloNet: sum every block or stage."),
+    "glonet_head_norm": ("boolean",
                          "CNN GloNet: batch norm on the sum before the head."),
-    "glonet_head_rms": ("model.glonet_head_rms", "boolean",
+    "glonet_head_rms": ("boolean",
                         "CNN GloNet: scale-only norm on the sum before the head."),
-    "validation_size": ("data.validation_size", "integer",
+    "validation_size": ("integer",
                         "Training examples held out for validation."),
-    "split_seed": ("data.split_seed", "integer", "Seed of the validation split."),
-    "train_size": ("data.train_size", "integer",
+    "split_seed": ("integer", "Seed of the validation split."),
+    "train_size": ("integer",
                    "Train on a fixed random subset of N examples."),
-    "augment": ("data.augment", "boolean", "Augment training images."),
-    "label_smoothing": ("data.label_smoothing", "float", "Label smoothing of the loss."),
-    "image_size": ("data.image_size", "integer", "Model input side in pixels."),
-    "min_crop_area": ("data.min_crop_area", "float",
+    "augment": ("boolean", "Augment training images."),
+    "label_smoothing": ("float", "Label smoothing of the loss."),
+    "image_size": ("integer", "Model input side in pixels."),
+    "min_crop_area": ("float",
                       "Smallest random-resized crop, as a fraction of the area."),
-    "allow_unofficial_data": ("data.allow_unofficial_data", "boolean",
+    "allow_unofficial_data": ("boolean",
                               "Accept data files that are not the official release."),
-    "optimizer": ("optim.optimizer", "string", "ADAM or SGD."),
-    "learning_rate": ("optim.learning_rate", "float", "(Peak) learning rate."),
-    "momentum": ("optim.momentum", "float", "SGD momentum."),
-    "nesterov": ("optim.nesterov", "boolean", "Nesterov momentum (SGD)."),
-    "lr_schedule": ("optim.schedule", "string",
+    "optimizer": ("string", "ADAM or SGD."),
+    "learning_rate": ("float", "(Peak) learning rate."),
+    "momentum": ("float", "SGD momentum."),
+    "nesterov": ("boolean", "Nesterov momentum (SGD)."),
+    "lr_schedule": ("string",
                     "constant, cosine, linear, step or onecycle."),
-    "warmup_epochs": ("optim.warmup_epochs", "float", "Linear warmup epochs."),
-    "lr_boundaries": ("optim.boundaries", "list",
+    "warmup_epochs": ("float", "Linear warmup epochs."),
+    "lr_boundaries": ("list",
                       "Step schedule: epochs after which the rate is multiplied."),
-    "lr_decay_factor": ("optim.decay_factor", "float", "Step schedule's factor."),
-    "weight_decay": ("optim.weight_decay", "float", "Weight decay of the kernels."),
-    "l2_reg_alpha": ("optim.l2_reg_alpha", "float", "sum(p^2) in the training loss."),
-    "grad_clip_norm": ("optim.grad_clip_norm", "float",
+    "lr_decay_factor": ("float", "Step schedule's factor."),
+    "weight_decay": ("float", "Weight decay of the kernels."),
+    "l2_reg_alpha": ("float", "sum(p^2) in the training loss."),
+    "grad_clip_norm": ("float",
                        "Clip the loss gradient's global norm (0: off)."),
-    "epochs": ("train.epochs", "integer", "Total epochs."),
-    "batch_size": ("train.batch_size", "integer", "Training batch size."),
-    "seed": ("train.seed", "integer", "Seed of initialisation and data order."),
-    "eval_batch_size": ("eval.batch_size", "integer", "Evaluation batch size."),
-    "workdir": ("run.workdir", "string", "Run directory; an existing one is resumed."),
-    "result_dir": ("run.result_dir", "string", "Root of automatically named run directories."),
-    "data_dir": ("run.data_dir", "string", "Data root (default: $GLONETS_DATA_DIR)."),
-    "cache_dir": ("run.cache_dir", "string", "Cache of decoded images."),
-    "remat": ("run.remat", "boolean", "Recompute scanned blocks in the backward pass."),
-    "tensorboard": ("run.tensorboard", "boolean", "Write TensorBoard event files."),
-    "progress": ("run.progress", "boolean", "Progress bar per epoch (default: on a terminal)."),
+    "epochs": ("integer", "Total epochs."),
+    "batch_size": ("integer", "Training batch size."),
+    "seed": ("integer", "Seed of initialisation and data order."),
+    "eval_batch_size": ("integer", "Evaluation batch size."),
+    "workdir": ("string", "Run directory; an existing one is resumed."),
+    "result_dir": ("string", "Root of automatically named run directories."),
+    "data_dir": ("string", "Data root (default: $GLONETS_DATA_DIR)."),
+    "cache_dir": ("string", "Cache of decoded images."),
+    "remat": ("boolean", "Recompute scanned blocks in the backward pass."),
+    "tensorboard": ("boolean", "Write TensorBoard event files."),
+    "progress": ("boolean", "Progress bar per epoch (default: on a terminal)."),
 }
 
 
@@ -95,7 +96,8 @@ def define_flags(experiment: str, config_file: str) -> None:
   flags.DEFINE_string("recipe", None, "A variant of the default config file (cpu, "
                       "authors...): the same as --config=<its path>:<variant>.", **main_module)
   default = _load_default(config_file)
-  for name, (path, kind, help_text) in SHORTHANDS.items():
+  for name, (kind, help_text) in SHORTHANDS.items():
+    path = FIELDS[name]
     if _has_field(default, path):
       section, key = path.split(".")
       getattr(flags, f"DEFINE_{kind}")(
@@ -127,7 +129,8 @@ def config_from_flags() -> ml_collections.ConfigDict:
     config.get("experiment")  # a config that failed to load raises on first use
   except OSError as e:  # config_flags defers a file that fails to load to the first read
     raise ConfigError(f"--config could not be loaded: {_root_cause(e)}") from None
-  for name, (path, kind, _) in SHORTHANDS.items():
+  for name, (kind, _) in SHORTHANDS.items():
+    path = FIELDS[name]
     if name in f and f[name].present:
       value = f[name].value
       if kind == "list":

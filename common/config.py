@@ -1,41 +1,61 @@
-"""The frozen run configuration that library code receives (never absl ``FLAGS``).
+"""The flat, validated view of a run's nested config that library code reads.
 
-The settings are saved in each run directory's ``config.json`` and read back to resume or
-score a run, so they must evolve without orphaning old run directories: a new setting
-always gets a default that reproduces the behaviour from before it existed, and a saved
-config that lacks it reads as that default (:meth:`TrainConfig.from_dict`,
-:func:`incompatible_settings`). A saved config with a setting this version does not know
-was written by a newer version and is refused.
+A run is described by a nested config (:mod:`common.run_config`), which is what
+``config.json`` records. Training code reads it through :class:`TrainConfig`, built by
+:meth:`TrainConfig.from_nested` with every value checked once. :data:`FIELDS` maps each flat
+name (the original repository's flag names) to its field in the nested config.
 """
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from common.errors import ConfigError
-
-# Version of the run-directory format. It is not a setting (a config saved before it existed
-# would read as the current version); the training loop records it at the top level of
-# config.json. 1: before the evolvable config (no version recorded); 2: from_dict defaults.
-SCHEMA_VERSION = 2
 
 OPTIMIZERS = ("ADAM", "SGD")
 SCHEDULES = ("constant", "cosine", "step", "linear", "onecycle")
 CARRIES = ("avgpool_conv", "strided_conv")  # common.models.glonet.CARRIES
 
-# Settings that may change when a run directory is resumed: they do not change the math
-# (evaluation is padded and masked, so its batch size only changes the summation order;
-# --remat recomputes the same activations, so a run that ran out of device memory can
-# resume with it).
-# Everything else must match the run's config.json exactly. ``epochs`` may change (to
-# train a finished run further) only with a constant learning rate: a decaying schedule
-# is stretched over the whole run, so its length changes every step's learning rate.
-RESUMABLE_KEYS = frozenset(
-    {"epochs", "data_dir", "workdir", "result_dir", "tensorboard", "progress",
-     "eval_batch_size", "remat", "cache_dir", "allow_unofficial_data"})
+# Each flat setting's field in the nested config (``section.key``). Settings an
+# experiment's config lacks take the dataclass defaults below.
+FIELDS: dict[str, str] = {
+    "experiment": "experiment",
+    "model": "model.name", "num_layers": "model.depth", "features": "model.features",
+    "use_batch_norm": "model.use_batch_norm", "carry": "model.carry",
+    "glonet_sum": "model.glonet_sum", "glonet_head_norm": "model.glonet_head_norm",
+    "glonet_head_rms": "model.glonet_head_rms",
+    "validation_size": "data.validation_size", "split_seed": "data.split_seed",
+    "train_size": "data.train_size", "augment": "data.augment",
+    "label_smoothing": "data.label_smoothing", "image_size": "data.image_size",
+    "min_crop_area": "data.min_crop_area",
+    "optimizer": "optim.optimizer", "learning_rate": "optim.learning_rate",
+    "momentum": "optim.momentum", "nesterov": "optim.nesterov",
+    "lr_schedule": "optim.schedule", "warmup_epochs": "optim.warmup_epochs",
+    "lr_boundaries": "optim.boundaries", "lr_decay_factor": "optim.decay_factor",
+    "weight_decay": "optim.weight_decay", "l2_reg_alpha": "optim.l2_reg_alpha",
+    "grad_clip_norm": "optim.grad_clip_norm",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
+    "eval_batch_size": "eval.batch_size",
+    "workdir": "run.workdir", "result_dir": "run.result_dir", "data_dir": "run.data_dir",
+    "cache_dir": "run.cache_dir", "remat": "run.remat", "tensorboard": "run.tensorboard",
+    "progress": "run.progress", "allow_unofficial_data": "run.allow_unofficial_data",
+}
 
 
-@dataclasses.dataclass(frozen=True)
+def get_field(config: Mapping[str, Any], path: str, default: Any = None) -> Any:
+  """``config`` at ``section.key`` (a nested mapping or ConfigDict), or ``default``."""
+  node = config
+  for part in path.split("."):
+    if not isinstance(node, Mapping) and not hasattr(node, "keys"):
+      return default
+    if part not in node:
+      return default
+    node = node[part]
+  return node
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
   """Every setting of a training run.
 
@@ -44,8 +64,7 @@ class TrainConfig:
     model: model name as given (``GloNet``, ``ResNet24``...).
     num_layers: depth (see :mod:`common.models.mlp` for the convention); None when the
       model name carries it.
-    features: hidden width of the MLP families; the convolutional experiments, whose
-      families fix every width, record their first stage's.
+    features: hidden width of the MLP families (None for families that fix every width).
     use_batch_norm: None for the family's default.
     epochs: total epochs of the run (a resumed run trains up to this many).
     batch_size: training batch size.
@@ -106,7 +125,7 @@ class TrainConfig:
   experiment: str
   model: str
   num_layers: int | None
-  features: int
+  features: int | None = None
   use_batch_norm: bool | None
   epochs: int
   batch_size: int
@@ -147,7 +166,7 @@ class TrainConfig:
 
   def __post_init__(self):
     for name in ("epochs", "batch_size", "eval_batch_size", "features"):
-      if getattr(self, name) < 1:
+      if getattr(self, name) is not None and getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}.")
     if self.num_layers is not None and self.num_layers < 1:
       raise ConfigError(f"num_layers must be >= 1; got {self.num_layers}.")
@@ -227,76 +246,33 @@ class TrainConfig:
     return {k: list(v) if isinstance(v, tuple) else v
             for k, v in dataclasses.asdict(self).items()}
 
+  def to_nested(self) -> dict[str, Any]:
+    """The nested config holding every setting at its field (tools and tests that build a
+    flat config; an experiment's own config holds only the fields it reads)."""
+    out: dict[str, Any] = {}
+    for name, value in self.to_dict().items():
+      *sections, key = FIELDS[name].split(".")
+      node = out
+      for section in sections:
+        node = node.setdefault(section, {})
+      node[key] = value
+    return out
+
   @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-    """The config saved by :meth:`to_dict`, by this or an older version.
-
-    Args:
-      d: the saved settings (``config.json``'s ``config``).
-
-    Returns:
-      The config; settings ``d`` lacks (it predates them) take their defaults.
+  def from_nested(cls, config: Mapping[str, Any]) -> "TrainConfig":
+    """The flat view of a nested config whose model is parsed (``model.name`` a family,
+    ``model.depth`` and ``model.use_batch_norm`` set).
 
     Raises:
-      ConfigError: ``d`` has settings this version does not know (it was written by a
-        newer version), lacks a setting that has no default, or holds invalid values.
+      ConfigError: a setting out of range or an impossible combination.
     """
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ConfigError(f"the config has settings this version does not know "
-                        f"({', '.join(unknown)}): it was written by a newer version. Use that "
-                        f"version's code, or a new --workdir.")
-    missing = sorted(n for n in names - set(d) if n not in _defaults())
-    if missing:
-      raise ConfigError(f"the config lacks the required setting(s) {', '.join(missing)}.")
-    values = dict(d)
-    if isinstance(values.get("lr_boundaries"), list):  # JSON has no tuples
-      values["lr_boundaries"] = tuple(values["lr_boundaries"])
+    values = {}
+    for f in dataclasses.fields(cls):
+      value = get_field(config, FIELDS[f.name], f.default)
+      if value is dataclasses.MISSING:
+        raise ConfigError(f"the config sets no {FIELDS[f.name]}.")
+      values[f.name] = value
+    values["lr_boundaries"] = tuple(values["lr_boundaries"])
+    if isinstance(values["optimizer"], str):
+      values["optimizer"] = values["optimizer"].upper()
     return cls(**values)
-
-
-def _defaults() -> dict[str, Any]:
-  """Default of every setting that has one."""
-  return {f.name: f.default for f in dataclasses.fields(TrainConfig)
-          if f.default is not dataclasses.MISSING}
-
-
-# Settings that a registry's models never read: the convolutional families fix every width,
-# so the `features` a CNN run records (older CNN experiments accepted the flag, to no
-# effect) says nothing about its model. The resume check and the reports' recipes both
-# leave these out, so they agree on which runs trained the same thing.
-_UNREAD_SETTINGS = {"cifar": frozenset({"features"}), "imagenet": frozenset({"features"})}
-
-
-def unread_settings(registry: str | None) -> frozenset[str]:
-  """The settings that the models of ``registry`` (a registry's name; None: ``dense``, as
-  runs from before the registry was recorded) never read."""
-  return _UNREAD_SETTINGS.get(registry or "dense", frozenset())
-
-
-def _comparable(value: Any) -> Any:
-  # JSON turns tuples into lists: compare both as lists.
-  return list(value) if isinstance(value, tuple) else value
-
-
-def incompatible_settings(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-  """Lists ``key: saved -> new`` for settings that forbid resuming a run directory.
-
-  A setting ``saved`` lacks (the run predates it) compares as its default, which is the
-  behaviour the run was trained with. A setting only ``saved`` has (written by a newer
-  version) is always a difference.
-
-  Args:
-    saved: the settings in the run's ``config.json``.
-    new: the settings of the run asked for (:meth:`TrainConfig.to_dict`).
-
-  Returns:
-    One ``key: saved -> new`` line per forbidding difference, sorted by key.
-  """
-  saved = {**_defaults(), **saved}
-  keys = (set(saved) | set(new)) - RESUMABLE_KEYS
-  if saved.get("lr_schedule", "constant") != "constant":
-    keys.add("epochs")
-  return [f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in sorted(keys)
-          if _comparable(saved.get(k)) != _comparable(new.get(k))]

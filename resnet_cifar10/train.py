@@ -23,7 +23,7 @@ from common.models import CIFAR_MODELS  # noqa: E402
 from resnet_cifar10.data import NUM_CLASSES, load_for_config, preprocess_for  # noqa: E402
 
 EXPERIMENT = Experiment(registry=CIFAR_MODELS, num_outputs=NUM_CLASSES, load=load_for_config,
-                        preprocess=preprocess_for, recorded_features=16)
+                        preprocess=preprocess_for)
 
 if __name__ == "__main__":
   cli.main("resnet_cifar10", __file__)

@@ -26,7 +26,7 @@ from common.models import IMAGENET_MODELS  # noqa: E402
 from resnet_imagenette.data import NUM_CLASSES, load_for_config, preprocess_for  # noqa: E402
 
 EXPERIMENT = Experiment(registry=IMAGENET_MODELS, num_outputs=NUM_CLASSES,
-                        load=load_for_config, preprocess=preprocess_for, recorded_features=64)
+                        load=load_for_config, preprocess=preprocess_for)
 
 if __name__ == "__main__":
   cli.main("resnet_imagenette", __file__)

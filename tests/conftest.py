@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from common import fileio
+from common.config import FIELDS
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,7 +97,8 @@ def run_module(module: str, *args: str, timeout: float = 300,
 def fake_run(root: str, label: str, depth: int, seed: int, acc: float, state: str = "done",
              seconds: float = 1.0, used: int = 3, *, message: str | None = None,
              experiment: str = "fake", usage_extra: dict | None = None,
-             summary_extra: dict | None = None) -> str:
+             summary_extra: dict | None = None,
+             task: tuple[str, str] = ("accuracy", "max")) -> str:
   """Writes a run directory by hand, as another experiment following the contract would.
 
   Args:
@@ -108,11 +110,11 @@ def fake_run(root: str, label: str, depth: int, seed: int, acc: float, state: st
     state: the recorded status. ``failed`` and ``diverged`` runs have no finished epoch.
     seconds: train seconds per epoch.
     used: blocks used (GloNet).
-    message: the status message; by default, for ``failed``, the message the training
-      loop wrote for a non-finite loss before ``diverged`` existed.
+    message: the status message.
     experiment: the experiment recorded in ``config.json``.
     usage_extra: more keys for both entries of ``usage.json``.
     summary_extra: more keys for ``summary.json``.
+    task: the selection metric and its mode, as ``config.json`` records them.
 
   Returns:
     The run directory.
@@ -120,9 +122,12 @@ def fake_run(root: str, label: str, depth: int, seed: int, acc: float, state: st
   path = os.path.join(root, label, f"depth_{depth}", f"seed_{seed}")
   os.makedirs(path)
   fileio.atomic_write_json(os.path.join(path, "config.json"), {
-      "config": {"experiment": experiment, "model": label, "num_layers": depth, "seed": seed},
+      "schema_version": 3,
+      "config": {"experiment": experiment, "model": {"name": label, "depth": depth},
+                 "train": {"seed": seed}},
       "model_name": f"{label}{depth}",
-      "model": {"family": label, "num_layers": depth, "label": label}})
+      "model": {"family": label, "num_layers": depth, "label": label},
+      "task": {"selection_metric": task[0], "selection_mode": task[1]}})
   records = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "test_loss": 1.2 / e,
               "train_accuracy": acc, "val_accuracy": acc, "test_accuracy": acc - 0.01 * (2 - e),
               "learning_rate": 0.1, "train_seconds": seconds, "eval_seconds": 0.1}
@@ -134,7 +139,7 @@ def fake_run(root: str, label: str, depth: int, seed: int, acc: float, state: st
       "mean_train_seconds_per_epoch": seconds if records else None, "num_params": 10,
       **(summary_extra or {})})
   if message is None:
-    message = "non-finite training loss at epoch 1, step 3" if state == "failed" else ""
+    message = "an error" if state == "failed" else ""
   fileio.atomic_write_json(os.path.join(path, "status.json"),
                            {"status": state, "message": message})
   usage = {"num_blocks": depth - 1, "l1": list(np.linspace(1, 0.1, depth - 1)),
@@ -179,3 +184,18 @@ def write_fake_cifar10_binary(root: str) -> str:
       info.size = len(data)
       tar.addfile(info, io.BytesIO(data))
   return root
+
+
+def set_settings(path: str, settings: dict | None = None, **top) -> None:
+  """Sets settings, by their flat names (``epochs``, ``learning_rate``...), in a run
+  directory's nested ``config.json``, and top-level keys (``resumes``, ``data``...)."""
+  config_path = os.path.join(path, "config.json")
+  record = fileio.read_json(config_path)
+  for name, value in (settings or {}).items():
+    *sections, key = FIELDS[name].split(".")
+    node = record["config"]
+    for section in sections:
+      node = node.setdefault(section, {})
+    node[key] = value
+  record.update(top)
+  fileio.atomic_write_json(config_path, record)

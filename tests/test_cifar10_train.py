@@ -25,8 +25,8 @@ def test_train_py_one_tiny_epoch(fake_cifar_root, tmp_path):
   assert fileio.read_json(run / "status.json")["status"] == "done"
   config = fileio.read_json(run / "config.json")
   assert config["model"]["registry"] == "cifar" and config["model"]["family"] == "GloNet"
-  assert config["config"]["augment"] and config["config"]["nesterov"]
-  assert config["config"]["features"] == 16  # no --features; as runs recorded before
+  assert config["config"]["data"]["augment"] and config["config"]["optim"]["nesterov"]
+  assert "features" not in config["config"]["model"]  # the families fix every width
   assert config["data"]["sizes"] == {"train": 256, "val": 500, "test": 10000}
   usage = fileio.read_json(run / "usage.json")
   assert usage["final"]["num_blocks"] == 4 and usage["final"]["stage_boundaries"] == [0, 2, 3]
@@ -44,10 +44,11 @@ def test_authors_recipe_is_one_flag_away(fake_cifar_root, tmp_path):
       f"--workdir={run}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   config = fileio.read_json(run / "config.json")["config"]
-  assert (config["optimizer"], config["learning_rate"], config["weight_decay"],
-          config["batch_size"], config["lr_schedule"], config["nesterov"]) == (
-              "SGD", 0.1, 1e-4, 128, "step", False)
-  assert config["epochs"] == 1 and config["lr_boundaries"] == [1]  # the explicit flags win
+  optim, train = config["optim"], config["train"]
+  assert (config["variant"], optim["optimizer"], optim["learning_rate"], optim["weight_decay"],
+          train["batch_size"], optim["schedule"], optim["nesterov"]) == (
+              "authors", "SGD", 0.1, 1e-4, 128, "step", False)
+  assert train["epochs"] == 1 and optim["boundaries"] == [1]  # the explicit flags win
 
 
 @pytest.mark.parametrize("module", ["resnet_cifar10.train", "resnet_imagenette.train"])

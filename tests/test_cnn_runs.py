@@ -113,7 +113,7 @@ def test_a_signal_stops_the_run_cleanly_and_the_rerun_equals_an_uninterrupted_on
 def test_the_run_records_its_code_version_execution_path_and_usage(tmp_path):
   _run(tmp_path / "run", 1, "ResNet8", "1")
   config = fileio.read_json(tmp_path / "run" / "config.json")
-  assert config["schema_version"] == 2
+  assert config["schema_version"] == 3
   assert config["model"]["registry"] == "cifar" and config["model"]["family"] == "ResNet"
   xla = native.cpu_ops_path() == "xla"  # unrolled and loop-free for XLA's convolutions
   assert config["model"]["execution"] == {

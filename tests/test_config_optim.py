@@ -1,8 +1,6 @@
-"""The evolvable config (old run directories keep resuming) and the optimizer recipes."""
+"""The flat view of the nested config, resume compatibility, and the optimizer recipes."""
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 
@@ -12,17 +10,13 @@ import numpy as np
 import optax
 import pytest
 
-from common import fileio
-from common.config import RESUMABLE_KEYS, SCHEMA_VERSION, TrainConfig, incompatible_settings
+from common.config import TrainConfig
 from common.errors import ConfigError, RunDirError
+from common.rundir_contract import SCHEMA_VERSION, incompatible_settings
 from common.train import optimizers, rundir
 from common.train.optimizers import decay_mask, optimizer_from_config, schedule_from_config
 from tests.conftest import REPO, hermetic_env
 
-LEGACY_CONFIG = os.path.join(REPO, "tests", "fixtures", "legacy_runs", "mnist_glonet",
-                             "config.json")
-NEW_KEYS = ("weight_decay", "nesterov", "lr_boundaries", "lr_decay_factor", "warmup_epochs",
-            "remat")
 LR = 0.1
 
 
@@ -37,109 +31,59 @@ def _config(**overrides) -> TrainConfig:
   return TrainConfig(**base)
 
 
-def _old_dict() -> dict:
-  """The settings as the version before the new keys wrote them (config.json)."""
-  d = _config().to_dict()
-  for key in NEW_KEYS:
-    del d[key]
-  return d
-
-
 def _values(schedule, steps) -> np.ndarray:
   return np.array([float(schedule(s)) for s in steps])
 
 
-# --- from_dict and resume compatibility ------------------------------------------------
+# --- the nested record and resume compatibility ---------------------------------------
 
 
-def test_old_config_loads_with_defaults_and_is_compatible():
-  saved = _old_dict()
-  config = TrainConfig.from_dict(saved)
-  assert config == _config()
-  assert (config.weight_decay, config.nesterov, config.lr_boundaries, config.warmup_epochs,
-          config.remat) == (0.0, False, (), 0.0, False)
-  assert incompatible_settings(saved, _config().to_dict()) == []
-
-
-def test_legacy_fixture_config_loads():
-  with open(LEGACY_CONFIG, encoding="utf-8") as f:
-    saved = json.load(f)["config"]
-  assert not set(NEW_KEYS) & set(saved)  # really written before the new settings
-  config = TrainConfig.from_dict(saved)
-  assert config.model == "GloNet" and config.weight_decay == 0.0
-  assert incompatible_settings(saved, config.to_dict()) == []
-
-
-def test_new_setting_against_old_run_is_a_difference():
-  diffs = incompatible_settings(_old_dict(), _config(weight_decay=1e-4).to_dict())
-  assert diffs == ["weight_decay: 0.0 -> 0.0001"]
-
-
-def test_unknown_key_is_refused():
-  with pytest.raises(ConfigError, match=r"\(fancy_option\): it was written by a newer version"):
-    TrainConfig.from_dict({**_config().to_dict(), "fancy_option": 1})
-
-
-def test_missing_required_key_is_refused():
-  d = _config().to_dict()
-  del d["model"]
-  with pytest.raises(ConfigError, match="lacks the required setting"):
-    TrainConfig.from_dict(d)
-
-
-def test_json_round_trip_turns_lists_back_into_tuples():
+def test_the_nested_record_round_trips_to_the_same_flat_view():
   config = _config(lr_schedule="step", lr_boundaries=(3, 6))
-  saved = json.loads(json.dumps(config.to_dict()))
-  assert saved["lr_boundaries"] == [3, 6]
-  assert TrainConfig.from_dict(saved) == config
-  assert isinstance(TrainConfig.from_dict(saved).lr_boundaries, tuple)
-  assert incompatible_settings(saved, config.to_dict()) == []
-  hash(TrainConfig.from_dict(saved))  # still hashable (a list would not be)
+  saved = json.loads(json.dumps(config.to_nested()))
+  assert saved["optim"]["boundaries"] == [3, 6] and saved["model"]["name"] == "GloNet"
+  assert TrainConfig.from_nested(saved) == config
+  hash(TrainConfig.from_nested(saved))  # boundaries back as a tuple: still hashable
+  assert incompatible_settings(saved, config.to_nested()) == []
 
 
-def test_resumable_keys():
-  assert "eval_batch_size" in RESUMABLE_KEYS
-  saved = _config().to_dict()
-  assert incompatible_settings(saved, _config(eval_batch_size=7, epochs=20).to_dict()) == []
-  assert incompatible_settings(saved, _config(remat=True).to_dict()) == []  # same math
-  cosine = _config(lr_schedule="cosine").to_dict()
-  assert incompatible_settings(cosine, _config(lr_schedule="cosine", epochs=20).to_dict()) == [
-      "epochs: 10 -> 20"]
+def test_a_setting_missing_from_a_record_takes_its_default():
+  nested = _config().to_nested()
+  del nested["optim"]["weight_decay"]
+  assert TrainConfig.from_nested(nested).weight_decay == 0.0
+  del nested["model"]["name"]
+  with pytest.raises(ConfigError, match="the config sets no model.name"):
+    TrainConfig.from_nested(nested)
 
 
-def test_check_compatible_on_a_legacy_config(tmp_path):
-  shutil.copy(LEGACY_CONFIG, tmp_path / rundir.CONFIG)
-  with open(LEGACY_CONFIG, encoding="utf-8") as f:
-    record = json.load(f)
-  run = rundir.RunDir(str(tmp_path))
-  settings = TrainConfig.from_dict(record["config"]).to_dict()
-  run.check_compatible(settings, record["data"])  # no error
-  with pytest.raises(RunDirError, match=r"label_smoothing: 0.0 -> 0.1"):
-    run.check_compatible({**settings, "label_smoothing": 0.1}, record["data"])
-  run.check_compatible({**settings, "remat": True}, record["data"])  # memory, not math
-  record["schema_version"] = SCHEMA_VERSION + 1
+def test_resume_compares_the_result_sections_only():
+  saved = _config().to_nested()
+  assert incompatible_settings(saved, _config(eval_batch_size=7, epochs=20).to_nested()) == []
+  assert incompatible_settings(saved, _config(remat=True, data_dir="x").to_nested()) == []
+  assert incompatible_settings(saved, _config(weight_decay=1e-4).to_nested()) == [
+      "optim.weight_decay: 0.0 -> 0.0001"]
+  cosine = _config(lr_schedule="cosine").to_nested()
+  assert incompatible_settings(cosine, _config(lr_schedule="cosine", epochs=20).to_nested()
+                               ) == ["train.epochs: 10 -> 20"]
+  other = {**saved, "experiment": "other"}
+  assert incompatible_settings(saved, other) == ["experiment: 'test' -> 'other'"]
+
+
+def test_check_compatible_names_each_setting_and_refuses_other_formats(tmp_path):
+  record = {"schema_version": SCHEMA_VERSION, "config": _config().to_nested(),
+            "data": {"sha256": "x"}}
   (tmp_path / rundir.CONFIG).write_text(json.dumps(record))
-  with pytest.raises(RunDirError, match="written by a newer version"):
-    run.check_compatible(settings, record["data"])
-
-
-@pytest.mark.parametrize("registry,refused", [("cifar", False), ("imagenet", False),
-                                              ("dense", True)])
-def test_a_recorded_features_forbids_resuming_only_a_dense_run(tmp_path, registry, refused):
-  # The CNN experiments once accepted --features and ignored it (now they refuse it): a run
-  # started with one trained their fixed widths, so it must stay resumable.
-  settings = _config(features=16).to_dict()
-  fileio.atomic_write_json(tmp_path / rundir.CONFIG, {
-      "schema_version": SCHEMA_VERSION, "config": {**settings, "features": 32},
-      "model": {"registry": registry}, "data": {}})
   run = rundir.RunDir(str(tmp_path))
-  if refused:
-    with pytest.raises(RunDirError, match=r"features: 32 -> 16"):
-      run.check_compatible(settings, {})
-  else:
-    run.check_compatible(settings, {})
-    with pytest.raises(RunDirError, match=r"seed: 0 -> 1"):  # every other setting counts
-      run.check_compatible({**settings, "seed": 1}, {})
+  run.check_compatible(_config().to_nested(), record["data"])  # no error
+  with pytest.raises(RunDirError, match=r"optim.learning_rate: 0.1 -> 0.2; "
+                                        r"train.batch_size: 32 -> 64"):
+    run.check_compatible(_config(learning_rate=0.2, batch_size=64).to_nested(), record["data"])
+  for version, match in ((SCHEMA_VERSION + 1, "written by a newer version"),
+                         (2, "python -m common.migrate")):
+    record["schema_version"] = version
+    (tmp_path / rundir.CONFIG).write_text(json.dumps(record))
+    with pytest.raises(RunDirError, match=match):
+      run.check_compatible(_config().to_nested(), record["data"])
 
 
 # --- schedules ---------------------------------------------------------------------------
@@ -329,13 +273,14 @@ def test_bad_values_are_config_errors(overrides, match):
 _FLAGS_SCRIPT = """
 import json, sys
 from absl import flags
-from common import cli, experiment
+from common import cli
+from common.config import TrainConfig
 from common.errors import ConfigError
 cli.define_flags("linear_mnist", "linear_mnist/configs/default.py")
 flags.FLAGS(sys.argv)
 try:
   config = cli.config_from_flags()
-  print(json.dumps(experiment.train_config(config, "GloNet", 4, False, None).to_dict()))
+  print(json.dumps(TrainConfig.from_nested(config).to_dict()))
 except ConfigError as e:
   print("ConfigError:", e)
 """

@@ -491,8 +491,8 @@ def test_train_py_two_tiny_epochs_on_a_copy_of_the_official_sizes(tmp_path):
   assert fileio.read_json(run / "status.json")["status"] == "done"
   config = fileio.read_json(run / "config.json")
   assert config["model"]["registry"] == "imagenet" and config["model"]["family"] == "GloNet"
-  assert config["config"]["image_size"] == 16 and config["recipe"] == "cpu"
-  assert config["config"]["features"] == 64  # no --features; as runs recorded before
+  assert config["config"]["data"]["image_size"] == 16 and config["config"]["variant"] == "cpu"
+  assert "features" not in config["config"]["model"]  # the families fix every width
   assert config["data"]["sizes"] == {"train": 64, "val": 500, "test": 3925}
   assert config["data"]["release"] == "imagenette2-160"
   usage = fileio.read_json(run / "usage.json")

@@ -33,7 +33,7 @@ def test_run_directory_contract(tmp_path):
     assert all(np.isfinite(r[key]) for r in records), key
   assert records[0]["learning_rate"] > records[-1]["learning_rate"]  # cosine decays
   config = fileio.read_json(os.path.join(path, "config.json"))
-  assert config["config"]["seed"] == 0 and config["environment"]["packages"]["jax"]
+  assert config["config"]["train"]["seed"] == 0 and config["environment"]["packages"]["jax"]
   assert config["data"]["sizes"] == {"train": 320, "val": 100, "test": 130}
   # The MLP families' execution path at the training batch size (a narrow GloNet without
   # batch norm: feature-major layout and the custom-VJP chain), recorded as taken.
@@ -127,7 +127,7 @@ def test_a_finished_run_with_a_damaged_record_is_completed_again(tmp_path, damag
 
 def test_resume_with_other_settings_is_refused(tmp_path):
   run_tiny(tiny_config(tmp_path, epochs=1))
-  with pytest.raises(RunDirError, match=r"num_layers: 4 -> 6"):
+  with pytest.raises(RunDirError, match=r"model.depth: 4 -> 6"):
     run_tiny(tiny_config(tmp_path, num_layers=6))
 
 
@@ -148,13 +148,14 @@ def test_resume_with_a_damaged_config_is_one_error(tmp_path, content, reason):
     run_tiny(config)
 
 
-@pytest.mark.parametrize("setting,value", [("optimizer", None), ("num_layers", "four")])
+@pytest.mark.parametrize("setting,value", [("optim", {"optimizer": None}),
+                                           ("model", {"depth": "four"})])
 def test_a_config_with_a_setting_of_the_wrong_type_is_one_error(tmp_path, setting, value):
   # What restore.load_config (usage recomputation, prediction) reads; once an
   # AttributeError traceback from the config's own checks.
   path, _ = run_tiny(tiny_config(tmp_path, epochs=1))
   record = fileio.read_json(os.path.join(path, rundir.CONFIG))
-  record["config"][setting] = value
+  record["config"][setting].update(value)
   fileio.atomic_write_json(os.path.join(path, rundir.CONFIG), record)
   with pytest.raises(RunDirError, match="is unreadable or not a run's config"):
     load_config(path)
@@ -199,7 +200,7 @@ def test_running_out_of_device_memory_is_one_clear_error_in_a_consistent_run(tmp
   status = fileio.read_json(os.path.join(config.workdir, "status.json"))
   assert status == {**status, "status": "failed", "message": message}
   saved = fileio.read_json(os.path.join(config.workdir, "config.json"))
-  assert saved["config"]["features"] == 2**28  # the run directory stays a run
+  assert saved["config"]["model"]["features"] == 2**28  # the run directory stays a run
 
 
 def _oom_at_epoch_2(monkeypatch):
@@ -235,8 +236,8 @@ def test_a_run_out_of_device_memory_mid_way_resumes_with_remat(tmp_path, monkeyp
   assert fileio.read_json(os.path.join(resumed, "status.json"))["status"] == "done"
   # The resume says that its epochs ran rematerialised.
   record = fileio.read_json(os.path.join(resumed, "config.json"))
-  assert record["config"]["remat"] is False
-  assert record["resumes"][-1]["changed"] == {"remat": True}
+  assert record["config"]["run"]["remat"] is False
+  assert record["resumes"][-1]["changed"] == {"run.remat": True}
   a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
   b = fileio.read_jsonl(os.path.join(resumed, "metrics.jsonl"))
   assert len(b) == 3 and [sorted(r) for r in a] == [sorted(r) for r in b]

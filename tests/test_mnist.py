@@ -178,7 +178,7 @@ def test_train_py_end_to_end(fake_mnist_root, tmp_path):
   assert summary["num_params"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
   assert fileio.read_json(workdir / "status.json")["status"] == "done"
   config = fileio.read_json(workdir / "config.json")
-  assert config["config"]["num_layers"] == 3 and config["data"]["sizes"]["val"] == 5000
+  assert config["config"]["model"]["depth"] == 3 and config["data"]["sizes"]["val"] == 5000
 
 
 def test_train_py_as_a_script_from_its_folder(fake_mnist_root, tmp_path):

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from common import experiment, fileio
+from common.config import TrainConfig
 from common.errors import ConfigError, RunDirError
 from tests.conftest import run_module
 from tests.helpers import error_line
@@ -19,10 +20,7 @@ def _get_config(name: str, *variant: str):
 
 
 def _flat(config):
-  exp = experiment.get_experiment(config.experiment)
-  return experiment.train_config(config, config.model.name, config.model.depth,
-                                 exp.registry[config.model.name].default_batch_norm,
-                                 exp.recorded_features)
+  return TrainConfig.from_nested(experiment.resolve(config))
 
 
 @pytest.mark.parametrize("name,variant", [(n, v) for n, vs in EXPERIMENTS.items() for v in vs])
@@ -67,16 +65,17 @@ def test_run_in_process_trains_then_resumes_with_nothing_to_do(fake_mnist_root, 
   config.model.depth, config.model.features = 3, 16
   config.train.epochs, config.data.train_size = 2, 512
   config.run.data_dir, config.run.progress = fake_mnist_root, False
-  config.data.allow_unofficial_data = True  # the fake files are not the official MNIST
+  config.run.allow_unofficial_data = True  # the fake files are not the official MNIST
   path, summary = experiment.run(config, str(tmp_path / "run"))
   assert fileio.read_json(os.path.join(path, "status.json"))["status"] == "done"
   record = fileio.read_json(os.path.join(path, "config.json"))
-  assert record["recipe"] == "default" and record["model_name"] == "GloNet3"
-  assert record["config"]["num_layers"] == 3 and record["config"]["train_size"] == 512
+  assert record["config"]["variant"] == "default" and record["model_name"] == "GloNet3"
+  assert record["config"]["model"]["depth"] == 3
+  assert record["config"]["data"]["train_size"] == 512
   again_path, again = experiment.run(config, str(tmp_path / "run"))
   assert (again_path, again) == (path, summary)
   config.optim.learning_rate = 0.5
-  with pytest.raises(RunDirError, match="learning_rate: 0.001 -> 0.5"):
+  with pytest.raises(RunDirError, match="optim.learning_rate: 0.001 -> 0.5"):
     experiment.run(config, str(tmp_path / "run"))
 
 
@@ -93,11 +92,12 @@ def test_old_flags_and_the_config_form_make_the_same_run(fake_mnist_root, tmp_pa
                    "--config.model.features=8", "--config.train.epochs=1",
                    "--config.optim.learning_rate=0.01", "--config.data.train_size=256",
                    f"--config.run.data_dir={fake_mnist_root}",
-                   "--config.data.allow_unofficial_data=true", "--config.run.progress=false",
+                   "--config.run.allow_unofficial_data=true", "--config.run.progress=false",
                    "--config.run.tensorboard=false", f"--workdir={tmp_path / 'new'}")
   assert new.returncode == 0, new.stderr[-3000:]
   configs = [fileio.read_json(tmp_path / d / "config.json") for d in ("old", "new")]
-  assert configs[0]["config"] == {**configs[1]["config"], "workdir": str(tmp_path / "old")}
+  configs[1]["config"]["run"]["workdir"] = str(tmp_path / "old")
+  assert configs[0]["config"] == configs[1]["config"]
   metrics = [fileio.read_jsonl(tmp_path / d / "metrics.jsonl") for d in ("old", "new")]
   assert [m["test_accuracy"] for m in metrics[0]] == [m["test_accuracy"] for m in metrics[1]]
 

@@ -19,7 +19,7 @@ from common.train.state import create_train_state
 from resnet_sgemm import data as sgemm
 from resnet_sgemm import paper
 from tests.conftest import fake_run as _fake_run
-from tests.conftest import run_module
+from tests.conftest import run_module, set_settings
 
 HEADER = ",".join([*sgemm.FEATURES, *sgemm.RUNS])
 
@@ -140,9 +140,7 @@ def test_table1_section_on_fake_runs(tmp_path):
     for seed in (0, 1):
       for label, seconds in (("GloNet", g), ("ResNet", r)):
         path = _fake_run(root, label, depth, seed, 0.9, seconds=seconds)
-        config = fileio.read_json(os.path.join(path, "config.json"))
-        config["config"]["experiment"] = "resnet_sgemm"
-        fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+        set_settings(path, {"experiment": "resnet_sgemm"})
   out = report.render_sweep(root)
   summary = fileio.read_json(out["summary"])
   rows = {row[0]: row for row in paper.table1_rows(summary)[1:]}
@@ -168,9 +166,7 @@ def test_table1_pairs_configurations_of_the_two_families(tmp_path):
   for epochs, (g, r) in {5: (2.0, 4.0), 200: (3.0, 5.0)}.items():
     for label, seconds in (("GloNet", g), ("ResNet", r)):
       path = _fake_run(os.path.join(root, f"e{epochs}"), label, 50, 0, 0.9, seconds=seconds)
-      config = fileio.read_json(os.path.join(path, "config.json"))
-      config["config"].update(experiment="resnet_sgemm", epochs=epochs)
-      fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+      set_settings(path, {"experiment": "resnet_sgemm", "epochs": epochs})
   summary = fileio.read_json(report.render_sweep(root)["summary"])
   assert paper.table1_pairs(summary) == [("GloNet [epochs=200]", "ResNet [epochs=200]"),
                                          ("GloNet [epochs=5]", "ResNet [epochs=5]")]
@@ -232,7 +228,8 @@ def test_train_py_end_to_end(sgemm_root, tmp_path):
   scaler = fileio.read_json(workdir / "scaler.json")
   assert scaler["features"] == list(sgemm.FEATURES) and len(scaler["mean"]) == 14
   config = fileio.read_json(workdir / "config.json")
-  assert config["config"]["l2_reg_alpha"] == 1e-5 and config["model"]["label"] == "ResNet"
+  assert config["config"]["optim"]["l2_reg_alpha"] == 1e-5
+  assert config["model"]["label"] == "ResNet"
   assert config["data"]["sizes"] == {"train": 169120, "val": 24160, "test": 48320}
   summary = fileio.read_json(workdir / "summary.json")
   assert summary["best_val_epoch"] == 1 and "test_mse" in summary["best"]

@@ -22,7 +22,7 @@ from common.train.checkpoint import Checkpointer
 from common.train.state import create_train_state
 from common.train.trainer import pad_split
 from common.usage import compute_usage
-from tests.conftest import fake_run, run_module
+from tests.conftest import fake_run, run_module, set_settings
 from tests.helpers import run_tiny, tiny_config
 
 
@@ -198,7 +198,7 @@ def test_sweep_report_on_fake_runs(tmp_path):
     for seed, acc in ((0, 0.97), (1, 0.95)):
       fake_run(root, "GloNet", depth, seed, acc, seconds=depth / 10, used=used)
   fake_run(root, "MLP", 6, 0, 0.96)
-  fake_run(root, "MLP", 24, 0, 0.1, state="failed")
+  fake_run(root, "MLP", 24, 0, 0.1, state="diverged")
   from common.train.rundir import RunDir  # noqa: PLC0415
   holder = RunDir(fake_run(root, "MLP", 10, 0, 0.5, state="running"))
   holder.acquire()  # running: a live process holds it
@@ -214,7 +214,6 @@ def test_sweep_report_on_fake_runs(tmp_path):
   g10 = groups[("GloNet", 10)]
   np.testing.assert_allclose(g10["test_best_val"], [0.96, 0.01], atol=1e-9)
   assert g10["blocks_used"][0] == 4 and g10["seconds_per_epoch"][0] == 1.0
-  # An old run directory: "failed" with the non-finite-loss message is a divergence.
   assert groups[("MLP", 24)]["status"] == {"diverged": 1}
   assert groups[("MLP", 24)]["test_best_val"] == [None, None]
   assert ("MLP", 10) not in groups  # still running: listed, not aggregated
@@ -228,7 +227,7 @@ def test_sweep_report_tells_diverged_interrupted_and_failed_runs_apart(tmp_path)
   fake_run(root, "GloNet", 24, 1, 0.9, state="diverged",
            message="non-finite training loss at epoch 2, step 5 of 9")
   fake_run(root, "GloNet", 10, 1, 0.9, state="interrupted", message="interrupted by SIGTERM")
-  fake_run(root, "MLP", 10, 0, 0.9, state="failed",
+  fake_run(root, "MLP", 10, 0, 0.9, state="interrupted",
            message="interrupted; rerun the same command with this --workdir to resume")
   fake_run(root, "MLP", 24, 0, 0.9, state="failed", message="ValueError: boom")
   out = report.render_sweep(root)
@@ -239,7 +238,7 @@ def test_sweep_report_tells_diverged_interrupted_and_failed_runs_apart(tmp_path)
   assert groups[("GloNet", 24)]["status"] == {"done": 1, "diverged": 1}
   assert groups[("GloNet", 24)]["seeds"] == [0]  # only done runs are aggregated
   assert groups[("GloNet", 10)]["status"] == {"done": 1, "interrupted": 1}
-  assert groups[("MLP", 10)]["status"] == {"interrupted": 1}  # an old Ctrl-C "failed"
+  assert groups[("MLP", 10)]["status"] == {"interrupted": 1}
   assert groups[("MLP", 24)]["messages"] == [
       {"seed": 0, "status": "failed", "message": "ValueError: boom"}]
   markdown = open(out["markdown"]).read()
@@ -399,24 +398,19 @@ def test_report_cli_includes_every_folder_given_repeated_or_comma_separated(tmp_
   assert sweep_report.results_table(summary)[1][2] == "5 done (seed 3 x2)"
 
 
-def _edit_config(path: str, settings: dict | None = None, **top) -> None:
-  config = fileio.read_json(os.path.join(path, "config.json"))
-  config["config"].update(settings or {})
-  config.update(top)
-  fileio.atomic_write_json(os.path.join(path, "config.json"), config)
+_edit_config = set_settings
 
 
 def test_sweep_report_never_averages_runs_of_different_settings(tmp_path):
   # A longer recipe's run and a learning-rate probe gathered into one report are rows of
-  # their own, marked with what differs; seeds of one configuration still pool, and a run
-  # recorded before a setting existed reads its default.
+  # their own, marked with what differs; seeds of one configuration still pool.
   root = str(tmp_path / "sweep")
   for seed, acc in ((0, 0.80), (1, 0.82)):
     _edit_config(fake_run(root, "GloNet", 10, seed, acc), {"learning_rate": 0.05, "epochs": 20})
   _edit_config(fake_run(root, "GloNet", 10, 2, 0.90), {"learning_rate": 0.05, "epochs": 80})
   _edit_config(fake_run(root, "GloNet", 18, 0, 0.70), {"learning_rate": 0.05, "epochs": 20})
-  old = fake_run(root, "ResNet", 10, 0, 0.85)  # no glonet_head_norm: recorded before it
-  _edit_config(fake_run(root, "ResNet", 10, 1, 0.87), {"glonet_head_norm": False})
+  fake_run(root, "ResNet", 10, 0, 0.85)
+  fake_run(root, "ResNet", 10, 1, 0.87)
   _edit_config(fake_run(root, "ResNet", 10, 2, 0.99), data={"release": "imagenette2-160"})
   groups = {(g["label"], g["depth"]): g
             for g in fileio.read_json(report.render_sweep(root)["summary"])["groups"]}
@@ -426,7 +420,6 @@ def test_sweep_report_never_averages_runs_of_different_settings(tmp_path):
   assert groups[(short, 10)]["seeds"] == [0, 1] and groups[(long, 10)]["seeds"] == [2]
   np.testing.assert_allclose(groups[(short, 10)]["test_best_val"][0], 0.81, atol=1e-9)
   assert groups[("ResNet [data=n/a]", 10)]["seeds"] == [0, 1]
-  assert Run.load(old).recipe["glonet_head_norm"] is False
 
 
 def test_an_unreadable_metrics_file_leaves_the_run_in_the_report_with_a_note(tmp_path):
@@ -439,23 +432,6 @@ def test_an_unreadable_metrics_file_leaves_the_run_in_the_report_with_a_note(tmp
   (run,) = [r for r in find_runs(root) if r.path == odd]
   assert run.metrics == [] and run.problems == ["metrics.jsonl is unreadable (IsADirectoryError)"]
   assert os.path.exists(report.render_sweep(root)["report"])
-
-
-@pytest.mark.parametrize("registry,marked", [("cifar", False), ("imagenet", False),
-                                             ("dense", True)])
-def test_a_recorded_features_marks_only_dense_runs(tmp_path, registry, marked):
-  # The convolutional families never read it: a CNN run once started with an (ignored)
-  # --features resumes as its seed's peers do (rundir.check_compatible), so the reports
-  # pool it with them too instead of showing a configuration that never existed.
-  root = str(tmp_path / "sweep")
-  for seed, features in ((0, 16), (1, 32)):
-    path = fake_run(root, "GloNet", 20, seed, 0.9)
-    config = fileio.read_json(os.path.join(path, "config.json"))
-    config["model"]["registry"] = registry
-    fileio.atomic_write_json(os.path.join(path, "config.json"), config)
-    _edit_config(path, {"features": features})
-  labels = set(sweep_report.config_labels(sweep_report.gather_runs(root)).values())
-  assert labels == ({"GloNet [features=16]", "GloNet [features=32]"} if marked else {"GloNet"})
 
 
 def test_a_run_trained_further_pools_at_its_final_length_and_other_data_never_pools(

@@ -16,7 +16,6 @@ from typing import Any
 
 import flax.linen as nn
 
-from common.config import unread_settings
 from common.errors import ConfigError
 from common.models import resnet_v2
 from common.models.mlp import StackedMLP
@@ -253,16 +252,6 @@ def canonical_config(config, registry: dict[str, ModelSpec]):
   return dataclasses.replace(config, model=family, num_layers=depth, use_batch_norm=bn)
 
 
-# Settings of a TrainConfig that are model options (absent ones take the family default).
-MODEL_OPTIONS = ("features", "remat", "carry", "glonet_sum", "glonet_head_norm",
-                 "glonet_head_rms")
-
-
-def model_options(config: Any) -> dict[str, Any]:
-  """The model options a config sets."""
-  return {k: getattr(config, k) for k in MODEL_OPTIONS if hasattr(config, k)}
-
-
 def build_family(registry: dict[str, ModelSpec], family: str, depth: int, out_dim: int,
                  use_batch_norm: bool, options: Mapping[str, Any], batch_size: int
                  ) -> tuple[nn.Module, dict[str, Any]]:
@@ -293,7 +282,7 @@ def build_family(registry: dict[str, ModelSpec], family: str, depth: int, out_di
             "label": model_label(family, use_batch_norm, registry, options),
             "stage_boundaries": model.stage_boundaries,
             "execution": model.execution(batch_size)}
-  if "features" not in unread_settings(record["registry"]):
+  if "features" in options:
     record["features"] = options["features"]
   return model, record
 
@@ -313,7 +302,7 @@ def build_from_config(config, out_dim: int, registry: dict[str, ModelSpec]
   """
   config = canonical_config(config, registry)
   family, depth = config.model, config.num_layers
-  options = {k: v for k, v in model_options(config).items() if k in registry[family].options}
+  options = {k: getattr(config, k) for k in registry[family].options}
   model, record = build_family(registry, family, depth, out_dim, config.use_batch_norm,
                                options, config.batch_size)
   return model, f"{family}{depth}", record

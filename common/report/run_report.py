@@ -128,8 +128,7 @@ def plot_layer_usage(run: Run) -> Figure:
   Stage boundaries (``usage.json`` ``stage_boundaries``, CNN trunks) are drawn as thin
   dashed lines; ``blocks_used`` and ``blocks_needed`` as vertical lines of their own style.
   The early exit with the left-out blocks at their training mean (``early_exit_mean``) is
-  drawn beside the usual one, lighter and with markers. Files without these keys (MLPs,
-  older runs) render as before.
+  drawn beside the usual one, lighter and with markers (MLPs have no stages).
   """
   usage = {k: v for k, v in run.usage.items() if isinstance(v, dict)}
   glonet = any("share" in v for v in usage.values())
@@ -242,14 +241,12 @@ def _config_rows(run: Run) -> list[list[str]]:
 
 
 def status_text(run: Run) -> str:
-  """The run's status with its message, saying so when an old ``failed`` was reinterpreted."""
+  """The run's status with its message."""
   recorded = run.status.get("status", "unknown")
   text = STATUS_LABELS.get(run.state, run.state)
   if run.state == DIED:
     text += (f" (status.json says {recorded!r}, but no process holds the run directory; "
              f"rerun its command to resume)")
-  elif recorded != run.state:
-    text += f" (recorded as {recorded!r} by an older version)"
   message = run.status.get("message", "")
   text = f"{text}: {message}" if message else text
   if run.problems:
@@ -261,7 +258,7 @@ def code_text(run: Run) -> str:
   """The git commit the run was made with (``config.json`` ``environment.code``)."""
   code = run.config.get("environment", {}).get("code") or {}
   if not code:
-    return "not recorded (made before runs recorded their commit)"
+    return "not recorded"
   if code.get("commit") in (None, "unknown"):
     return "unknown (not run from a git checkout)"
   return code["commit"] + (", with uncommitted changes" if code.get("dirty") else "")

@@ -1,15 +1,10 @@
-"""Reading run directories (the contract of ``common.train.rundir``) for reports.
+"""Reading run directories (:mod:`common.rundir_contract`) for reports and the sweep runner.
 
-Two facts are interpreted here once, for every report and for the sweep runner:
-
-* what a run's status means (:func:`effective_status`: run directories written before
-  ``diverged`` and ``interrupted`` existed recorded both as ``failed``);
-* which way a metric is better (:func:`lower_is_better`: from ``summary.json`` when the run
-  recorded its selection metric and mode, else from the metric's name).
+What a run's status means is interpreted here once (:func:`effective_status`), for every
+report and for the sweep runner. Imports neither JAX nor the models.
 """
 
 import dataclasses
-import fcntl
 import json
 import math
 import os
@@ -20,11 +15,18 @@ from typing import Any
 from absl import logging
 
 from common import fileio
-from common.config import TrainConfig, unread_settings
 from common.errors import RunDirError
-from common.models.registry import REGISTRIES, model_label
-from common.train.rundir import _LOCK, CONFIG, METRICS, STATUS, SUMMARY, read_config
-from common.usage import USAGE_FILE
+from common.rundir_contract import (
+    CONFIG,
+    METRICS,
+    RESULT_SECTIONS,
+    STATUS,
+    SUMMARY,
+    USAGE,
+    flat_settings,
+    is_live,
+    read_config,
+)
 
 # Plot labels of the metrics.
 METRIC_LABELS = {
@@ -48,38 +50,6 @@ STATUS_LABELS = {
     FAILED: "failed (error)",
     DIED: "died (killed without a status)",
 }
-# Message prefixes that older code wrote with status "failed" (common/train/loop.py before
-# the statuses were split): a NonFiniteLossError, and Ctrl-C.
-_OLD_DIVERGED_PREFIX = "non-finite training loss"
-_OLD_INTERRUPTED_PREFIX = "interrupted"
-
-# Settings that say where a run lives, how it reports or which seed it drew, not what it
-# trains: runs that differ only in these are seeds of one configuration. The model and
-# depth are the sweep's rows already.
-_NOT_RECIPE = frozenset({
-    "seed", "split_seed", "workdir", "data_dir", "cache_dir", "result_dir", "progress",
-    "tensorboard", "eval_batch_size", "allow_unofficial_data", "model", "num_layers"})
-_SETTING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
-                     if f.default is not dataclasses.MISSING}
-
-# Metrics that are minimised, for runs whose summary.json does not record its selection mode.
-_LOWER_IS_BETTER_BY_NAME = ("loss", "mse", "mae")
-
-
-def is_live(path: str) -> bool:
-  """True while a process holds the run directory's lock (the OS drops it when the process
-  dies, however it dies)."""
-  try:
-    f = open(os.path.join(path, _LOCK))  # noqa: SIM115 - closed below
-  except OSError:
-    return False
-  with f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-      return True
-    fcntl.flock(f, fcntl.LOCK_UN)
-    return False
 
 
 def effective_status(status: Mapping[str, Any], live: bool | None = None) -> str:
@@ -92,38 +62,19 @@ def effective_status(status: Mapping[str, Any], live: bool | None = None) -> str
     live: whether a process holds the run directory (:func:`is_live`); None: not known.
 
   Returns:
-    The recorded status, except that an old ``failed`` whose message starts with
-    "non-finite training loss" is ``diverged`` and one that starts with "interrupted" is
-    ``interrupted`` (what the training loop wrote for those before they had statuses of
-    their own); ``unknown`` without a status; ``died`` for ``running`` or ``unknown`` when
-    ``live`` is False (no process holds the run directory: see :func:`is_live`).
+    The recorded status; ``unknown`` without one; ``died`` for ``running`` or ``unknown``
+    when ``live`` is False (no process holds the run directory: see :func:`is_live`).
   """
   state = str(status.get("status") or "unknown")
   if state in (RUNNING, "unknown") and live is False:
     return DIED
-  if state == FAILED:
-    message = str(status.get("message") or "")
-    if message.startswith(_OLD_DIVERGED_PREFIX):
-      return DIVERGED
-    if message.startswith(_OLD_INTERRUPTED_PREFIX):
-      return INTERRUPTED
   return state
 
 
 def lower_is_better(metric: str, mode: str | None = None) -> bool:
-  """True when smaller values of ``metric`` are better (an error: loss, MSE...).
-
-  Args:
-    metric: a task metric name (``accuracy``, ``mse``, ``loss``...).
-    mode: ``"min"`` or ``"max"`` when known (a run's recorded ``selection_mode`` for this
-      metric); otherwise the direction is guessed from the name.
-
-  Returns:
-    Whether lower is better.
-  """
-  if mode in ("min", "max"):
-    return mode == "min"
-  return metric in _LOWER_IS_BETTER_BY_NAME
+  """True when smaller values of ``metric`` are better: its ``mode`` is ``"min"``, or it is
+  a loss (minimised by definition)."""
+  return mode == "min" if mode in ("min", "max") else metric == "loss"
 
 
 def _read_metrics(path: str, problems: list[str]) -> list[dict[str, Any]]:
@@ -186,14 +137,21 @@ class Run:
         metrics=_read_metrics(metrics_path, problems),
         summary=fileio.read_json_or(os.path.join(path, SUMMARY), {}, problems, kind=dict),
         status=fileio.read_json_or(os.path.join(path, STATUS), {}, problems, kind=dict),
-        usage=fileio.read_json_or(os.path.join(path, USAGE_FILE), {}, problems, kind=dict),
+        usage=fileio.read_json_or(os.path.join(path, USAGE), {}, problems, kind=dict),
         problems=problems,
         live=is_live(path),
     )
 
   @property
-  def settings(self) -> dict[str, Any]:
+  def nested_config(self) -> dict[str, Any]:
+    """The run's nested config, as recorded."""
     return self.config.get("config", {})
+
+  @property
+  def settings(self) -> dict[str, Any]:
+    """Every setting as ``section.key``."""
+    return flat_settings(self.nested_config, ("model", "data", "optim", "train", "eval",
+                                              "run"))
 
   @property
   def model_info(self) -> dict[str, Any]:
@@ -201,44 +159,30 @@ class Run:
 
   @property
   def experiment(self) -> str | None:
-    """The experiment package that made the run (``resnet_sgemm``...), if recorded."""
-    return self.settings.get("experiment") or self.config.get("experiment")
+    """The experiment package that made the run (``resnet_sgemm``...)."""
+    return self.nested_config.get("experiment")
 
   @property
   def name(self) -> str:
-    return self.config.get("model_name", self.settings.get("model", "?"))
+    return self.config.get("model_name", "?")
 
   @property
   def label(self) -> str:
-    """The model family as shown in sweep legends (BN and GloNet variants told apart).
-
-    Derived again from the recorded settings where the run names its registry, so runs
-    recorded before a variant mark existed are still told apart from the default model.
-    """
-    info = self.model_info
-    family, registry = info.get("family"), REGISTRIES.get(info.get("registry"))
-    if registry and family in registry and "use_batch_norm" in info:
-      return model_label(family, info["use_batch_norm"], registry, self.settings)
-    return info.get("label") or family or self.name
-
-  @property
-  def effective_settings(self) -> dict[str, Any]:
-    """Every setting as the reports read it: :attr:`recipe` (defaults for settings recorded
-    before they existed, the last ``--epochs``, the data) over the recorded settings, less
-    those the run's models never read (:func:`config.unread_settings`)."""
-    unread = unread_settings(self.model_info.get("registry"))
-    return {k: v for k, v in {**_SETTING_DEFAULTS, **self.settings, **self.recipe}.items()
-            if k not in unread}
+    """The model family as shown in sweep legends (BN and GloNet variants told apart)."""
+    return self.model_info.get("label") or self.model_info.get("family") or self.name
 
   @property
   def recipe(self) -> dict[str, Any]:
-    """What the run trained with beyond its model and depth: its settings (one recorded
-    before a field existed reads that field's default, as a resumed run does), the epochs
-    its last start asked for (a run trained further is one of that length), and the data
-    release it read, or that its data was a substitute or not the official files."""
-    settings = {**_SETTING_DEFAULTS, **self.settings}
-    unread = unread_settings(self.model_info.get("registry"))
-    out = {k: v for k, v in settings.items() if k not in _NOT_RECIPE | unread}
+    """What the run trained with beyond its model, depth and seeds, by field name (unique
+    across the result sections): the family's options, the data, optimizer and training
+    settings; the epochs its last start asked for (a run trained further is one of that
+    length), and the data release it read, or that its data was a substitute or not the
+    official files."""
+    out = {}
+    for path, value in flat_settings(self.nested_config, RESULT_SECTIONS).items():
+      key = path.split(".", 1)[1]
+      if path not in ("model.name", "model.depth") and not key.endswith("seed"):
+        out[key] = value
     resumes = self.config.get("resumes") or []
     if resumes and "epochs" in resumes[-1]:
       out["epochs"] = resumes[-1]["epochs"]
@@ -252,11 +196,11 @@ class Run:
 
   @property
   def depth(self) -> int | None:
-    return self.model_info.get("num_layers", self.settings.get("num_layers"))
+    return self.model_info.get("num_layers", self.nested_config.get("model", {}).get("depth"))
 
   @property
   def seed(self) -> int:
-    return int(self.settings.get("seed", 0))
+    return int(self.nested_config.get("train", {}).get("seed", 0))
 
   @property
   def state(self) -> str:
@@ -273,21 +217,14 @@ class Run:
 
   @property
   def primary_metric(self) -> str:
-    """The metric that selects the best epoch: recorded in summary.json, else guessed."""
-    recorded = self.summary.get("selection_metric")
-    if recorded:
-      return str(recorded)
-    names = self.metric_names
-    for candidate in ("accuracy", "mse"):
-      if candidate in names:
-        return candidate
-    return "loss"
+    """The metric that selects the best epoch (the task's, recorded in ``config.json``)."""
+    return str(self.config.get("task", {}).get("selection_metric", "loss"))
 
   def metric_mode(self, metric: str) -> str | None:
-    """``"min"``/``"max"`` for the recorded selection metric; None when not recorded."""
-    if metric == self.summary.get("selection_metric"):
-      return self.summary.get("selection_mode")
-    return None
+    """``"min"``/``"max"`` for the selection metric and the loss; None for others."""
+    if metric == self.primary_metric:
+      return self.config.get("task", {}).get("selection_mode", "min")
+    return "min" if metric == "loss" else None
 
   def lower_is_better(self, metric: str) -> bool:
     """:func:`lower_is_better` with this run's recorded selection mode."""

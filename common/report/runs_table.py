@@ -13,16 +13,12 @@ from typing import Any
 from common.report.runs import Run, find_runs, fmt
 from common.report.sweep_report import markdown_table
 
-# Settings that say where a run lives or how it reports, not what it trains.
-_NOT_KNOBS = frozenset({"workdir", "result_dir", "data_dir", "cache_dir", "progress",
-                        "tensorboard", "experiment", "model", "num_layers", "seed"})
-
 
 def varying_settings(runs: Sequence[Run]) -> list[str]:
-  """Training settings whose values are not the same in every run, sorted by name (read by
-  :attr:`Run.effective_settings`, so no column shows a difference that is only one of spelling)."""
-  settings = [run.effective_settings for run in runs]
-  keys = sorted({k for s in settings for k in s} - _NOT_KNOBS)
+  """Training settings (:attr:`Run.recipe`) whose values are not the same in every run,
+  sorted by name."""
+  settings = [run.recipe for run in runs]
+  keys = sorted({k for s in settings for k in s})
   return [k for k in keys if len({repr(s.get(k)) for s in settings}) > 1]
 
 
@@ -36,7 +32,7 @@ def table_rows(runs: Sequence[Run], root: str) -> list[list[str]]:
              "train s/epoch"])
   rows = [header]
   for run in runs:
-    recipe = run.effective_settings
+    recipe = run.recipe
     metric = run.primary_metric
     best: dict[str, Any] = run.best_record() or {}
     final: dict[str, Any] = run.final_record() or {}

@@ -123,7 +123,7 @@ def config_labels(runs: list[Run]) -> dict[str, str]:
 
 def _setting_text(value: Any) -> str:
   if value is None:
-    return "n/a"  # not recorded (a data release older runs did not write down)
+    return "n/a"  # not set, or not recorded
   if isinstance(value, (list, tuple)):
     return "[" + ",".join(map(str, value)) + "]"
   return str(value)

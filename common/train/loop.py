@@ -11,10 +11,11 @@ loss), ``interrupted`` (SIGTERM, Ctrl-C, SIGHUP: see :mod:`common.train.signals`
 uninterrupted run. Layer usage and the report are hooks (:mod:`common.train.hooks`).
 """
 
+import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -23,16 +24,17 @@ import numpy as np
 from absl import logging
 
 from common import fileio
-from common.config import SCHEMA_VERSION, TrainConfig
+from common.config import TrainConfig
 from common.data.arrays import Dataset
 from common.errors import (
-    ConfigError,
-    DeviceMemoryError,
-    Interrupted,
-    NonFiniteLossError,
-    RunDirError,
-    UserError,
+  ConfigError,
+  DeviceMemoryError,
+  Interrupted,
+  NonFiniteLossError,
+  RunDirError,
+  UserError,
 )
+from common.rundir_contract import SCHEMA_VERSION
 from common.train import distributed, rundir, signals, steps
 from common.train import hooks as hooks_lib
 from common.train.checkpoint import Checkpointer
@@ -185,7 +187,7 @@ def _epoch_record(trainer: Trainer, state, epoch: int, sums: dict[str, Any],
 
 
 def run_experiment(
-    config: TrainConfig,
+    config: Mapping[str, Any] | TrainConfig,
     model: nn.Module,
     model_name: str,
     dataset: Dataset,
@@ -199,7 +201,9 @@ def run_experiment(
   """Opens or resumes the run directory, trains, and records the outcome.
 
   Args:
-    config: the run configuration.
+    config: the run's nested config (recorded in ``config.json``), its model parsed
+      (``model.name`` a family, ``model.depth`` and ``model.use_batch_norm`` set); a flat
+      :class:`TrainConfig` is recorded as :meth:`TrainConfig.to_nested`.
     model: the model to train.
     model_name: canonical model name with depth (``GloNet10``): the directory name under
       ``result_dir`` and the label in reports.
@@ -219,6 +223,8 @@ def run_experiment(
     RunDirError: the directory is locked or was made with other settings.
     NonFiniteLossError: training diverged (status ``diverged`` is written first).
   """
+  settings = _json_ready(config.to_nested() if isinstance(config, TrainConfig) else config)
+  config = TrainConfig.from_nested(settings)
   dataset = dataset.with_train_size(config.train_size)
   check_inputs(config, dataset)  # before anything is written
   if hooks is None:
@@ -236,8 +242,8 @@ def run_experiment(
   distributed.barrier("glonets_run_dir_open")
   try:
     with interrupt_on_signals():
-      return _train_into(run, config, model, model_name, dataset, task, preprocess,
-                         extra_config, extra_files, hooks)
+      return _train_into(run, config, settings, model, model_name, dataset, task,
+                         preprocess, extra_config, extra_files, hooks)
   finally:
     run.release()
 
@@ -282,12 +288,18 @@ def _check_resume(run: rundir.RunDir, config: TrainConfig) -> dict[str, Any] | N
   return summary if status.get("status") == "done" and summary else None
 
 
-def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model_name: str,
+def _json_ready(config: Mapping[str, Any]) -> dict[str, Any]:
+  """A nested config (ConfigDict or dict) as plain JSON types, tuples as lists."""
+  config = config.to_dict() if hasattr(config, "to_dict") else config
+  return json.loads(json.dumps(dict(config)))
+
+
+def _train_into(run: rundir.RunDir, config: TrainConfig, settings: dict[str, Any],
+                model: nn.Module, model_name: str,
                 dataset: Dataset, task: Task, preprocess: steps.Preprocess | None,
                 extra_config: dict[str, Any] | None, extra_files: dict[str, Any] | None,
                 hooks: Sequence[hooks_lib.Hook]) -> tuple[str, dict[str, Any]]:
   """The body of :func:`run_experiment` once the run directory is locked."""
-  settings = config.to_dict()
   data_record = {**dataset.info, "sizes": dataset.sizes()}
   if run.is_initialized:
     run.check_compatible(settings, data_record)
@@ -314,6 +326,8 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, model: nn.Module, model
         "config": settings,
         "model_name": model_name,
         "model": extra.pop("model", {}),
+        "task": {"selection_metric": task.selection_metric,
+                 "selection_mode": task.selection_mode},
         "data": data_record,
         **extra,
         "environment": describe_environment(),

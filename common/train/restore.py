@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from common.config import TrainConfig
-from common.errors import RunDirError
+from common.errors import ConfigError, RunDirError
 from common.train import rundir
 from common.train.checkpoint import Checkpointer
 from common.train.optimizers import optimizer_from_config
@@ -24,18 +24,15 @@ def load_config(run_path: str) -> TrainConfig:
     Its configuration, from ``config.json``.
 
   Raises:
-    RunDirError: not a run directory, or its config.json is damaged.
-    ConfigError: a config written by a newer version (settings this one does not know).
+    RunDirError: not a run directory, or its config.json is damaged or outdated.
   """
   record = rundir.read_config(run_path)
-  # from_dict, not TrainConfig(**...): a config saved before a setting existed reads as
-  # that setting's default, the behaviour it was trained with.
   try:
-    return TrainConfig.from_dict(record["config"])
-  except (KeyError, TypeError, ValueError, AttributeError) as e:  # a value of a wrong type
+    return TrainConfig.from_nested(record["config"])
+  except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as e:  # wrong values
+    reason = str(e) if isinstance(e, ConfigError) else type(e).__name__
     raise RunDirError(f"{os.path.join(run_path, rundir.CONFIG)} is unreadable or not a "
-                      f"run's config ({type(e).__name__}); restore it from a copy of the "
-                      f"run.") from e
+                      f"run's config ({reason}); restore it from a copy of the run.") from e
 
 
 def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],

@@ -1,14 +1,6 @@
 """The run directory: unique creation, single-writer lock, status, config, resume checks.
 
-Contract (other tools read these names)::
-
-  config.json     every setting, seed, data provenance, package versions, devices
-  metrics.jsonl   one JSON object per finished epoch
-  summary.json    parameter count, compile seconds, mean epoch seconds, final/best metrics
-  status.json     {"status": "running" | "done" | "diverged" | "interrupted" | "failed",
-                   "message": ...}
-  checkpoints/    orbax checkpoints, one per epoch (the latest two kept)
-  tensorboard/    TensorBoard event files (optional)
+What it holds is :mod:`common.rundir_contract`.
 """
 
 import datetime
@@ -22,16 +14,22 @@ from typing import Any
 from absl import logging
 
 from common import fileio
-from common.config import RESUMABLE_KEYS, SCHEMA_VERSION, incompatible_settings, unread_settings
 from common.errors import RunDirError
+from common.rundir_contract import (
+    CHECKPOINTS,
+    CONFIG,
+    LOCK,
+    METRICS,
+    STATUS,
+    SUMMARY,
+    TENSORBOARD,
+    flat_settings,
+    incompatible_settings,
+    read_config,
+)
 
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
-STATUS = "status.json"
-CHECKPOINTS = "checkpoints"
-TENSORBOARD = "tensorboard"
-_LOCK = ".lock"
+__all__ = ["CHECKPOINTS", "CONFIG", "METRICS", "STATUS", "SUMMARY", "TENSORBOARD", "RunDir",
+           "new_session_dir", "open_run_dir", "read_config"]
 
 
 def _utc_now() -> str:
@@ -65,42 +63,6 @@ def new_session_dir(result_dir: str, model_name: str) -> str:
     except OSError as e:
       raise RunDirError(f"cannot create a run directory in {parent} ({e.strerror}); pass a "
                         f"writable --result_dir or --workdir.") from e
-
-
-def read_config(run_path: str) -> dict[str, Any]:
-  """The record in a run directory's ``config.json``, checked for shape.
-
-  The one reader of that file, so a damaged one is the same single error wherever it is
-  read (resume, reports, usage recomputation, restore).
-
-  Raises:
-    RunDirError: no ``config.json`` (not a run directory), or one that is unreadable or
-      not a run's record (not a JSON object, its ``config``, ``model``, ``data`` or
-      ``environment`` not objects, or its ``resumes`` not a list of them; a missing one
-      reads as empty, as in runs from before it was recorded).
-  """
-  path = os.path.join(run_path, CONFIG)
-  if not os.path.exists(path):
-    raise RunDirError(f"{run_path} is not a run directory (no {CONFIG}).")
-  try:
-    record = fileio.read_json(path)
-  except (OSError, ValueError) as e:
-    reason = type(e).__name__
-  else:
-    if not isinstance(record, dict):
-      reason = "not a JSON object"
-    else:
-      reason = next((f"its {k} is not a JSON object"
-                     for k in ("config", "model", "data", "environment")
-                     if not isinstance(record.get(k, {}), dict)), "")
-      resumes = record.get("resumes", [])
-      if not reason and not (isinstance(resumes, list)
-                             and all(isinstance(r, dict) for r in resumes)):
-        reason = "its resumes are not a list of JSON objects"
-      if not reason:
-        return record
-  raise RunDirError(f"{path} is unreadable or not a run's config ({reason}); restore it "
-                    f"from a copy of the run.")
 
 
 def _makedirs(path: str, flag: str) -> None:
@@ -143,9 +105,9 @@ class RunDir:
       return
     _makedirs(self.path, "--workdir")
     try:
-      f = open(self.file(_LOCK), "a+")
+      f = open(self.file(LOCK), "a+")
     except OSError as e:
-      raise RunDirError(f"cannot write the lock file {self.file(_LOCK)} ({e.strerror}); "
+      raise RunDirError(f"cannot write the lock file {self.file(LOCK)} ({e.strerror}); "
                         f"pass a writable --workdir.") from e
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -182,7 +144,7 @@ class RunDir:
     """Refuses to resume a run made with different settings or different data.
 
     Args:
-      settings: the new run's settings (``TrainConfig.to_dict()``).
+      settings: the new run's nested config (as recorded in ``config.json``).
       data: the new run's data record (hashes, split seed, split sizes).
 
     Raises:
@@ -190,18 +152,7 @@ class RunDir:
         written by a newer version of this code.
     """
     saved = read_config(self.path)
-    # Runs from before the version was recorded are version 1: their settings read as the
-    # defaults of the settings added since. A newer format may mean anything: refuse it.
-    version = saved.get("schema_version", 1)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-      raise RunDirError(
-          f"run directory {self.path} was written by a newer version of this code (format "
-          f"{version!r}; this one reads up to {SCHEMA_VERSION}). Resume it with that version, "
-          f"or choose a new --workdir.")
-    unread = unread_settings(saved.get("model", {}).get("registry"))
-    diffs = incompatible_settings(
-        {k: v for k, v in saved.get("config", {}).items() if k not in unread},
-        {k: v for k, v in settings.items() if k not in unread})
+    diffs = incompatible_settings(saved.get("config", {}), settings)
     saved_data = saved.get("data", {})
     diffs += [f"data {k}: {saved_data.get(k)!r} -> {data.get(k)!r}"
               for k in ("sha256", "sizes", "split_seed", "validation_size")
@@ -226,9 +177,10 @@ class RunDir:
       return
     record = read_config(self.path)
     entry: dict[str, Any] = {"at": _utc_now(), "epochs": epochs}
-    first = record.get("config", {})
-    changed = {k: v for k, v in sorted((settings or {}).items())
-               if k in RESUMABLE_KEYS and k != "epochs" and k in first and first[k] != v}
+    # Only the sections that may change on resume (the others were checked equal).
+    first = flat_settings(record.get("config", {}), ("eval", "run"))
+    changed = {k: v for k, v in sorted(flat_settings(settings or {}, ("eval", "run")).items())
+               if k in first and first[k] != v and k != "run.workdir"}
     if changed:
       entry["changed"] = changed
     if environment:
@@ -300,7 +252,7 @@ def open_run_dir(workdir: str | None, result_dir: str, model_name: str,
 def _refuse_foreign(workdir: str, own_files: tuple[str, ...] = ()) -> None:
   """Refuses a non-empty directory that is not a run directory."""
   foreign = [n for n in os.listdir(workdir)
-             if n != _LOCK and ".tmp." not in n and n not in own_files]
+             if n != LOCK and ".tmp." not in n and n not in own_files]
   if foreign:
     raise RunDirError(
         f"--workdir={workdir} is a non-empty directory without {CONFIG}, so it is not a "

@@ -1,10 +1,11 @@
-"""Run directories written by an older version (commit 5af4400) still work with this one.
+"""Run directories of format 2 (commit 6041609), migrated once, work with this version.
 
-``tests/fixtures/legacy_runs/`` holds two tiny finished runs made by the code before the
-config/model refactor (see ``make_legacy_runs.py`` there). On a copy of each, today's code
-must re-render the report, resume the run for one more epoch (so the old config.json is
-accepted and the old checkpoint restores into today's train state), and, for SGEMM, score
-new kernels with ``resnet_sgemm.predict``.
+``tests/fixtures/legacy_runs/`` holds two tiny finished runs made by the last code that
+recorded a flat config (see ``make_legacy_runs.py`` there). Unmigrated, every reader refuses
+them with one line naming the command; on a migrated copy of each, today's code must
+re-render the report, resume the run for one more epoch (the old checkpoint restores into
+today's train state), recompute its usage and, for SGEMM, score new kernels with
+``resnet_sgemm.predict``.
 """
 
 import hashlib
@@ -16,6 +17,7 @@ import shutil
 import numpy as np
 import pytest
 
+from common import fileio, migrate
 from tests.conftest import run_module
 from tests.helpers import error_line
 
@@ -37,8 +39,7 @@ gen = _load_generator()
 
 # name -> (train module, the flags the fixture was trained with)
 RUNS = {
-    # The fixture's fake MNIST is not the official data: allowed explicitly on resume.
-    gen.MNIST_RUN: ("linear_mnist.train", (*gen.MNIST_FLAGS, "--allow_unofficial_data")),
+    gen.MNIST_RUN: ("linear_mnist.train", gen.MNIST_FLAGS),
     gen.SGEMM_RUN: ("resnet_sgemm.train", gen.SGEMM_FLAGS),
 }
 
@@ -74,11 +75,45 @@ def data_root(tmp_path_factory) -> str:
   return root
 
 
-def _copy_run(name: str, tmp_path) -> str:
-  """A writable copy of a fixture run (tests must never modify the fixture itself)."""
+def _copy_run(name: str, tmp_path, migrated: bool = True) -> str:
+  """A writable copy of a fixture run (tests must never modify the fixture itself),
+  migrated in process unless told otherwise."""
   path = str(tmp_path / name)
   shutil.copytree(os.path.join(FIXTURES, name), path)
+  if migrated:
+    assert migrate.migrate(path) == ["config.json"]
   return path
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_an_unmigrated_run_is_refused_with_the_command_that_migrates_it(name, data_root,
+                                                                       tmp_path):
+  run = _copy_run(name, tmp_path, migrated=False)
+  before = open(os.path.join(run, "config.json")).read()
+  module, train_flags = RUNS[name]
+  proc = run_module(module, *train_flags, f"--data_dir={data_root}", f"--workdir={run}")
+  assert f"rewrite its records once with `python -m common.migrate {run}`" in error_line(proc)
+  assert open(os.path.join(run, "config.json")).read() == before
+
+
+def test_the_command_migrates_once_and_keeps_the_originals(tmp_path):
+  runs = [_copy_run(name, tmp_path, migrated=False) for name in sorted(RUNS)]
+  original = fileio.read_json(os.path.join(runs[0], "config.json"))
+  proc = run_module("common.migrate", *runs)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert fileio.read_json(os.path.join(runs[0], "config.json.bak")) == original
+  record = fileio.read_json(os.path.join(runs[0], "config.json"))
+  assert record["schema_version"] == 3 and record["task"]["selection_mode"] == "max"
+  config = record["config"]
+  assert (config["experiment"], config["model"]["name"], config["model"]["depth"],
+          config["model"]["features"], config["optim"]["schedule"]) == (
+              "linear_mnist", "GloNet", 4, 8, "constant")
+  assert config["run"]["allow_unofficial_data"] is True
+  assert "augment" not in config["data"]  # only the fields MNIST's config has
+  assert migrate.migrate(runs[0]) == []  # already current
+  (tmp_path / "not_a_run").mkdir()
+  proc = run_module("common.migrate", str(tmp_path / "not_a_run"), runs[1])
+  assert "nothing to migrate" in error_line(proc)
 
 
 def test_fixture_is_pruned_and_small():
@@ -158,8 +193,7 @@ def test_usage_is_recomputed_from_the_checkpoint(name, data_root, tmp_path):
 def test_usage_is_not_recomputed_without_the_last_checkpoint(data_root, tmp_path, damage,
                                                                shown):
   # Once: the latest intact (older) epoch's usage written as the usage after training, and
-  # a missing folder created with a checksum marker, after which the legacy checkpoints,
-  # copied back, read as damaged.
+  # a missing folder created with a checksum marker.
   run = _copy_run(sorted(RUNS)[0], tmp_path)
   checkpoints = os.path.join(run, "checkpoints")
   shutil.rmtree(checkpoints if damage == "no_folder" else os.path.join(checkpoints, "2"))
@@ -168,7 +202,6 @@ def test_usage_is_not_recomputed_without_the_last_checkpoint(data_root, tmp_path
   assert shown in error_line(proc)
   assert open(os.path.join(run, "usage.json")).read() == before
   assert os.path.exists(checkpoints) == (damage != "no_folder")
-  assert not os.path.exists(os.path.join(checkpoints, "CHECKSUMMED"))
 
 
 @pytest.mark.parametrize("status,shown", [
