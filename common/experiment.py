@@ -12,17 +12,21 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.linen as nn
 import ml_collections
 from absl import logging
 
 from common import run_config
 from common.config import TrainConfig
 from common.data.arrays import Dataset
+from common.data.augment import Preprocess
 from common.errors import ConfigError
 from common.models.registry import ModelSpec, build_family, parse_model_name
+from common.report.hook import ReportHook
 from common.train import run_experiment
-from common.train.steps import Preprocess
+from common.train.hooks import Hook
 from common.train.tasks import Task
+from common.usage_hook import UsageHook, supports_usage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +58,17 @@ def get_experiment(name: str) -> Experiment:
       raise
     raise ConfigError(f"unknown experiment {name!r}: no package {name}.train.") from None
   return module.EXPERIMENT
+
+
+def default_hooks(config: TrainConfig, model: nn.Module, dataset: Dataset, task: Task,
+                  preprocess: Preprocess | None = None) -> list[Hook]:
+  """Layer usage (for models that support it), then the report."""
+  hooks: list[Hook] = []
+  if supports_usage(model):
+    hooks.append(UsageHook(model, dataset, task, min(config.eval_batch_size, 500),
+                           preprocess))
+  hooks.append(ReportHook())
+  return hooks
 
 
 def resolve(config: ml_collections.ConfigDict, workdir: str | None = None
@@ -104,11 +119,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | None = None
   model, record = build_family(experiment.registry, m.name, m.depth, experiment.num_outputs,
                                m.use_batch_norm, options, flat.batch_size)
   dataset, task = experiment.load(flat)
+  preprocess = experiment.preprocess(flat) if experiment.preprocess else None
   run_path, summary = run_experiment(
-      config, model, f"{m.name}{m.depth}", dataset, task,
-      preprocess=experiment.preprocess(flat) if experiment.preprocess else None,
+      config, model, f"{m.name}{m.depth}", dataset, task, preprocess=preprocess,
       extra_config={"model": record},
-      extra_files=experiment.run_files(dataset) if experiment.run_files else None)
+      extra_files=experiment.run_files(dataset) if experiment.run_files else None,
+      hooks=default_hooks(flat, model, dataset, task, preprocess))
   final = summary["final"] or {}
   metric = next((k for k in ("test_accuracy", "test_mse") if k in final), None)
   if metric:

@@ -119,3 +119,15 @@ def sha256(path: str | os.PathLike) -> str:
     for chunk in iter(lambda: f.read(1 << 20), b""):
       digest.update(chunk)
   return digest.hexdigest()
+
+
+CACHE_DIR_ENV = "GLONETS_CACHE_DIR"
+
+
+def default_cache_dir() -> str:
+  """``$GLONETS_CACHE_DIR``, else ``$XDG_CACHE_HOME/glonets``, else ``~/.cache/glonets``."""
+  if os.environ.get(CACHE_DIR_ENV):
+    return os.path.expanduser(os.environ[CACHE_DIR_ENV])
+  if os.environ.get("XDG_CACHE_HOME"):
+    return os.path.join(os.path.expanduser(os.environ["XDG_CACHE_HOME"]), "glonets")
+  return os.path.join(os.path.expanduser("~"), ".cache", "glonets")

@@ -25,15 +25,18 @@ from absl import flags, logging  # noqa: E402
 
 from common import fileio  # noqa: E402
 from common.cli import run_main  # noqa: E402
+from common.data.augment import identity_preprocess  # noqa: E402
 from common.errors import ConfigError, DataError, RunDirError  # noqa: E402
 from common.models import build_from_config, get_registry  # noqa: E402
+from common.report.hook import ReportHook  # noqa: E402
 from common.report.runs import Run  # noqa: E402
 from common.run_config import DATA_DIR_ENV  # noqa: E402
-from common.train import hooks, rundir, steps  # noqa: E402
+from common.train import rundir  # noqa: E402
 from common.train.optimizers import optimizer_from_config  # noqa: E402
 from common.train.restore import load_config, load_trained_state  # noqa: E402
 from common.train.state import create_train_state  # noqa: E402
 from common.train.trainer import seed_keys  # noqa: E402
+from common.usage_hook import UsageHook  # noqa: E402
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 f"Data root (default: ${DATA_DIR_ENV}, then the run's own).")
@@ -82,12 +85,12 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
   model, _, _ = build_from_config(config, task.out_dim, registry)
   # Image experiments keep uint8 inputs and turn them into model inputs in the step.
   preprocess = (data.preprocess_for(config) if hasattr(data, "preprocess_for")
-                else steps.identity_preprocess)
+                else identity_preprocess)
   sample = preprocess(None, jax.numpy.asarray(dataset.train.x[:1]), False)
   run = rundir.RunDir(run_path)
   run.acquire()  # never rewrite the usage of a run that is still training
   try:
-    hook = hooks.UsageHook(model, dataset, task, min(config.eval_batch_size, 500), preprocess)
+    hook = UsageHook(model, dataset, task, min(config.eval_batch_size, 500), preprocess)
     state, epoch = load_trained_state(run_path, model, sample.shape[1:])
     trained = max((r.get("epoch", 0) for r in loaded.metrics), default=0)
     if epoch < trained:  # restored an older intact one (the damage is logged above)
@@ -102,7 +105,7 @@ def recompute(run_path: str, data_dir: str | None = None) -> dict:
     hook.record(run.path, "final", state, epoch)
   finally:
     run.release()
-  hooks.ReportHook().on_exit(run.path)
+  ReportHook().on_exit(run.path)
   return fileio.read_json(run.file("usage.json"))
 
 

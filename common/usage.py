@@ -50,10 +50,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.data.arrays import Split, pad_to_batches
+from common.data.augment import Preprocess
+from common.data.augment import identity_preprocess as _identity
 from common.train import distributed, parallel
 from common.train.state import TrainState, model_variables
-from common.train.steps import Preprocess
-from common.train.steps import identity_preprocess as _identity
 from common.train.tasks import Task
 from common.train.trainer import EvalSplit
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from common.config import TrainConfig
 from common.data import fake_classification
+from common.experiment import default_hooks
 from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import TIMING_KEYS, Classification, run_experiment
 
@@ -32,7 +33,8 @@ def run_tiny(config, dataset=None):
   config = canonical_config(config, DENSE_MODELS)
   model, name, info = build_from_config(config, 4, DENSE_MODELS)
   return run_experiment(config, model, name, dataset, Classification(4),
-                        extra_config={"model": info})
+                        extra_config={"model": info},
+                        hooks=default_hooks(config, model, dataset, Classification(4)))
 
 
 def math_only(records):

@@ -15,6 +15,7 @@ import jax
 from common.cli import run_main
 from common.config import TrainConfig
 from common.data import fake_classification
+from common.experiment import default_hooks
 from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import Classification, distributed, run_experiment
 
@@ -28,9 +29,10 @@ def main(workdir: str, epochs: int, num_processes: int, process_id: int, port: i
       validation_size=None, split_seed=0, data_dir=None, workdir=workdir,
       result_dir=workdir, tensorboard=False, progress=False), DENSE_MODELS)
   model, name, info = build_from_config(config, 4, DENSE_MODELS)
-  _, summary = run_experiment(config, model, name,
-                              fake_classification(n_train=320, n_val=100, n_test=130, seed=0),
-                              Classification(4), extra_config={"model": info})
+  dataset = fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
+  _, summary = run_experiment(config, model, name, dataset, Classification(4),
+                              extra_config={"model": info},
+                              hooks=default_hooks(config, model, dataset, Classification(4)))
   print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(),
                     "final": summary["final"]}))
 

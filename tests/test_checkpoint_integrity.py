@@ -123,12 +123,15 @@ def test_checkpoints_written_before_checksums_restore_unverified(tmp_path):
 
 def _run_with_extra(config, extra):
   from common.data import fake_classification  # noqa: PLC0415
+  from common.experiment import default_hooks  # noqa: PLC0415
   from common.models import DENSE_MODELS, build_from_config, canonical_config  # noqa: PLC0415
   from common.train import Classification, run_experiment  # noqa: PLC0415
   config = canonical_config(config, DENSE_MODELS)
   model, name, info = build_from_config(config, 4, DENSE_MODELS)
-  return run_experiment(config, model, name, fake_classification(320, 100, 130, seed=0),
-                        Classification(4), extra_config={"model": info}, extra_files=extra)
+  dataset = fake_classification(320, 100, 130, seed=0)
+  return run_experiment(config, model, name, dataset, Classification(4),
+                        extra_config={"model": info}, extra_files=extra,
+                        hooks=default_hooks(config, model, dataset, Classification(4)))
 
 
 def test_a_run_directory_is_complete_or_not_begun(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ _SCRIPT = r"""
 import json, sys
 from common.config import TrainConfig
 from common.data import fake_classification
+from common.experiment import default_hooks
 from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import Classification, run_experiment
 import jax
@@ -25,9 +26,10 @@ config = canonical_config(TrainConfig(
     split_seed=0, data_dir=None, workdir=sys.argv[1], result_dir=sys.argv[1],
     tensorboard=False, progress=False), DENSE_MODELS)
 model, name, info = build_from_config(config, 4, DENSE_MODELS)
-_, summary = run_experiment(config, model, name,
-                            fake_classification(n_train=320, n_val=100, n_test=130, seed=0),
-                            Classification(4), extra_config={"model": info})
+dataset = fake_classification(n_train=320, n_val=100, n_test=130, seed=0)
+_, summary = run_experiment(config, model, name, dataset, Classification(4),
+                            extra_config={"model": info},
+                            hooks=default_hooks(config, model, dataset, Classification(4)))
 print(json.dumps({"devices": jax.device_count(), "final": summary["final"]}))
 """
 

@@ -17,6 +17,7 @@ from common.cli import run_main
 from common.config import TrainConfig
 from common.data import fake_images
 from common.data.augment import image_preprocess
+from common.experiment import default_hooks
 from common.models import CIFAR_MODELS, build_from_config, canonical_config
 from common.train import Classification, run_experiment
 
@@ -31,10 +32,11 @@ def main(workdir: str, model: str = "GloNet8", epochs: int = 3,
       workdir=workdir, result_dir=workdir, tensorboard=False, progress=False), CIFAR_MODELS)
   model, name, info = build_from_config(config, 4, CIFAR_MODELS)
   dataset = fake_images(n_train=256, n_val=64, n_test=100)
+  preprocess = image_preprocess((0.3,) * 3, (0.3,) * 3, augment=True, pad=1)
   _, summary = run_experiment(
-      config, model, name, dataset, Classification(4),
-      preprocess=image_preprocess((0.3,) * 3, (0.3,) * 3, augment=True, pad=1),
-      extra_config={"model": info})
+      config, model, name, dataset, Classification(4), preprocess=preprocess,
+      extra_config={"model": info},
+      hooks=default_hooks(config, model, dataset, Classification(4), preprocess))
   print(json.dumps({"devices": jax.device_count(), "final": summary["final"]}))
 
 

@@ -5,12 +5,20 @@ batch into floats. Augmentation draws from the step's key, a pure function of (s
 step), so a resumed run sees exactly the augmentations of an uninterrupted one.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from common.train.steps import Preprocess
+# ``preprocess(key, x, train) -> x``: stored inputs to model inputs, inside the jitted step
+# (``key`` is None in evaluation, where nothing is random).
+Preprocess = Callable[[jax.Array | None, jax.Array, bool], jax.Array]
+
+
+def identity_preprocess(key: jax.Array | None, x: jax.Array, train: bool) -> jax.Array:
+  """The default ``preprocess``: inputs are used as stored."""
+  del key, train
+  return x
 
 
 def normalize(x: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:

@@ -24,21 +24,13 @@ from collections.abc import Callable
 import numpy as np
 from absl import logging
 
-CACHE_DIR_ENV = "GLONETS_CACHE_DIR"
+from common.fileio import CACHE_DIR_ENV, default_cache_dir
+
 _TMP_INFIX = ".npz.tmp."
 # A build of a dataset takes minutes at most; a temporary file older than this belongs to a
 # process that died, not to one still writing.
 _STALE_TMP_SECONDS = 3600.0
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def default_cache_dir() -> str:
-  """``$GLONETS_CACHE_DIR``, else ``$XDG_CACHE_HOME/glonets``, else ``~/.cache/glonets``."""
-  if os.environ.get(CACHE_DIR_ENV):
-    return os.path.expanduser(os.environ[CACHE_DIR_ENV])
-  if os.environ.get("XDG_CACHE_HOME"):
-    return os.path.join(os.path.expanduser(os.environ["XDG_CACHE_HOME"]), "glonets")
-  return os.path.join(os.path.expanduser("~"), ".cache", "glonets")
 
 
 def cache_path(key: str, cache_dir: str | None = None) -> str:

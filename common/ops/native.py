@@ -29,7 +29,7 @@ import tempfile
 import jax
 from absl import logging
 
-from common.data.cache import default_cache_dir
+from common.fileio import default_cache_dir
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = tuple(os.path.join(_HERE, name) for name in ("onednn_conv.cc", "onednn_batch_norm.cc"))

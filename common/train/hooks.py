@@ -4,22 +4,13 @@ A hook has three methods, each optional in effect (the base class does nothing):
 ``on_start(trainer, state, run)`` before the first epoch (also on resume),
 ``on_end(trainer, state, run)`` after the last one (their return values, dicts, are added
 to ``summary.json``), and ``on_exit(run_path)`` when the run ends in any way (status
-already written). :func:`default_hooks` gives every run layer usage (when the model keeps
-the usage contract) and the report.
+already written). The hooks of an experiment (layer usage, the report) are handed in by
+:func:`common.experiment.run`, so training code knows neither.
 """
 
-import os
-import time
 from typing import Any
 
-import flax.linen as nn
-from absl import logging
-
-from common import fileio, usage
-from common.config import TrainConfig
-from common.data.arrays import Dataset
-from common.train import distributed, rundir, steps
-from common.train.tasks import Task
+from common.train import rundir
 
 
 class Hook:
@@ -36,119 +27,3 @@ class Hook:
   def on_exit(self, run_path: str) -> None:
     """Called when the run ends, however it ends."""
     del run_path
-
-
-def supports_usage(model: nn.Module) -> bool:
-  """True for models that keep the usage contract of :mod:`common.usage`."""
-  return all(hasattr(model, a) for a in ("with_taps", "usage_mode", "param_paths"))
-
-
-def _read_usage(path: str) -> dict:
-  """``usage.json``, or {} when missing or damaged (named: its records are computed again)."""
-  problems: list[str] = []
-  recorded = fileio.read_json_or(path, {}, problems, kind=dict)
-  if problems:
-    logging.warning("%s: %s; its usage records are computed again.", path, problems[0])
-  return recorded
-
-
-class UsageHook(Hook):
-  """Layer usage on the test set at initialisation and after training (``usage.json``).
-
-  For a batch-norm model the usage at initialisation is measured with running statistics
-  estimated from training batches (``usage.warm_batch_stats``), never with the initial
-  mean 0 / variance 1, which describe a network that never existed; ``usage.json`` says
-  so in ``batch_stats``. The training split (evaluation mode) is the reference whose mean
-  block contributions fill in the blocks an early exit leaves out (``early_exit_mean``),
-  read from the trainer's device copy.
-  """
-
-  def __init__(self, model: nn.Module, dataset: Dataset, task: Task, batch_size: int,
-               preprocess: steps.Preprocess | None = None):
-    self.model, self.dataset, self.task = model, dataset, task
-    self.batch_size = batch_size
-    self.preprocess = preprocess
-
-  def record(self, run_path: str, key: str, state, epoch: int, *,
-             train_inputs=None, train_batch: int = 256, test=None) -> float:
-    """Computes usage into ``usage.json[key]``; returns the seconds it took.
-
-    ``train_inputs``: the trainer's training inputs on device; they warm the batch-norm
-    statistics at ``init`` and are the mean-fill reference, read in place (without them
-    the reference is the dataset's training split, put on the device for the pass).
-    ``test``: the trainer's padded device copy of the test split, read in place (without
-    it the dataset's test split is padded and put on the device for the pass).
-    """
-    t0 = time.perf_counter()
-    note = "none (no batch norm)"
-    if state.batch_stats:
-      if key == "init":
-        state = usage.warm_batch_stats(state, train_inputs, batch_size=train_batch,
-                                       preprocess=self.preprocess)
-        note = (f"running statistics estimated from {usage.BN_WARMUP_BATCHES} training "
-                f"batches of {train_batch} in train mode (no parameter update)")
-      else:
-        note = "the trained running statistics"
-    path = os.path.join(run_path, usage.USAGE_FILE)
-    recorded = _read_usage(path)
-    recorded[key] = usage.compute_usage(state, self.dataset.test if test is None else test,
-                                        self.task, self.model,
-                                        batch_size=self.batch_size,
-                                        preprocess=self.preprocess,
-                                        reference=(self.dataset.train if train_inputs is None
-                                                   else train_inputs))
-    recorded[key].update({"epoch": epoch, "batch_stats": note})
-    if distributed.is_primary():  # every process computes (a collective), one writes
-      fileio.atomic_write_json(path, recorded)
-    return time.perf_counter() - t0
-
-  def _trainer_test(self, trainer):
-    """The trainer's device copy of the test split when it is batched as this pass would
-    batch it, else None (a larger evaluation batch would hold more block outputs at once
-    than the pass's own batch cap allows)."""
-    if trainer.config.eval_batch_size != self.batch_size:
-      return None
-    return trainer.eval_split("test")
-
-  def on_start(self, trainer, state, run):
-    if "init" in _read_usage(run.file(usage.USAGE_FILE)):
-      return None
-    # The initial state is a pure function of the seed, so this is also right on resume.
-    return {"usage_seconds_init": self.record(
-        run.path, "init", state, 0, train_inputs=trainer.train_inputs,
-        train_batch=trainer.config.batch_size, test=self._trainer_test(trainer))}
-
-  def on_end(self, trainer, state, run):
-    try:
-      return {"usage_seconds_final": self.record(
-          run.path, "final", state, int(state.step) // max(1, trainer.steps_per_epoch),
-          train_inputs=trainer.train_inputs, test=self._trainer_test(trainer))}
-    except Exception as e:  # noqa: BLE001 - a finished training stays finished
-      logging.warning("Final layer usage failed (%s: %s); the run is still done.",
-                      type(e).__name__, e)
-      return None
-
-
-class ReportHook(Hook):
-  """Renders the run's figures and PDF when the run ends (also when it fails)."""
-
-  def on_exit(self, run_path: str) -> None:
-    if not distributed.is_primary():
-      return
-    from common import report  # pylint: disable=g-import-not-at-top (matplotlib is heavy)
-    try:
-      report.render_run(run_path)
-    except Exception as e:  # noqa: BLE001 - the training result must survive a report bug
-      logging.warning("Could not render the report of %s: %s: %s (rerun `python -m "
-                      "common.report %s`)", run_path, type(e).__name__, e, run_path)
-
-
-def default_hooks(config: TrainConfig, model: nn.Module, dataset: Dataset, task: Task,
-                  preprocess: steps.Preprocess | None = None) -> list[Hook]:
-  """Layer usage (for models that support it), then the report."""
-  hooks: list[Hook] = []
-  if supports_usage(model):
-    hooks.append(UsageHook(model, dataset, task, min(config.eval_batch_size, 500),
-                           preprocess))
-  hooks.append(ReportHook())
-  return hooks

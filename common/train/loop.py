@@ -196,7 +196,7 @@ def run_experiment(
     preprocess: steps.Preprocess | None = None,
     extra_config: dict[str, Any] | None = None,
     extra_files: dict[str, Any] | None = None,
-    hooks: Sequence[hooks_lib.Hook] | None = None,
+    hooks: Sequence[hooks_lib.Hook] = (),
 ) -> tuple[str, dict[str, Any]]:
   """Opens or resumes the run directory, trains, and records the outcome.
 
@@ -214,7 +214,7 @@ def run_experiment(
       record; anything else is stored at the top level).
     extra_files: ``{file name: JSON-ready object}`` written into a new run directory
       (e.g. the SGEMM input scaler).
-    hooks: training hooks; None: layer usage (for models that support it) and the report.
+    hooks: training hooks (layer usage, the report: :func:`common.experiment.default_hooks`).
 
   Returns:
     ``(run_path, summary)``.
@@ -227,8 +227,6 @@ def run_experiment(
   config = TrainConfig.from_nested(settings)
   dataset = dataset.with_train_size(config.train_size)
   check_inputs(config, dataset)  # before anything is written
-  if hooks is None:
-    hooks = hooks_lib.default_hooks(config, model, dataset, task, preprocess)
   if jax.process_count() > 1 and not config.workdir:
     raise ConfigError("a run of several processes needs --workdir: the same run directory "
                       "for every process, on storage they all see.")

@@ -21,22 +21,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from common.data.augment import Preprocess, identity_preprocess
 from common.train.state import TrainState, model_variables
 from common.train.tasks import Task
 
 Batch = tuple[jax.Array, jax.Array]
 Metrics = dict[str, jax.Array]
-# ``preprocess(key, x, train) -> x``: stored inputs to model inputs, inside the jitted step
-# (``key`` is None in evaluation, where nothing is random).
-Preprocess = Callable[[jax.Array | None, jax.Array, bool], jax.Array]
-
-
-def identity_preprocess(key: jax.Array | None, x: jax.Array, train: bool) -> jax.Array:
-  """The default ``preprocess``: inputs are used as stored."""
-  del key, train
-  return x
-
-
 def l2_penalty(params: Any) -> jax.Array:
   """Sum of squares of every parameter (the original code's ``alpha * sum(p**2)``)."""
   return sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params))
