@@ -16,7 +16,9 @@ as variants (``get_config("authors")``). The sections:
   logging); none of it changes what is trained.
 """
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
@@ -107,3 +109,36 @@ def add_conv_glonet_options(model: ml_collections.ConfigDict) -> None:
   model.glonet_sum = "block"  # sum every block's output, or each stage's last (stage)
   model.glonet_head_norm = False  # batch norm on the sum before the head
   model.glonet_head_rms = False  # scale-only norm on the sum before the head
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  """A grid of runs of one config variant: models x depths x seeds (``common.sweep``).
+
+  Attributes:
+    variant: the variant of the experiment's ``configs/default.py``.
+    models: model entries, a family optionally with flags of its own
+      (``ResNet:use_batch_norm=false``).
+    depths: depths.
+    seeds: training seeds.
+    settings: config fields set for every point (``{"train.epochs": 5}``).
+  """
+
+  variant: str
+  models: tuple[str, ...]
+  depths: tuple[int, ...]
+  seeds: tuple[int, ...] = (0,)
+  settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def config_flags(self, experiment: str) -> list[str]:
+    """The ``--config`` flags of every point of this sweep."""
+    return [f"--config={experiment}/configs/default.py:{self.variant}",
+            *(f"--config.{k}={_flag_value(v)}" for k, v in self.settings.items())]
+
+
+def _flag_value(value: Any) -> str:
+  if isinstance(value, bool):
+    return str(value).lower()
+  if isinstance(value, tuple):
+    return "(" + ",".join(map(str, value)) + ("," if len(value) == 1 else "") + ")"
+  return str(value)

@@ -1,7 +1,12 @@
 r"""Runs a grid of models x depths x seeds, one run directory per point, then reports.
 
+  python -m common.sweep --sweep=resnet_cifar10:paper
   python -m common.sweep --module=linear_mnist.train --root=sweeps/linear_mnist \
       --models="GloNet MLP ResNet" --depths="6 10 24" --seeds=0 -- --epochs=10
+
+``--sweep=EXPERIMENT:NAME`` runs a sweep of ``EXPERIMENT/configs/sweeps.py``: its config
+variant and settings for every point, its models, depths and seeds (each replaced by the
+flag of its own when given), under ``sweeps/EXPERIMENT_NAME`` unless ``--root`` says.
 
 Each point runs ``python -m MODULE --model=M --num_layers=D --seed=S
 --workdir=ROOT/M/depth_D/seed_S <extra flags>`` in its own process, so one diverging or
@@ -30,6 +35,8 @@ and resumes from its run directory; a task about to reach its time limit is sent
 """
 
 import collections
+import dataclasses
+import importlib
 import os
 import re
 import shlex
@@ -42,10 +49,15 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 
 from common import fileio, report
+from common.errors import ConfigError
 from common.report import runs
-from common.train.rundir import STATUS
+from common.run_config import Sweep
+from common.rundir_contract import STATUS
 
-_MODULE = flags.DEFINE_string("module", None, "Experiment entry point, e.g. linear_mnist.train.")
+_SWEEP = flags.DEFINE_string("sweep", None, "A sweep of an experiment's configs/sweeps.py, "
+                             "EXPERIMENT:NAME (e.g. resnet_cifar10:cpu).")
+_MODULE = flags.DEFINE_string("module", None, "Experiment entry point, e.g. linear_mnist.train "
+                              "(with --sweep: the experiment's).")
 _ROOT = flags.DEFINE_string("root", None, "Sweep root: one run directory per point below it.")
 _MODELS = flags.DEFINE_string("models", "GloNet MLP ResNet",
                               "Model names (spaces or commas), optionally with flags: "
@@ -200,15 +212,72 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
   return result
 
 
-def grid_points() -> list[tuple[str, int, int]]:
+@dataclasses.dataclass(frozen=True)
+class Grid:
+  """What a sweep runs: ``module`` for every model x depth x seed, with ``extra`` flags
+  (the sweep's config flags, then the user's, ``user_extra``), under ``root``."""
+
+  module: str
+  root: str
+  models: tuple[str, ...]
+  depths: tuple[int, ...]
+  seeds: tuple[int, ...]
+  extra: tuple[str, ...]
+  user_extra: tuple[str, ...]
+
+
+def load_sweep(spec: str) -> tuple[str, str, Sweep]:
+  """``(experiment, name, sweep)`` of ``--sweep=EXPERIMENT:NAME``.
+
+  Raises:
+    ConfigError: a malformed spec, an experiment without sweeps, or an unknown name.
+  """
+  experiment, _, name = spec.partition(":")
+  if not experiment or not name:
+    raise ConfigError(f"--sweep={spec}: give EXPERIMENT:NAME, e.g. linear_mnist:cpu.")
+  try:
+    sweeps = importlib.import_module(f"{experiment}.configs.sweeps").SWEEPS
+  except ModuleNotFoundError:
+    raise ConfigError(f"--sweep={spec}: {experiment} has no configs/sweeps.py.") from None
+  if name not in sweeps:
+    raise ConfigError(f"GRID={name} is not a sweep of {experiment}; use one of "
+                      f"{', '.join(f'GRID={n}' for n in sweeps)} (--sweep={experiment}:"
+                      f"{next(iter(sweeps))}).")
+  return experiment, name, sweeps[name]
+
+
+def resolve_grid(user_extra: list[str]) -> Grid:
+  """The grid the flags describe: ``--sweep``'s, with each flag given explicitly winning."""
+  models, depths, seeds = (split_list(f.value) for f in (_MODELS, _DEPTHS, _SEEDS))
+  module, root, extra = _MODULE.value, _ROOT.value, []
+  if _SWEEP.value:
+    experiment, name, sweep = load_sweep(_SWEEP.value)
+    module = module or f"{experiment}.train"
+    root = root or os.path.join("sweeps", f"{experiment}_{name}")
+    present = flags.FLAGS
+    models = models if present["models"].present else list(sweep.models)
+    depths = depths if present["depths"].present else [str(d) for d in sweep.depths]
+    seeds = seeds if present["seeds"].present else [str(s) for s in sweep.seeds]
+    extra = sweep.config_flags(experiment)
+  if not module or not root:
+    raise app.UsageError("--sweep, or --module and --root, are required")
+  try:
+    ints = tuple(int(d) for d in depths), tuple(int(s) for s in seeds)
+  except ValueError:
+    raise ConfigError(f"depths and seeds are whole numbers; got --depths={' '.join(depths)} "
+                      f"--seeds={' '.join(seeds)}.") from None
+  return Grid(module, root, tuple(models), *ints, (*extra, *user_extra), tuple(user_extra))
+
+
+def grid_points(grid: Grid) -> list[tuple[str, int, int]]:
   """``(model entry, depth, seed)`` of every point, in the order ``--point`` counts."""
-  return [(model, int(depth), int(seed)) for model in split_list(_MODELS.value)
-          for depth in split_list(_DEPTHS.value) for seed in split_list(_SEEDS.value)]
+  return [(model, depth, seed) for model in grid.models for depth in grid.depths
+          for seed in grid.seeds]
 
 
-def slurm_array_script(num_points: int, extra: list[str]) -> str:
+def slurm_array_script(grid: Grid, num_points: int) -> str:
   """The ``sbatch`` script of the grid's job array (one task per point)."""
-  root = os.path.abspath(_ROOT.value)
+  root = os.path.abspath(grid.root)
   name = "glonets-" + re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(root.rstrip("/")))
   options = [f"--job-name={name}", f"--array=0-{num_points - 1}", "--ntasks=1",
              f"--cpus-per-task={_CPUS.value}", "--requeue", "--open-mode=append",
@@ -221,11 +290,15 @@ def slurm_array_script(num_points: int, extra: list[str]) -> str:
   if _GPUS.value:
     options.append(f"--gpus-per-task={_GPUS.value}")
   options += _SBATCH.value
-  point_cmd = [sys.executable, "-m", "common.sweep", f"--module={_MODULE.value}",
-               f"--root={root}", f"--models={_MODELS.value}", f"--depths={_DEPTHS.value}",
-               f"--seeds={_SEEDS.value}", "--launcher=local", f"--report={_REPORT.value}"]
+  point_cmd = [sys.executable, "-m", "common.sweep",
+               *([f"--sweep={_SWEEP.value}"] if _SWEEP.value else []),
+               f"--module={grid.module}", f"--root={root}",
+               f"--models={' '.join(grid.models)}", f"--depths={' '.join(map(str, grid.depths))}",
+               f"--seeds={' '.join(map(str, grid.seeds))}", "--launcher=local",
+               f"--report={_REPORT.value}"]
   command = " ".join(shlex.quote(c) for c in point_cmd)
-  extra_text = " ".join(shlex.quote(c) for c in ["--", *extra]) if extra else ""
+  user_extra = list(grid.user_extra)
+  extra_text = " ".join(shlex.quote(c) for c in ["--", *user_extra]) if user_extra else ""
   header = "\n".join(f"#SBATCH {o}" for o in options)
   return f"""#!/bin/bash
 {header}
@@ -245,11 +318,11 @@ exit $code
 """
 
 
-def submit_slurm(points: list[tuple[str, int, int]], extra: list[str]) -> str:
+def submit_slurm(grid: Grid, points: list[tuple[str, int, int]]) -> str:
   """Writes and submits the job array; returns its job id."""
-  os.makedirs(os.path.join(_ROOT.value, "logs"), exist_ok=True)
-  script = os.path.join(_ROOT.value, "logs", "slurm_array.sh")
-  fileio.atomic_write_text(script, slurm_array_script(len(points), extra))
+  os.makedirs(os.path.join(grid.root, "logs"), exist_ok=True)
+  script = os.path.join(grid.root, "logs", "slurm_array.sh")
+  fileio.atomic_write_text(script, slurm_array_script(grid, len(points)))
   try:
     out = subprocess.run(["sbatch", "--parsable", script], capture_output=True, text=True,
                          check=False)
@@ -261,7 +334,7 @@ def submit_slurm(points: list[tuple[str, int, int]], extra: list[str]) -> str:
   job = out.stdout.strip().split(";")[0]
   logging.info("Submitted %d points as Slurm job array %s (script %s); watch with `squeue "
                "-j %s`, report any time with `python -m common.report --sweep %s`.",
-               len(points), job, script, job, _ROOT.value)
+               len(points), job, script, job, grid.root)
   return job
 
 
@@ -278,23 +351,21 @@ def wait_for_slurm(job: str, poll_seconds: float = 5.0) -> None:
 
 
 def main(argv):
-  extra = argv[1:]  # everything after `--`
-  if not _MODULE.value or not _ROOT.value:
-    raise app.UsageError("--module and --root are required")
+  grid = resolve_grid(argv[1:])  # everything after `--` goes to every point
   logging.set_verbosity(logging.INFO)
-  points = grid_points()
+  points = grid_points(grid)
   if _POINT.value is not None:
     if _POINT.value >= len(points):
       raise app.UsageError(f"--point={_POINT.value}, but the grid has {len(points)} points")
     points = [points[_POINT.value]]
   elif _LAUNCHER.value == "slurm":
-    job = submit_slurm(points, extra)
+    job = submit_slurm(grid, points)
     if not _WAIT.value:
       print(job)
       return
     wait_for_slurm(job)
-    statuses = [point_status(_ROOT.value, *p) for p in points]
-    print(report.render_sweep(_ROOT.value)["report"])
+    statuses = [point_status(grid.root, *p) for p in points]
+    print(report.render_sweep(grid.root)["report"])
     logging.info("%s", count_statuses(statuses))
     sys.exit(0 if all(is_settled(s) for s in statuses) else 1)
   statuses = []
@@ -304,12 +375,14 @@ def main(argv):
                    _stopped["signal"])
       statuses.append("not started")
       continue
-    statuses.append(run_point(_MODULE.value, _ROOT.value, model, depth, seed, extra))
+    statuses.append(run_point(grid.module, grid.root, model, depth, seed, list(grid.extra)))
   if _REPORT.value:
-    print(report.render_sweep(_ROOT.value)["report"])
+    print(report.render_sweep(grid.root)["report"])
   logging.info("%s", count_statuses(statuses))
   sys.exit(0 if all(is_settled(s) for s in statuses) else 1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from common.cli import run_main  # noqa: PLC0415
+
+  run_main(main, positional=True)

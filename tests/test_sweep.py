@@ -1,7 +1,9 @@
 """The sweep runner: a grid of points, skipping settled ones, never hiding a refused one."""
 
+import importlib
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -38,6 +40,33 @@ def test_sweep_runs_skips_and_reports(fake_mnist_root, tmp_path):
   assert changed.returncode == 1 and "exit 2" in changed.stderr
   log = (root / "logs" / "GloNet_depth3_seed0.log").read_text()
   assert "cannot be resumed with these (train.epochs: 1 -> 2)" in log
+
+
+def test_a_config_sweep_runs_its_variant_and_the_flags_given_win(fake_mnist_root, tmp_path):
+  root = tmp_path / "sweep"
+  proc = run_module("common.sweep", "--sweep=linear_mnist:paper", f"--root={root}",
+                    "--models=GloNet", "--depths=3", "--seeds=1", "--report=false", "--",
+                    f"--data_dir={fake_mnist_root}", "--epochs=1", "--features=8",
+                    "--tensorboard=false", "--allow_unofficial_data", "--progress=false")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  run = root / "GloNet" / "depth_3" / "seed_1"
+  config = fileio.read_json(run / "config.json")["config"]
+  assert config["variant"] == "default" and config["train"]["epochs"] == 1  # --epochs won
+  assert (config["model"]["depth"], config["train"]["seed"]) == (3, 1)
+  log = (root / "logs" / "GloNet_depth3_seed1.log").read_text()
+  assert "--config=linear_mnist/configs/default.py:default --config.train.epochs=20" in log
+
+
+@pytest.mark.parametrize("experiment", ["linear_mnist", "resnet_sgemm", "resnet_cifar10",
+                                        "resnet_imagenette"])
+def test_every_sweep_names_a_variant_and_fields_of_its_experiment(experiment):
+  default = importlib.import_module(f"{experiment}.configs.default")
+  for name, sweep in importlib.import_module(f"{experiment}.configs.sweeps").SWEEPS.items():
+    config = default.get_config(sweep.variant)
+    for path in sweep.settings:
+      section, key = path.split(".")
+      assert key in config[section], (name, path)
+    assert sweep.models and sweep.depths and sweep.seeds, name
 
 
 def test_the_sweep_reruns_interrupted_and_failed_points_but_not_diverged_ones():
@@ -144,12 +173,13 @@ def test_a_point_out_of_the_grid_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.parametrize("experiment,grids", [
-    ("linear_mnist", "paper"), ("resnet_sgemm", "paper"), ("resnet_cifar10", "paper"),
+    ("linear_mnist", "paper"), ("resnet_sgemm", "paper"), ("resnet_cifar10", "recipes"),
     ("resnet_imagenette", "gpu")])
 def test_a_grid_the_script_does_not_have_is_refused(tmp_path, experiment, grids):
   # GRID=paper once ran Imagenette's CPU recipe silently (it has no paper grid).
   proc = subprocess.run(["bash", os.path.join(REPO, experiment, "train_script.sh")],
-                        env={**hermetic_env(), "GRID": "bogus", "SWEEP_ROOT": str(tmp_path / "s")},
+                        env={**hermetic_env(), "GRID": "bogus", "PYTHON": sys.executable,
+                             "SWEEP_ROOT": str(tmp_path / "s")},
                         capture_output=True, text=True, timeout=60)
   line = error_line(proc)
   assert "GRID=bogus" in line and f"GRID={grids}" in line, line
