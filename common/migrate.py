@@ -6,9 +6,11 @@ Format 3 records the nested config (sections model, data, optim, train, eval, ru
 task's selection metric, and statuses ``diverged`` and ``interrupted`` in their own right.
 For each run directory of format 1 or 2 this rewrites ``config.json`` (and ``status.json``
 where an old ``failed`` meant a divergence or an interruption) once, keeping each original
-as ``<file>.bak``; a current one is left as it is. A run directory it cannot read is one
-``error:`` line, the others are still migrated, and the exit status is 2. Training, reports
-and usage recomputation read format 3 only.
+as ``<file>.bak``; a current one is left as it is. Checkpoints written before checksums
+existed (a folder without the ``CHECKSUMMED`` marker of format 2) get their checksum
+records, said in the output: nothing can tell whether those files were damaged before. A
+run directory it cannot read is one ``error:`` line, the others are still migrated, and the
+exit status is 2. Training, reports and usage recomputation read format 3 only.
 """
 
 import dataclasses
@@ -23,12 +25,21 @@ from absl import logging
 from common import fileio
 from common.config import FIELDS, TrainConfig, get_field
 from common.errors import ConfigError, RunDirError
-from common.rundir_contract import CONFIG, METRICS, SCHEMA_VERSION, STATUS, SUMMARY
+from common.rundir_contract import (
+    CHECKPOINTS,
+    CONFIG,
+    METRICS,
+    SCHEMA_VERSION,
+    STATUS,
+    SUMMARY,
+)
 
 # The status messages that format 1 wrote with status "failed".
 _OLD_STATUS_PREFIXES = {"non-finite training loss": "diverged", "interrupted": "interrupted"}
 # Settings that format 2 recorded for models that never read them.
 _UNREAD = {"cifar": {"features"}, "imagenet": {"features"}}
+# Format 2 marked a checkpoints folder whose every step has a checksum record.
+_CHECKSUMMED_MARKER = "CHECKSUMMED"
 
 
 def migrate(run_path: str) -> list[str]:
@@ -52,7 +63,7 @@ def migrate(run_path: str) -> list[str]:
     raise RunDirError(f"{path} is of format {version!r}, newer than this code's "
                       f"{SCHEMA_VERSION}; use that version.")
   new_record = _config_record(record, run_path)
-  rewritten = [CONFIG]
+  rewritten = _record_checksums(run_path) + [CONFIG]
   status_path = os.path.join(run_path, STATUS)
   status = fileio.read_json_or(status_path, None, [], kind=dict)
   new_status = _status(status) if status else None
@@ -106,6 +117,27 @@ def _config_record(record: dict[str, Any], run_path: str) -> dict[str, Any]:
   out.update(schema_version=SCHEMA_VERSION, config=nested, model=model,
              task=_task(run_path))
   return out
+
+
+def _record_checksums(run_path: str) -> list[str]:
+  """Writes the checksum records missing from a checkpoints folder of before checksums;
+  returns the records written."""
+  from common.train.checkpoint import MANIFEST, write_record  # noqa: PLC0415 (JAX)
+  folder = os.path.join(run_path, CHECKPOINTS)
+  if not os.path.isdir(folder) or os.path.exists(os.path.join(folder, _CHECKSUMMED_MARKER)):
+    return []
+  written = []
+  for name in sorted(os.listdir(folder), key=lambda n: (len(n), n)):
+    step = os.path.join(folder, name)
+    if name.isdigit() and os.path.isdir(step) and not os.path.exists(
+        os.path.join(step, MANIFEST)):
+      write_record(step)
+      written.append(os.path.join(CHECKPOINTS, name, MANIFEST))
+  if written:
+    logging.warning("%s: recorded the checksums of %d checkpoints written before checksums "
+                    "existed; whether their files were damaged before cannot be known.",
+                    run_path, len(written))
+  return written
 
 
 def _default(field: dataclasses.Field) -> Any:

@@ -6,7 +6,7 @@ import pytest
 
 from common import fileio
 from common.errors import RunDirError
-from common.train.checkpoint import MANIFEST, MARKER, Checkpointer
+from common.train.checkpoint import MANIFEST, Checkpointer
 from common.train.restore import load_trained_state
 from tests.helpers import math_only, run_tiny, tiny_config
 
@@ -34,24 +34,7 @@ def _drop_record(path: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_record_missing_after_orbax_committed_is_written_at_the_next_start(tmp_path):
-  """A kill between orbax's commit and the checksum record (the save is otherwise
-  deferred past signals): the files are whole, so they are read, recorded and used."""
-  straight, _ = run_tiny(tiny_config(tmp_path / "a"))
-  run, _ = run_tiny(tiny_config(tmp_path / "b"))
-  _drop_record(os.path.join(run, "checkpoints", "3"))
-  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
-    assert "missing" in ckpt.verify(3)
-  run_tiny(tiny_config(tmp_path / "b"))
-  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
-    assert ckpt.verify(3) is None
-  assert not os.path.exists(os.path.join(run, "checkpoints_damaged"))
-  a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
-  assert math_only(a) == math_only(fileio.read_jsonl(os.path.join(run, "metrics.jsonl")))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("damage", ["bit", "truncated", "record_and_bit"])
+@pytest.mark.parametrize("damage", ["bit", "truncated", "record", "record_and_bit"])
 # Orbax reads shards in coroutines; when a damaged shard fails the restore, the ones still
 # pending are dropped and their exceptions reach the garbage collector, not the run.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -60,13 +43,14 @@ def test_a_damaged_latest_checkpoint_is_named_and_the_previous_one_resumes(
   straight, _ = run_tiny(tiny_config(tmp_path / "a"))
   run, _ = run_tiny(tiny_config(tmp_path / "b"))
   step = os.path.join(run, "checkpoints", "3")
-  assert os.path.exists(os.path.join(run, "checkpoints", MARKER))
   with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
     assert ckpt.verify(3) is None and ckpt.verify(2) is None
   if damage == "bit":
     _flip_one_bit(_largest_file(step))
   elif damage == "truncated":
     _truncate(_largest_file(step))
+  elif damage == "record":  # a kill between orbax's commit and the record: never checked
+    _drop_record(step)
   else:  # no record, and a file orbax cannot read
     _drop_record(step)
     _truncate(_largest_file(step))
@@ -83,6 +67,21 @@ def test_a_damaged_latest_checkpoint_is_named_and_the_previous_one_resumes(
   assert fileio.read_json(os.path.join(run, "status.json"))["status"] == "done"
   with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
     assert ckpt.verify(3) is None
+
+
+def test_a_first_save_cut_short_before_its_record_trains_the_run_from_its_start(tmp_path):
+  """A kill -9 between orbax's commit of epoch 1 and its record: nothing to resume from
+  that was checked, so the run starts again, and ends as a straight run."""
+  straight, _ = run_tiny(tiny_config(tmp_path / "a", epochs=1))
+  run, _ = run_tiny(tiny_config(tmp_path / "b", epochs=1))
+  _drop_record(os.path.join(run, "checkpoints", "1"))
+  os.remove(os.path.join(run, "metrics.jsonl"))  # written after the record
+  run_tiny(tiny_config(tmp_path / "b", epochs=1))
+  a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
+  assert math_only(a) == math_only(fileio.read_jsonl(os.path.join(run, "metrics.jsonl")))
+  assert os.listdir(os.path.join(run, "checkpoints_damaged"))
+  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
+    assert ckpt.verify(1) is None
 
 
 def test_no_intact_checkpoint_is_a_clear_error(tmp_path):
@@ -104,21 +103,6 @@ def test_analysis_uses_the_newest_intact_checkpoint_and_leaves_the_run_as_it_is(
   assert epoch == 2 and os.path.exists(os.path.join(run, "checkpoints", "3"))
   with pytest.raises(RunDirError, match="epoch 3 .* is damaged"):
     load_trained_state(run, model, (20,), epoch=3)
-
-
-def test_checkpoints_written_before_checksums_restore_unverified(tmp_path):
-  """A run directory from before this change (no marker, no records) still resumes."""
-  run, _ = run_tiny(tiny_config(tmp_path, epochs=2))
-  os.remove(os.path.join(run, "checkpoints", MARKER))
-  for epoch in (1, 2):
-    _drop_record(os.path.join(run, "checkpoints", str(epoch)))
-  with Checkpointer(os.path.join(run, "checkpoints")) as ckpt:
-    assert ckpt.verify(2) is None
-  before = fileio.read_jsonl(os.path.join(run, "metrics.jsonl"))
-  run_tiny(tiny_config(tmp_path, epochs=2))  # restores epoch 2 unverified: nothing to redo
-  assert fileio.read_jsonl(os.path.join(run, "metrics.jsonl")) == before
-  assert fileio.read_json(os.path.join(run, "status.json"))["status"] == "done"
-  assert not os.path.exists(os.path.join(run, "checkpoints", MARKER))  # not a new folder
 
 
 def _run_with_extra(config, extra):
@@ -181,7 +165,7 @@ def test_a_full_disk_during_a_save_is_one_clear_failure_and_the_rerun_finishes_e
     run_tiny(tiny_config(tmp_path / "b"))
   run = tmp_path / "b" / "run"
   assert fileio.read_json(run / "status.json")["status"] == "failed"
-  assert sorted(os.listdir(run / "checkpoints")) == ["1", MARKER]  # no temporary folder
+  assert os.listdir(run / "checkpoints") == ["1"]  # no temporary folder
   assert not [n for n in os.listdir(run) if ".tmp." in n]
   monkeypatch.undo()
   run_tiny(tiny_config(tmp_path / "b"))  # space freed: the same command

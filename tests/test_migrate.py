@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from common import fileio, migrate
+from common.train.checkpoint import MANIFEST, Checkpointer
 from tests.conftest import run_module
 from tests.helpers import error_line
 
@@ -116,6 +117,18 @@ def test_the_command_migrates_once_and_keeps_the_originals(tmp_path):
   assert "nothing to migrate" in error_line(proc)
 
 
+def test_checkpoints_from_before_checksums_get_their_records(tmp_path):
+  run = _copy_run(gen.MNIST_RUN, tmp_path, migrated=False)
+  checkpoints = os.path.join(run, "checkpoints")
+  os.remove(os.path.join(checkpoints, "CHECKSUMMED"))  # as written before checksums
+  for epoch in ("1", "2"):
+    os.remove(os.path.join(checkpoints, epoch, MANIFEST))
+  assert migrate.migrate(run) == [f"checkpoints/{e}/{MANIFEST}" for e in ("1", "2")] + [
+      "config.json"]
+  with Checkpointer(checkpoints) as ckpt:
+    assert ckpt.verify(1) is None and ckpt.verify(2) is None
+
+
 def test_fixture_is_pruned_and_small():
   for name in RUNS:
     names = os.listdir(os.path.join(FIXTURES, name))
@@ -193,7 +206,7 @@ def test_usage_is_recomputed_from_the_checkpoint(name, data_root, tmp_path):
 def test_usage_is_not_recomputed_without_the_last_checkpoint(data_root, tmp_path, damage,
                                                                shown):
   # Once: the latest intact (older) epoch's usage written as the usage after training, and
-  # a missing folder created with a checksum marker.
+  # a missing folder created empty.
   run = _copy_run(sorted(RUNS)[0], tmp_path)
   checkpoints = os.path.join(run, "checkpoints")
   shutil.rmtree(checkpoints if damage == "no_folder" else os.path.join(checkpoints, "2"))

@@ -12,10 +12,10 @@ run goes on with other weights). So every save records the SHA-256 of each file 
 step in ``<step>/glonets_sha256.json``, and :meth:`Checkpointer.restore_latest` verifies
 them: a damaged, truncated or incomplete latest checkpoint is named in one warning,
 moved aside to ``<checkpoints>_damaged/``, and the newest intact one is restored instead
-(training then redoes the epochs after it, exactly). A checkpoints folder created by this
-code holds a ``CHECKSUMMED`` marker, so a step whose checksum record is missing there
-(a kill between orbax's commit and the record) counts as incomplete; in a folder written
-before checksums existed, steps without a record are restored unverified.
+(training then redoes the epochs after it, exactly). A save is finished when its record
+is written, so a step without one (a kill between orbax's commit and the record) is treated
+as damaged too: files that were never checked are never restored. Checkpoints written before
+checksums existed get their records from ``python -m common.migrate``.
 """
 
 import contextlib
@@ -38,7 +38,7 @@ from common.train import distributed
 from common.train.state import TrainState
 
 MANIFEST = "glonets_sha256.json"
-MARKER = "CHECKSUMMED"
+INCOMPLETE = "its checksum record is missing (the save was cut short)"
 
 
 class _QuietOrbax(py_logging.Filter):
@@ -71,18 +71,8 @@ class Checkpointer:
         max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
     self._manager = ocp.CheckpointManager(self._root, options=options)
     # In a run of several processes every one saves and restores (orbax coordinates
-    # them); process 0 alone writes our own files (marker, checksum records, moves).
+    # them); process 0 alone writes our own files (checksum records, moves).
     self._writer = distributed.is_primary()
-    if (self._writer and not self._manager.all_steps()
-        and not os.path.exists(self._marker)):
-      try:
-        fileio.atomic_write_text(self._marker, "every step here has a glonets_sha256.json\n")
-      except OSError:  # a read-only copy of a run: nothing will be saved into it
-        pass
-
-  @property
-  def _marker(self) -> str:
-    return os.path.join(self._root, MARKER)
 
   def _step_dir(self, epoch: int) -> str:
     return os.path.join(self._root, str(epoch))
@@ -111,7 +101,7 @@ class Checkpointer:
         self._manager.wait_until_finished()
         if saved and self._writer:
           step = self._step_dir(epoch)
-          fileio.atomic_write_json(os.path.join(step, MANIFEST), _digests(step))
+          write_record(step)
     except Exception as e:
       cause = storage_failure(e)
       if cause is None:
@@ -142,13 +132,11 @@ class Checkpointer:
 
   def verify(self, epoch: int) -> str | None:
     """What is wrong with the files of epoch ``epoch``'s checkpoint, or None when they
-    match their checksums (or predate checksums)."""
+    match their checksums."""
     step = self._step_dir(epoch)
     record = os.path.join(step, MANIFEST)
     if not os.path.exists(record):
-      if os.path.exists(self._marker):
-        return "its checksum record is missing (the save was cut short)"
-      return None  # written before checksums existed: nothing to compare with
+      return INCOMPLETE
     try:
       expected = fileio.read_json(record)
     except (OSError, ValueError) as e:
@@ -171,7 +159,8 @@ class Checkpointer:
         their epochs again); analysis tools leave the run directory as it is.
 
     Returns:
-      ``(state, meta, epoch)``; ``(like, None, 0)`` when there is no checkpoint.
+      ``(state, meta, epoch)``; ``(like, None, 0)`` when there is no checkpoint, or only
+      saves cut short before their checksum record.
 
     Raises:
       RunDirError: checkpoints exist but none is intact.
@@ -179,42 +168,24 @@ class Checkpointer:
     damaged = []
     for epoch in sorted(self._manager.all_steps(), reverse=True):
       problem = self.verify(epoch)
-      record = os.path.join(self._step_dir(epoch), MANIFEST)
-      if problem is not None and not os.path.exists(record):
-        # Orbax committed the step (it lists it) but the record was not written: a kill
-        # right after the commit. Its files are whole; if orbax can read them they are
-        # recorded now, else the step is damaged.
-        try:
-          state, meta = self.restore(epoch, like)
-        except Exception as e:  # noqa: BLE001 - orbax raises many types for bad files
-          problem = f"{problem}, and it cannot be read ({type(e).__name__})"
-        else:
-          if self._writer:
-            fileio.atomic_write_json(record, _digests(self._step_dir(epoch)))
-            logging.info("Recorded the missing checksums of epoch %d's checkpoint.", epoch)
-          problem = None
-          if damaged and move_aside:
-            self._move_aside(damaged, epoch)
-          return state, meta, epoch
-      verified = os.path.exists(record)
-      if problem is None and verified:
-        # Files as written: a failure to restore them is a bug or a wrong `like`, not
-        # damage, and must not be hidden behind a fallback.
-        state, meta = self.restore(epoch, like)
-      elif problem is None:
-        try:  # written before checksums existed: orbax's own errors are all we have
-          state, meta = self.restore(epoch, like)
-        except Exception as e:  # noqa: BLE001 - orbax raises many types for bad files
-          problem = f"it cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
       if problem is not None:
         damaged.append((epoch, problem))
         continue
+      # Files as written: a failure to restore them is a bug or a wrong `like`, not
+      # damage, and must not be hidden behind a fallback.
+      state, meta = self.restore(epoch, like)
       if damaged and move_aside:
         self._move_aside(damaged, epoch)
       for bad, problem in ([] if move_aside else damaged):
         logging.warning("The checkpoint of epoch %d is damaged (%s); using epoch %d.", bad,
                         problem, epoch)
       return state, meta, epoch
+    if damaged and all(problem == INCOMPLETE for _, problem in damaged):
+      # Only saves cut short before their record (a kill during the first save): nothing
+      # was lost that training the run from its start does not redo exactly.
+      if move_aside:
+        self._move_aside(damaged, 0)
+      return like, None, 0
     if damaged:
       raise RunDirError(
           f"no intact checkpoint in {self._root}: "
@@ -247,6 +218,11 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def write_record(step: str) -> None:
+  """Writes the checksum record of the checkpoint step folder ``step``."""
+  fileio.atomic_write_json(os.path.join(step, MANIFEST), _digests(step))
 
 
 def _digests(step: str) -> dict[str, str]:

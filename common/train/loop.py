@@ -261,7 +261,7 @@ def _check_resume(run: rundir.RunDir, config: TrainConfig) -> dict[str, Any] | N
       again from scratch over the records).
   """
   trained, intact = 0, False
-  if os.path.isdir(run.file(rundir.CHECKPOINTS)):  # else opening it would write its marker
+  if os.path.isdir(run.file(rundir.CHECKPOINTS)):  # else opening it would create the folder
     with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
       trained = ckpt.latest_epoch() or 0
       intact = bool(trained) and ckpt.verify(trained) is None

@@ -3,8 +3,9 @@
 :func:`optimizer_from_config` is what training and restoring use. :func:`make_schedule` and
 :func:`make_optimizer` build the same pieces from explicit arguments (benchmarks, tests).
 
-With the default settings (no weight decay, no Nesterov) the optimizer and its state have
-exactly the structure they had before those settings existed, so old checkpoints restore.
+The optimizer is the chain of the transformations the config asks for and nothing else
+(clipping, weight decay, then Adam or SGD): a run with neither has the bare optimizer, whose
+state is optax's own, and no clipping pass computes a norm it does not use.
 """
 
 from typing import Any
@@ -124,8 +125,8 @@ def make_optimizer(
       ``torch.nn.utils.clip_grad_norm_`` before a PyTorch optimizer step).
 
   Returns:
-    An optax gradient transformation. Without weight decay and clipping its state has the
-    same structure as before they existed (old checkpoints restore).
+    An optax gradient transformation: the optimizer, after the clipping and weight decay
+    asked for, if any.
   """
   key = name.upper()
   if key == "ADAM":
@@ -140,7 +141,6 @@ def make_optimizer(
     raise ConfigError(f"weight_decay must be >= 0; got {weight_decay}.")
   if grad_clip_norm < 0:
     raise ConfigError(f"grad_clip_norm must be >= 0; got {grad_clip_norm}.")
-  # Extra chain links only when used: keeps the optimizer state's structure of older runs.
   links = ([optax.clip_by_global_norm(grad_clip_norm)] if grad_clip_norm > 0 else []) + (
       [optax.add_decayed_weights(weight_decay, mask=decay_mask)] if weight_decay > 0 else [])
   return optax.chain(*links, tx) if links else tx

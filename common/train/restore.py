@@ -59,8 +59,7 @@ def load_trained_state(run_path: str, model: Any, input_shape: tuple[int, ...],
   like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if hasattr(s, "shape") else s, like)
   folder = os.path.join(run_path, rundir.CHECKPOINTS)
   if not os.path.isdir(folder):
-    # Not opened: a Checkpointer would create the folder and its checksum marker, after
-    # which checkpoints copied back from before checksums existed would read as damaged.
+    # Not opened: a Checkpointer would create an empty folder in the user's run.
     raise RunDirError(f"{run_path} has no {rundir.CHECKPOINTS}/ folder (removed, or not "
                       f"copied with the run); put it back to load the trained model.")
   with Checkpointer(folder) as ckpt:
