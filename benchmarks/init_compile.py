@@ -13,7 +13,7 @@ the default level and with the trainer's options, alternating which goes first o
 ``--repeats`` rounds (each compile from a fresh trace, so nothing is reused), and prints
 the median seconds of each, their ratio, and whether the two initial states are equal to
 the bit (the promise that lets the trainer use the faster compile). Nothing here is
-asserted: this is a measurement; ``tests/test_init.py`` checks the equality.
+asserted: this is a measurement; ``tests/models/test_init.py`` checks the equality.
 """
 
 import time

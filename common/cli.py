@@ -84,15 +84,25 @@ def _has_field(config: ml_collections.ConfigDict, path: str) -> bool:
   return key in config[section]
 
 
-def define_flags(experiment: str, config_file: str) -> None:
+def define_flags(experiment: str, config_file: str, flag_values: flags.FlagValues = flags.FLAGS,
+                 argv: list[str] | None = None) -> None:
   """Defines ``--config``, ``--recipe``, the shorthands this experiment's config has, and
-  the multi-process flags."""
+  the multi-process flags.
+
+  Args:
+    experiment: the experiment package.
+    config_file: its default config file.
+    flag_values: where to define them (absl's global flags for a program).
+    argv: the command line ``--config.*`` overrides are read from (default ``sys.argv``).
+  """
   # Listed by --help as the program's own flags (absl lists the main module's).
-  main_module = {"module_name": sys.argv[0]}
+  module = sys.argv[0] if flag_values is flags.FLAGS else experiment
+  main_module = {"module_name": module, "flag_values": flag_values}
   config_flags.DEFINE_config_file(
       "config", config_file, f"Config file and variant, e.g. {experiment}/configs/default.py:"
-      f"<variant>; --config.<section>.<key>=value overrides a field.", lock_config=True)
-  flags.FLAGS.register_flag_by_module(sys.argv[0], flags.FLAGS["config"])
+      f"<variant>; --config.<section>.<key>=value overrides a field.", lock_config=True,
+      flag_values=flag_values, sys_argv=argv)
+  flag_values.register_flag_by_module(module, flag_values["config"])
   flags.DEFINE_string("recipe", None, "A variant of the default config file (cpu, "
                       "authors...): the same as --config=<its path>:<variant>.", **main_module)
   default = _load_default(config_file)
@@ -121,9 +131,41 @@ def _load_default(config_file: str) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
-def config_from_flags() -> ml_collections.ConfigDict:
+def default_config_file(experiment: str) -> str:
+  """The experiment's ``configs/default.py``."""
+  spec = importlib.util.find_spec(experiment)
+  if spec is None or not spec.submodule_search_locations:
+    raise ConfigError(f"no experiment package {experiment!r}.")
+  return os.path.join(list(spec.submodule_search_locations)[0], "configs", "default.py")
+
+
+def parse_config(experiment: str, argv: list[str]) -> ml_collections.ConfigDict:
+  """The config a ``train.py`` command line asks for, parsed in process on flags of its own
+  (nothing global is read or changed): what the program would run.
+
+  Args:
+    experiment: the experiment package (``linear_mnist``).
+    argv: the command line, program name first.
+
+  Raises:
+    ConfigError: what the program would print as its one ``error:`` line.
+  """
+  config_file = default_config_file(experiment)
+  argv = _recipe_to_config(list(argv), config_file)
+  flag_values = flags.FlagValues()
+  problem = _flag_problem(define_flags, experiment, config_file, flag_values, argv)
+  if problem is None:
+    rest = []
+    problem = _flag_problem(lambda: rest.extend(flag_values(argv)[1:]))
+    if problem is None and rest:
+      problem = _unexpected(rest)
+  if problem is not None:
+    raise ConfigError(problem)
+  return config_from_flags(flag_values)
+
+
+def config_from_flags(f: flags.FlagValues = flags.FLAGS) -> ml_collections.ConfigDict:
   """The parsed ``--config`` with its overrides and the shorthand flags applied."""
-  f = flags.FLAGS
   try:
     config = f.config
     config.get("experiment")  # a config that failed to load raises on first use
@@ -171,8 +213,7 @@ def _recipe_to_config(argv: list[str], config_file: str) -> list[str]:
   if recipe is None:
     return argv
   if any(a == "--config" or a.startswith("--config=") for a in out):
-    sys.stderr.write("error: --recipe and --config both choose the config; give one.\n")
-    sys.exit(2)
+    raise ConfigError("--recipe and --config both choose the config; give one.")
   return [out[0], f"--config={config_file}:{recipe}", *out[1:]]
 
 
@@ -185,7 +226,7 @@ def main(experiment: str, train_file: str) -> None:
   """
   config_file = os.path.join(os.path.dirname(os.path.abspath(train_file)), "configs",
                              "default.py")
-  sys.argv = _recipe_to_config(sys.argv, config_file)
+  _or_error_line(lambda: setattr(sys, "argv", _recipe_to_config(sys.argv, config_file)))
   # config_flags reads its overrides from sys.argv as the flag is defined.
   _or_error_line(define_flags, experiment, config_file)
 
@@ -212,8 +253,7 @@ def run_main(main_fn: Callable[[list[str]], Any], positional: bool = False) -> N
 
   def wrapped(argv):
     if len(argv) > 1 and not positional:  # e.g. `--glonet_head_norm true`
-      sys.stderr.write(f"error: unexpected arguments: {' '.join(argv[1:])}; flags take "
-                       "the form --name=value (a boolean also --name or --noname).\n")
+      sys.stderr.write(f"error: {_unexpected(argv[1:])}\n")
       sys.exit(2)
     logging.set_verbosity(logging.INFO)
     from common.train import checkpoint  # noqa: PLC0415  (orbax only when a program runs)
@@ -240,29 +280,54 @@ def run_main(main_fn: Callable[[list[str]], Any], positional: bool = False) -> N
   app.run(wrapped, flags_parser=_parse_flags)
 
 
+_HELP = ("--help", "-help", "--helpshort", "--helpfull", "--helpxml", "-h", "-?")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, a bad flag as one ``error:`` line and exit status 2 (absl itself
-  prints a FATAL line and exits with 1)."""
-  return _or_error_line(flags.FLAGS, argv)
+  prints a FATAL line and exits with 1), and help asked for with exit status 0 (absl's 1
+  reads as a failure to scripts)."""
+  try:
+    return _or_error_line(flags.FLAGS, argv)
+  except SystemExit as e:
+    if e.code == 1 and any(a in _HELP for a in argv[1:]):
+      sys.exit(0)
+    raise
+
+
+def _unexpected(args: list[str]) -> str:
+  return (f"unexpected arguments: {' '.join(args)}; flags take the form --name=value (a "
+          "boolean also --name or --noname).")
 
 
 def _or_error_line(fn: Callable[..., Any], *args: Any) -> Any:
   """``fn(*args)``, or one ``error:`` line and exit status 2 for a bad flag, config file
   or config key."""
+  result = []
+  problem = _flag_problem(lambda: result.append(fn(*args)))
+  if problem is None:
+    return result[0]
+  sys.stderr.write(f"error: {problem}\n")
+  sys.exit(2)
+
+
+def _flag_problem(fn: Callable[..., Any], *args: Any) -> str | None:
+  """Calls ``fn(*args)``; returns what is wrong with the flags, config file or config key
+  it parsed (None when nothing is)."""
   try:
-    return fn(*args)
+    fn(*args)
   except flags.Error as e:
-    sys.stderr.write(f"error: {e}. Pass --help to list the flags.\n")
+    return f"{e}. Pass --help to list the flags."
   except (AttributeError, KeyError) as e:  # config_flags: an override of no such field
     text = str(e.args[0] if e.args else e).replace("\\'", "'").replace("\\n", "\n")
     name, *hint = [line.strip(" '\"") for line in text.splitlines() if line.strip(" '\"")]
-    sys.stderr.write(f"error: a --config override names no field of the config: {name}"
-                     f"{'. ' + hint[0] if hint else ''}.\n".replace("?.", "?"))
+    return (f"a --config override names no field of the config: {name}"
+            f"{'. ' + hint[0] if hint else ''}.".replace("?.", "?"))
   except UserError as e:  # raised by get_config: an unknown variant
-    sys.stderr.write(f"error: {e}\n")
+    return str(e)
   except OSError as e:  # config_flags: a config file that does not load
-    sys.stderr.write(f"error: --config could not be loaded: {_root_cause(e)}\n")
-  sys.exit(2)
+    return f"--config could not be loaded: {_root_cause(e)}"
+  return None
 
 
 def _root_cause(error: BaseException) -> str:

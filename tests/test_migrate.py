@@ -12,15 +12,17 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 
-from common import fileio, migrate
+from common import fileio, migrate, recompute_usage
+from common.errors import UserError
 from common.train.checkpoint import MANIFEST, Checkpointer
 from tests.conftest import run_module
-from tests.helpers import error_line
+from tests.helpers import error_line, train_main
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "legacy_runs")
 REPORT_FILES = ("training_metrics.png", "layer_usage.png", "training_report.pdf")
@@ -43,6 +45,8 @@ RUNS = {
     gen.MNIST_RUN: ("linear_mnist.train", gen.MNIST_FLAGS),
     gen.SGEMM_RUN: ("resnet_sgemm.train", gen.SGEMM_FLAGS),
 }
+# The MNIST run in the quick test command, the SGEMM run too in the full one.
+_ONE_QUICK = [gen.MNIST_RUN, pytest.param(gen.SGEMM_RUN, marks=pytest.mark.slow)]
 
 
 def _read_json(path: str) -> dict:
@@ -92,7 +96,7 @@ def test_an_unmigrated_run_is_refused_with_the_command_that_migrates_it(name, da
   run = _copy_run(name, tmp_path, migrated=False)
   before = open(os.path.join(run, "config.json")).read()
   module, train_flags = RUNS[name]
-  proc = run_module(module, *train_flags, f"--data_dir={data_root}", f"--workdir={run}")
+  proc = train_main(module, *train_flags, f"--data_dir={data_root}", f"--workdir={run}")
   assert f"rewrite its records once with `python -m common.migrate {run}`" in error_line(proc)
   assert open(os.path.join(run, "config.json")).read() == before
 
@@ -139,7 +143,7 @@ def test_fixture_is_pruned_and_small():
   assert total < 2_000_000, total
 
 
-@pytest.mark.parametrize("name", sorted(RUNS))
+@pytest.mark.parametrize("name", _ONE_QUICK)
 def test_report_rerenders(name, tmp_path):
   run = _copy_run(name, tmp_path)
   proc = run_module("common.report", run)
@@ -149,14 +153,14 @@ def test_report_rerenders(name, tmp_path):
     assert os.path.exists(path) and os.path.getsize(path) > 0, fname
 
 
-@pytest.mark.parametrize("name", sorted(RUNS))
+@pytest.mark.parametrize("name", _ONE_QUICK)
 def test_resume_trains_one_more_epoch(name, data_root, tmp_path):
   run = _copy_run(name, tmp_path)
   module, train_flags = RUNS[name]
   old_metrics = _read_jsonl(os.path.join(run, "metrics.jsonl"))
   assert [r["epoch"] for r in old_metrics] == [1, 2]
   args = [f for f in train_flags if not f.startswith("--epochs=")]
-  proc = run_module(module, *args, "--epochs=3", f"--data_dir={data_root}",
+  proc = train_main(module, *args, "--epochs=3", f"--data_dir={data_root}",
                     f"--workdir={run}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _read_json(os.path.join(run, "status.json"))["status"] == "done"
@@ -181,15 +185,14 @@ def test_sgemm_predict(tmp_path):
     assert np.isfinite(log_ms) and np.isfinite(ms) and ms > 0
 
 
-@pytest.mark.parametrize("name", sorted(RUNS))
+@pytest.mark.parametrize("name", _ONE_QUICK)
 def test_usage_is_recomputed_from_the_checkpoint(name, data_root, tmp_path):
   """The old run's usage, recomputed by today's code, equals what it wrote, plus the new
   fields (blocks_needed, stage boundaries); the initial state is rebuilt from the seed."""
   run = _copy_run(name, tmp_path)
   old = _read_json(os.path.join(run, "usage.json"))
-  proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  new = _read_json(os.path.join(run, "usage.json"))
+  new = recompute_usage.recompute(run, data_root)
+  assert new == _read_json(os.path.join(run, "usage.json"))
   for when in ("init", "final"):
     np.testing.assert_allclose(new[when]["l1"], old[when]["l1"], rtol=1e-5, err_msg=when)
     np.testing.assert_allclose(new[when]["share"], old[when]["share"], rtol=1e-4, atol=1e-7)
@@ -211,8 +214,8 @@ def test_usage_is_not_recomputed_without_the_last_checkpoint(data_root, tmp_path
   checkpoints = os.path.join(run, "checkpoints")
   shutil.rmtree(checkpoints if damage == "no_folder" else os.path.join(checkpoints, "2"))
   before = open(os.path.join(run, "usage.json")).read()
-  proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
-  assert shown in error_line(proc)
+  with pytest.raises(UserError, match=re.escape(shown)):
+    recompute_usage.recompute(run, data_root)
   assert open(os.path.join(run, "usage.json")).read() == before
   assert os.path.exists(checkpoints) == (damage != "no_folder")
 
@@ -227,8 +230,8 @@ def test_usage_of_an_unfinished_run_is_not_recomputed(data_root, tmp_path, statu
   with open(os.path.join(run, "status.json"), "w") as f:
     f.write(status)
   before = open(os.path.join(run, "usage.json")).read()
-  proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
-  assert f"{run} is not finished ({shown}" in error_line(proc)
+  with pytest.raises(UserError, match=re.escape(f"{run} is not finished ({shown}")):
+    recompute_usage.recompute(run, data_root)
   assert open(os.path.join(run, "usage.json")).read() == before
   assert "give one or more run directories" in error_line(run_module("common.recompute_usage"))
 
@@ -241,5 +244,6 @@ def test_usage_of_a_run_with_a_damaged_config_is_one_error_line(data_root, tmp_p
   run = _copy_run(sorted(RUNS)[0], tmp_path)
   with open(os.path.join(run, "config.json"), "w") as f:
     f.write(content)
-  proc = run_module("common.recompute_usage", run, f"--data_dir={data_root}")
-  assert f"config.json is unreadable or not a run's config ({error})" in error_line(proc)
+  with pytest.raises(UserError,
+                     match=re.escape(f"config.json is unreadable or not a run's config ({error})")):
+    recompute_usage.recompute(run, data_root)

@@ -8,8 +8,7 @@ import pytest
 from common import experiment, fileio
 from common.config import TrainConfig
 from common.errors import ConfigError, RunDirError
-from tests.conftest import run_module
-from tests.helpers import error_line
+from tests.helpers import error_line, train_main
 
 EXPERIMENTS = {"linear_mnist": ("default",), "resnet_sgemm": ("default",),
                "resnet_cifar10": ("cpu", "authors"), "resnet_imagenette": ("cpu", "gpu")}
@@ -83,11 +82,11 @@ _FAKE = ("--allow_unofficial_data", "--progress=false", "--tensorboard=false")
 
 
 def test_old_flags_and_the_config_form_make_the_same_run(fake_mnist_root, tmp_path):
-  old = run_module("linear_mnist.train", "--model=MLP4", "--features=8", "--epochs=1",
+  old = train_main("linear_mnist.train", "--model=MLP4", "--features=8", "--epochs=1",
                    "--learning_rate=0.01", "--train_size=256", f"--data_dir={fake_mnist_root}",
                    f"--workdir={tmp_path / 'old'}", *_FAKE)
   assert old.returncode == 0, old.stderr[-3000:]
-  new = run_module("linear_mnist.train", "--config=linear_mnist/configs/default.py",
+  new = train_main("linear_mnist.train", "--config=linear_mnist/configs/default.py",
                    "--config.model.name=MLP", "--config.model.depth=4",
                    "--config.model.features=8", "--config.train.epochs=1",
                    "--config.optim.learning_rate=0.01", "--config.data.train_size=256",
@@ -113,7 +112,7 @@ def test_old_flags_and_the_config_form_make_the_same_run(fake_mnist_root, tmp_pa
      "--recipe and --config both choose the config"),
 ])
 def test_a_bad_config_is_one_error_line_and_writes_nothing(tmp_path, args, message):
-  proc = run_module("linear_mnist.train", *args, f"--data_dir={tmp_path / 'empty'}",
+  proc = train_main("linear_mnist.train", *args, f"--data_dir={tmp_path / 'empty'}",
                     f"--result_dir={tmp_path / 'out'}")
   assert message in error_line(proc)
   assert not os.path.exists(tmp_path / "out")

@@ -16,6 +16,7 @@ from tests.helpers import error_line
 GRID = ["--module=linear_mnist.train", "--models=GloNet MLP", "--depths=3", "--seeds=0"]
 
 
+@pytest.mark.slow
 def test_sweep_runs_skips_and_reports(fake_mnist_root, tmp_path):
   root = tmp_path / "sweep"
   flags = [f"--data_dir={fake_mnist_root}", "--epochs=1", "--features=8", "--batch_size=1000",
@@ -42,6 +43,7 @@ def test_sweep_runs_skips_and_reports(fake_mnist_root, tmp_path):
   assert "cannot be resumed with these (train.epochs: 1 -> 2)" in log
 
 
+@pytest.mark.slow
 def test_a_config_sweep_runs_its_variant_and_the_flags_given_win(fake_mnist_root, tmp_path):
   root = tmp_path / "sweep"
   proc = run_module("common.sweep", "--sweep=linear_mnist:paper", f"--root={root}",
@@ -115,6 +117,7 @@ def test_run_point_skip_or_rerun(tmp_path, state, message, reruns):
   assert result == effective_status({"status": state, "message": message})
 
 
+@pytest.mark.slow
 def test_a_refused_command_is_not_recorded_so_the_point_is_never_skipped_on_it(tmp_path):
   # A refused command (exit 2) once replaced the recorded one, so rerunning it skipped the
   # point as done, on a result another command had made.
@@ -143,6 +146,7 @@ echo "42;fake"
 """
 
 
+@pytest.mark.slow
 def test_slurm_launcher_submits_one_requeueable_task_per_point(fake_mnist_root, tmp_path):
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()

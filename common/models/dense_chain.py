@@ -30,7 +30,7 @@ gradient ``in_l^T @ dz_l`` inside the reverse loop:
 measurements.
 
 The values equal autodiff's up to float32 summation order (tested in
-``tests/test_dense_chain.py``).
+``tests/models/test_dense_chain.py``).
 """
 
 import functools

@@ -43,7 +43,7 @@ SECONDS_PER_CALL = 5.0
 # the CPU backend's default optimisation level (3) compiling its random draws takes
 # seconds (11 s for ResNet20 or ResNet18 on a 2-core CPU, most of a small run's start).
 # Level 1 compiles it 1.6-3 times faster and gives the same parameters to the bit
-# (`python -m benchmarks.init_compile`; tests/test_init.py checks the bits). Not on other
+# (`python -m benchmarks.init_compile`; tests/models/test_init.py checks the bits). Not on other
 # backends, where this was not measured.
 CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 

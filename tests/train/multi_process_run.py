@@ -1,6 +1,6 @@
 """A tiny run as one process of several, for tests (JAX's multi-process runtime on CPU).
 
-  python -m tests.multi_process_run WORKDIR EPOCHS NUM_PROCESSES PROCESS_ID PORT
+  python -m tests.train.multi_process_run WORKDIR EPOCHS NUM_PROCESSES PROCESS_ID PORT
 
 Trains a residual MLP with batch norm (constant learning rate, global batch 64) on fake
 data through ``run_experiment`` and prints the process count, the device count and the

@@ -9,6 +9,7 @@ import pytest
 
 from common.models import DENSE_MODELS, build_model, dense_chain
 from common.models import mlp as mlp_lib
+from tests.helpers import init_variables
 
 
 def _reference_chain(h, s, kernels, biases, glonet_sum, feature_major=False):
@@ -22,7 +23,8 @@ def _reference_chain(h, s, kernels, biases, glonet_sum, feature_major=False):
 
 @pytest.mark.parametrize("glonet_sum", [True, False])
 @pytest.mark.parametrize("shape,feature_major,n", [
-    ((6, 8), False, 4), ((3, 2, 8), False, 4),  # batch-major; extra axes are batch-like
+    pytest.param((6, 8), False, 4, marks=pytest.mark.slow),
+    pytest.param((3, 2, 8), False, 4, marks=pytest.mark.slow),  # extra axes are batch-like
     ((8, 6), True, 4), ((8, 6), True, 1),  # feature-major (features, batch); one layer
 ])
 def test_chain_value_and_gradients_equal_autodiff(glonet_sum, shape, feature_major, n):
@@ -49,12 +51,13 @@ def test_chain_value_and_gradients_equal_autodiff(glonet_sum, shape, feature_maj
 
 
 @pytest.mark.parametrize("name,features", [
-    ("GloNet", mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES), ("MLP", 16), ("GloNet", 16)])
+    pytest.param("GloNet", mlp_lib.HOISTED_WEIGHT_GRAD_MIN_FEATURES, marks=pytest.mark.slow),
+    ("MLP", 16), ("GloNet", 16)])
 def test_model_fast_path_matches_the_generic_scan(name, features):
   model = build_model(name, num_layers=6, features=features, registry=DENSE_MODELS, out_dim=5)
   x = jax.random.normal(jax.random.key(1), (8, 12))
   y = jnp.arange(8) % 5
-  params = model.init(jax.random.key(0), x)["params"]
+  params = init_variables(model, jax.random.key(0), x)["params"]
 
   def loss(p, generic):
     # The same model with the chain switched off runs the generic nn.scan path.
@@ -83,6 +86,6 @@ def test_model_fast_path_matches_the_generic_scan(name, features):
 def test_fast_path_is_taken_only_where_it_was_measured_faster(features, batch, expected):
   model = build_model("GloNet", num_layers=4, features=features, registry=DENSE_MODELS, out_dim=3)
   x = jnp.ones((batch, 5))
-  params = model.init(jax.random.key(0), x[:1])["params"]
+  params = init_variables(model, jax.random.key(0), x[:1])["params"]
   jaxpr = jax.make_jaxpr(lambda p: model.apply({"params": p}, x, train=True))(params)
   assert ("custom_vjp_call" in str(jaxpr)) == expected

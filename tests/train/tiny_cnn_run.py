@@ -1,6 +1,6 @@
 """A tiny augmented CNN run, as a subprocess of tests (kill -9, data parallelism).
 
-  python -m tests.tiny_cnn_run WORKDIR [MODEL] [EPOCHS] [LR_SCHEDULE]
+  python -m tests.train.tiny_cnn_run WORKDIR [MODEL] [EPOCHS] [LR_SCHEDULE]
 
 Trains ``MODEL`` (default GloNet8: the CIFAR trunk with one block per stage, batch norm)
 on fake 8x8 uint8 images with pad-crop-flip augmentation inside the step, and prints the

@@ -138,7 +138,7 @@ def test_non_glonet_models_report_l1_only():
 
 def test_twelve_layer_glonet_run_has_usage_and_a_report_that_re_renders(tmp_path):
   config = tiny_config(tmp_path, num_layers=12, epochs=2)
-  path, _ = run_tiny(config)
+  path, _ = run_tiny(config, hooks=True)
   u = fileio.read_json(os.path.join(path, "usage.json"))
   for when in ("init", "final"):
     assert len(u[when]["l1"]) == 11 and len(u[when]["share"]) == 11
@@ -158,6 +158,7 @@ def test_twelve_layer_glonet_run_has_usage_and_a_report_that_re_renders(tmp_path
   assert open(os.path.join(path, "training_report.pdf"), "rb").read(5) == b"%PDF-"
 
 
+@pytest.mark.slow
 def test_the_usage_pass_reads_the_trainers_test_copy_when_batched_alike(tmp_path, monkeypatch):
   # The run's usage pass takes batches of min(eval_batch_size, 500): at 50 it reads the
   # trainer's padded test copy (no second one is made); at 600 it pads its own (batches of
@@ -170,7 +171,7 @@ def test_the_usage_pass_reads_the_trainers_test_copy_when_batched_alike(tmp_path
   for eval_batch in (50, 600):
     padded.clear()
     path, _ = run_tiny(tiny_config(tmp_path / str(eval_batch), eval_batch_size=eval_batch,
-                                   epochs=1))
+                                   epochs=1), hooks=True)
     results[eval_batch] = fileio.read_json(os.path.join(path, "usage.json"))
     assert padded == ([] if eval_batch == 50 else [130, 130]), padded  # init and final
   for when in ("init", "final"):
@@ -187,7 +188,8 @@ def test_a_failed_run_still_renders(tmp_path):
   x[:] = np.nan
   config = tiny_config(tmp_path)
   with pytest.raises(NonFiniteLossError):
-    run_tiny(config, dataset=Dataset(Split(x, ds.train.y), ds.val, ds.test, ds.info))
+    run_tiny(config, dataset=Dataset(Split(x, ds.train.y), ds.val, ds.test, ds.info),
+             hooks=True)
   for name in ("training_report.pdf", "training_metrics.png", "layer_usage.png"):
     assert os.path.getsize(os.path.join(config.workdir, name)) > 1000
 
@@ -296,6 +298,7 @@ def _legend_texts(fig) -> list[str]:
   return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
 
 
+@pytest.mark.slow
 def test_usage_plot_with_and_without_stages_and_blocks_needed(tmp_path):
   """Old usage.json files (no stage_boundaries / blocks_needed) and new ones both render."""
   old = fake_run(str(tmp_path / "old"), "GloNet", 28, 0, 0.9, used=5)

@@ -4,10 +4,7 @@ official sizes."""
 
 import gzip
 import io
-import json
 import os
-import subprocess
-import sys
 import tarfile
 
 import jax
@@ -16,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import fileio
+from common import cli, fileio
 from common.data.augment import center_crop, random_resized_crop_flip, resized_crop_preprocess
 from common.data.host_memory import HostMemory
 from common.errors import ConfigError, DataError
@@ -26,8 +23,7 @@ from common.train.optimizers import make_optimizer
 from common.train.state import create_train_state
 from common.train.tasks import Classification
 from resnet_imagenette import data as imagenette
-from tests.conftest import REPO, hermetic_env, run_module
-from tests.helpers import assert_same_model, error_line
+from tests.helpers import assert_same_model, error_line, train_main
 
 _COUNTS = {"train": (2,) * 10, "val": (1,) * 10}
 
@@ -414,8 +410,11 @@ def test_imagenet_families_have_exact_parameter_counts(name, expected):
   assert model.num_blocks == blocks + (0 if name.startswith("ResNet") else 1)
 
 
-@pytest.mark.parametrize("family,bn", [("ResNet", True), ("Plain", True), ("GloNet", True),
-                                       ("GloNet", False)])  # one code path switches BN off
+@pytest.mark.parametrize("family,bn", [
+    pytest.param("ResNet", True, marks=pytest.mark.slow),
+    pytest.param("Plain", True, marks=pytest.mark.slow),
+    pytest.param("GloNet", True, marks=pytest.mark.slow),
+    pytest.param("GloNet", False, marks=pytest.mark.slow)])  # a path switches BN off
 def test_each_family_takes_one_training_step_at_a_tiny_size(family, bn):
   model = build_model(f"{family}18", registry=IMAGENET_MODELS, num_layers=None, out_dim=10,
                       use_batch_norm=bn)
@@ -431,6 +430,7 @@ def test_each_family_takes_one_training_step_at_a_tiny_size(family, bn):
   assert not np.allclose(new.params["head"]["kernel"], state.params["head"]["kernel"])
 
 
+@pytest.mark.slow
 def test_remat_is_the_same_imagenet_model():
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
   assert_same_model(*(build_model("GloNet18", registry=IMAGENET_MODELS, num_layers=None,
@@ -479,14 +479,14 @@ def _write_fake_official_copy(root: str) -> str:
   return root
 
 
+@pytest.mark.slow
 def test_train_py_two_tiny_epochs_on_a_copy_of_the_official_sizes(tmp_path):
   root = _write_fake_official_copy(str(tmp_path / "data"))
   run = tmp_path / "run"
-  proc = run_module(
-      "resnet_imagenette.train", "--model=GloNet18", "--epochs=2", "--train_size=64",
+  proc = train_main("resnet_imagenette.train", "--model=GloNet18", "--epochs=2", "--train_size=64",
       "--batch_size=32", "--image_size=16", "--eval_batch_size=500", "--progress=false",
       "--tensorboard=false", f"--data_dir={root}", f"--cache_dir={tmp_path / 'cache'}",
-      f"--workdir={run}", timeout=600)
+      f"--workdir={run}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert fileio.read_json(run / "status.json")["status"] == "done"
   config = fileio.read_json(run / "config.json")
@@ -501,19 +501,10 @@ def test_train_py_two_tiny_epochs_on_a_copy_of_the_official_sizes(tmp_path):
 
 
 def _recipe_config(*args: str) -> dict:
-  script = ("import json, sys\nfrom absl import flags\nfrom common import cli\n"
-            "cli.define_flags('resnet_imagenette', 'resnet_imagenette/configs/default.py')\n"
-            "sys.argv = cli._recipe_to_config(sys.argv, "
-            "'resnet_imagenette/configs/default.py')\n"
-            "flags.FLAGS(sys.argv)\nc = cli.config_from_flags()\n"
-            "print(json.dumps({'recipe': c.variant, 'image_size': c.data.image_size, "
-            "'epochs': c.train.epochs, 'batch_size': c.train.batch_size, "
-            "'learning_rate': c.optim.learning_rate, "
-            "'warmup_epochs': c.optim.warmup_epochs}))\n")
-  proc = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO,
-                        env=hermetic_env(), capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  c = cli.parse_config("resnet_imagenette", ["train.py", *args])
+  return {"recipe": c.variant, "image_size": c.data.image_size, "epochs": c.train.epochs,
+          "batch_size": c.train.batch_size, "learning_rate": c.optim.learning_rate,
+          "warmup_epochs": c.optim.warmup_epochs}
 
 
 def test_the_gpu_recipe_reaches_every_setting_and_explicit_flags_win():
@@ -534,7 +525,8 @@ def test_the_gpu_recipe_reaches_every_setting_and_explicit_flags_win():
 @pytest.mark.parametrize("damage,names", [
     ("missing", "Imagenette not found"),
     ("image", "n01440764_0.JPEG is not a readable image"),
-    ("boundary", "imagenette2-160.tgz holds 3,924 val images"),
+    pytest.param("boundary", "imagenette2-160.tgz holds 3,924 val images",
+                 marks=pytest.mark.slow),  # writes a copy of the official size
 ])
 def test_train_py_on_bad_data_is_one_error_line_and_leaves_nothing(tmp_path, damage, names):
   root = tmp_path / "data"
@@ -546,7 +538,7 @@ def test_train_py_on_bad_data_is_one_error_line_and_leaves_nothing(tmp_path, dam
     members = _official_members()
     _write_tar(str(root / "imagenette" / "imagenette2-160.tgz"), members,
                cut_at=list(members)[-1])  # a download cut short
-  proc = run_module("resnet_imagenette.train", f"--data_dir={root}",
+  proc = train_main("resnet_imagenette.train", f"--data_dir={root}",
                     f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}",
                     "--progress=false")
   line = error_line(proc)
@@ -566,7 +558,7 @@ def test_train_py_on_bad_data_is_one_error_line_and_leaves_nothing(tmp_path, dam
 def test_train_py_refuses_bad_settings_before_reading_the_images(tmp_path, flags, message):
   root = tmp_path / "data"
   _write_tar(str(root / "imagenette" / "imagenette2-160.tgz"), _members())
-  proc = run_module("resnet_imagenette.train", *flags, f"--data_dir={root}",
+  proc = train_main("resnet_imagenette.train", *flags, f"--data_dir={root}",
                     f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}",
                     "--progress=false")
   assert message in error_line(proc)
@@ -579,7 +571,7 @@ def test_train_py_refuses_an_image_size_no_memory_holds(tmp_path):
   # out-of-memory kill).
   root = tmp_path / "data"
   _write_tar(str(root / "imagenette" / "imagenette2-160.tgz"), _members())
-  proc = run_module("resnet_imagenette.train", "--image_size=100000", f"--data_dir={root}",
+  proc = train_main("resnet_imagenette.train", "--image_size=100000", f"--data_dir={root}",
                     f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}",
                     "--progress=false")
   line = error_line(proc)

@@ -609,6 +609,7 @@ def test_load_for_config_and_preprocess(monkeypatch):
   np.testing.assert_allclose(np.asarray(plain), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (os.environ.get("GLONETS_DATA_DIR") and os.path.isdir(
     os.path.join(os.environ.get("GLONETS_DATA_DIR", ""), "cifar10"))),
     reason="opt-in: set GLONETS_DATA_DIR to a data root holding cifar10/")

@@ -9,6 +9,7 @@ from common.errors import ConfigError
 from common.models import CIFAR_MODELS, DENSE_MODELS, parse_model_name
 from common.models import build_model as _build_model
 from common.train.state import count_params
+from tests.helpers import init_variables
 
 
 def build_model(name, **kwargs):
@@ -17,7 +18,7 @@ def build_model(name, **kwargs):
 
 def _init(model, in_dim=784, batch=3):
   x = jnp.ones((batch, in_dim))
-  return model.init(jax.random.key(0), x, train=False), x
+  return init_variables(model, jax.random.key(0), x, train=False), x
 
 
 @pytest.mark.parametrize("name,layers,features,expected", [
@@ -100,8 +101,10 @@ def test_every_lookup_names_its_registry():
   assert type(cnn).__name__ == "ResNetV2" and type(mlp).__name__ == "StackedMLP"
 
 
-@pytest.mark.parametrize("name,bn", [("GloNet", False), ("GloNet", True), ("MLP", False),
-                                     ("ResNet", True), ("ResNet", False)])
+@pytest.mark.parametrize("name,bn", [
+    pytest.param("GloNet", False, marks=pytest.mark.slow),
+    pytest.param("GloNet", True, marks=pytest.mark.slow), ("MLP", False),
+    pytest.param("ResNet", True, marks=pytest.mark.slow), ("ResNet", False)])
 def test_feature_major_layout_is_the_same_model(name, bn):
   """Both activation layouts have the same parameters, outputs, gradients and BN stats."""
   batch_major = build_model(name, num_layers=8, features=16, out_dim=3,
@@ -109,9 +112,9 @@ def test_feature_major_layout_is_the_same_model(name, bn):
   feature_major = batch_major.clone(feature_major=True)
   assert feature_major.uses_feature_major and not batch_major.uses_feature_major
   x = jax.random.normal(jax.random.key(1), (32, 14))
-  variables = batch_major.init(jax.random.key(0), x, train=False)
+  variables = init_variables(batch_major, jax.random.key(0), x, train=False)
   jax.tree.map(np.testing.assert_array_equal, variables,
-               feature_major.init(jax.random.key(0), x, train=False))
+               init_variables(feature_major, jax.random.key(0), x, train=False))
 
   def loss(params, model):
     out, new_state = model.apply({**variables, "params": params}, x, train=True,

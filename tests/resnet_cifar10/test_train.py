@@ -5,8 +5,8 @@ import os
 import pytest
 
 from common import fileio
-from tests.conftest import run_module, write_fake_cifar10_binary
-from tests.helpers import error_line
+from tests.conftest import write_fake_cifar10_binary
+from tests.helpers import error_line, train_main
 
 
 @pytest.fixture(scope="module")
@@ -14,10 +14,10 @@ def fake_cifar_root(tmp_path_factory) -> str:
   return write_fake_cifar10_binary(str(tmp_path_factory.mktemp("cifar_data")))
 
 
+@pytest.mark.slow
 def test_train_py_one_tiny_epoch(fake_cifar_root, tmp_path):
   run = tmp_path / "run"
-  proc = run_module(
-      "resnet_cifar10.train", "--model=GloNet8", "--epochs=1", "--train_size=256",
+  proc = train_main("resnet_cifar10.train", "--model=GloNet8", "--epochs=1", "--train_size=256",
       "--batch_size=64", "--validation_size=500", "--warmup_epochs=0", "--progress=false",
       "--tensorboard=false", f"--data_dir={fake_cifar_root}",
       f"--cache_dir={tmp_path / 'cache'}", f"--workdir={run}")
@@ -34,11 +34,11 @@ def test_train_py_one_tiny_epoch(fake_cifar_root, tmp_path):
   assert os.listdir(tmp_path / "cache")  # decoded once into the cache, not the data root
 
 
+@pytest.mark.slow
 def test_authors_recipe_is_one_flag_away(fake_cifar_root, tmp_path):
   """The recipe sets the authors' values (checked in config.json) unless a flag overrides."""
   run = tmp_path / "run"
-  proc = run_module(
-      "resnet_cifar10.train", "--model=ResNet8", "--recipe=authors", "--epochs=1",
+  proc = train_main("resnet_cifar10.train", "--model=ResNet8", "--recipe=authors", "--epochs=1",
       "--lr_boundaries=1", "--train_size=128", "--progress=false", "--tensorboard=false",
       f"--data_dir={fake_cifar_root}", f"--cache_dir={tmp_path / 'cache'}",
       f"--workdir={run}")
@@ -54,14 +54,14 @@ def test_authors_recipe_is_one_flag_away(fake_cifar_root, tmp_path):
 @pytest.mark.parametrize("module", ["resnet_cifar10.train", "resnet_imagenette.train"])
 def test_features_is_not_a_flag_of_the_cnn_experiments(tmp_path, module):
   # Once accepted, recorded in config.json and ignored: the families fix every width.
-  proc = run_module(module, "--features=32", f"--data_dir={tmp_path / 'empty'}",
+  proc = train_main(module, "--features=32", f"--data_dir={tmp_path / 'empty'}",
                     f"--result_dir={tmp_path / 'out'}")
   assert "Unknown command line flag 'features'" in error_line(proc)
   assert not os.path.exists(tmp_path / "out")
 
 
 def test_missing_data_is_one_error_line_and_no_run_directory(tmp_path):
-  proc = run_module("resnet_cifar10.train", f"--data_dir={tmp_path / 'empty'}",
+  proc = train_main("resnet_cifar10.train", f"--data_dir={tmp_path / 'empty'}",
                     f"--cache_dir={tmp_path / 'cache'}", f"--result_dir={tmp_path / 'out'}")
   assert proc.returncode == 2, proc.stderr[-2000:]
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -74,9 +74,10 @@ def test_missing_data_is_one_error_line_and_no_run_directory(tmp_path):
     ("--train_size=45001", "--train_size=45001 must be between 1 and the training split's "
                            "45,000 examples"),
 ])
+@pytest.mark.slow  # writes 60,000 fake images first
 def test_impossible_sizes_are_refused_before_the_decode(fake_cifar_root, tmp_path, flag,
                                                          message):
-  proc = run_module("resnet_cifar10.train", flag, f"--data_dir={fake_cifar_root}",
+  proc = train_main("resnet_cifar10.train", flag, f"--data_dir={fake_cifar_root}",
                     f"--cache_dir={tmp_path / 'cache'}", f"--workdir={tmp_path / 'run'}")
   assert message in error_line(proc)
   assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "cache")

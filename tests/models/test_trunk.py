@@ -22,7 +22,7 @@ from common.train.state import count_params, create_train_state, model_variables
 from common.train.tasks import Classification
 from common.train.trainer import pad_split
 from common.usage import compute_usage, warm_batch_stats
-from tests.helpers import assert_same_model
+from tests.helpers import assert_same_model, init_variables
 
 cifar = functools.partial(build_model, registry=CIFAR_MODELS, num_layers=None, out_dim=10)
 
@@ -85,7 +85,7 @@ def test_depth_convention_and_blocks():
 def test_carry_maps_pass_the_sum_through_at_init(carry):
   s = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
   module = carry(6)
-  out = module.apply(module.init(jax.random.key(1), s), s)
+  out = module.apply(init_variables(module, jax.random.key(1), s), s)
   expected = (s.reshape(2, 4, 2, 4, 2, 4).mean(axis=(2, 4)) if carry is AvgPoolConvCarry
               else s[:, ::2, ::2])
   np.testing.assert_allclose(out[..., :4], expected, atol=1e-6)
@@ -94,18 +94,22 @@ def test_carry_maps_pass_the_sum_through_at_init(carry):
 
 def _trained_like(model, x):
   """Variables with random (not initial) values, so no identity hides a bug."""
-  variables = model.init(jax.random.key(0), x)
-  keys = iter(jax.random.split(jax.random.key(7), 100))
-  params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape),
+  variables = init_variables(model, jax.random.key(0), x)
+  rng = np.random.default_rng(7)  # host noise: nothing to compile per parameter shape
+  params = jax.tree.map(lambda p: p + 0.3 * rng.standard_normal(p.shape, np.float32),
                         variables["params"])
-  _, updates = model.apply({**variables, "params": params}, x, train=True,
-                           mutable=["batch_stats"])
+  # One compiled program: op by op, a CNN's first training-mode pass takes 15 s or more.
+  train_pass = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
+  _, updates = train_pass({**variables, "params": params}, x)
   return {"params": params, **updates}
 
 
-@pytest.mark.parametrize("size", [8, 7])  # 7: an odd map at the transition (224 px -> 7x7)
-@pytest.mark.parametrize("carry", ["avgpool_conv", "strided_conv"])
-@pytest.mark.parametrize("bn", [True, False])
+@pytest.mark.parametrize("bn,carry,size", [
+    # 7: an odd map at the transition (224 px -> 7x7)
+    (bn, carry, size) if (bn, carry, size) in ((False, "avgpool_conv", 8),
+                                                (True, "strided_conv", 7))
+    else pytest.param(bn, carry, size, marks=pytest.mark.slow)
+    for bn in (True, False) for carry in ("avgpool_conv", "strided_conv") for size in (8, 7)])
 def test_glonet_logits_are_the_bias_plus_every_block_contribution(carry, bn, size):
   model = ResNetTiny(out_dim=3, mode="glonet", carry=carry, use_batch_norm=bn)
   x = jax.random.normal(jax.random.key(1), (5, size, size, 3))
@@ -140,7 +144,7 @@ def test_head_norms_are_folded_into_an_exact_readout(carry, option, name, stat, 
     np.testing.assert_array_equal(bias, variables["params"]["head"]["bias"])
   plain_head = ResNetTiny(out_dim=3, mode="glonet", carry=carry)
   assert (count_params(variables["params"])
-          == count_params(plain_head.init(jax.random.key(0), x)["params"]) + added)
+          == count_params(init_variables(plain_head, jax.random.key(0), x)["params"]) + added)
   with pytest.raises(ValueError, match="needs batch_stats"):
     model.readout(variables["params"])
   with pytest.raises(ConfigError, match="GloNet models only"):
@@ -192,7 +196,7 @@ def test_stage_granularity_sums_the_stem_and_each_stage_output(carry):
   np.testing.assert_allclose(bias + contrib.sum(0), logits, rtol=1e-4, atol=1e-4)
   # Same parameters as the block-granularity GloNet: only what is summed differs.
   block = ResNetTiny(out_dim=3, mode="glonet", carry=carry)
-  assert (jax.tree.map(jnp.shape, block.init(jax.random.key(0), x))
+  assert (jax.tree.map(jnp.shape, init_variables(block, jax.random.key(0), x))
           == jax.tree.map(jnp.shape, variables))
   assert not np.allclose(block.apply(variables, x), logits)
   with pytest.raises(ConfigError, match="GloNet models only"):
@@ -212,8 +216,10 @@ def test_label_smoothing_changes_the_training_loss_not_the_reported_one():
   np.testing.assert_allclose(smooth.training_loss(logits, y), want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("carry,head_norm", [("avgpool_conv", ""), ("strided_conv", ""),
-                                             ("avgpool_conv", "bn"), ("avgpool_conv", "rms")])
+@pytest.mark.parametrize("carry,head_norm", [
+    pytest.param("avgpool_conv", "", marks=pytest.mark.slow),
+    pytest.param("strided_conv", "", marks=pytest.mark.slow),
+    ("avgpool_conv", "bn"), ("avgpool_conv", "rms")])
 def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry, head_norm):
   model = ResNetTiny(out_dim=4, mode="glonet", carry=carry, glonet_head_norm=head_norm == "bn",
                      glonet_head_rms=head_norm == "rms")
@@ -247,6 +253,7 @@ def test_usage_of_a_two_stage_glonet_is_exact_and_in_network_order(carry, head_n
                    "stage2/stack[0]", *([f"head_{head_norm}"] if head_norm else []), "head"]
 
 
+@pytest.mark.slow
 def test_residual_and_plain_usage_have_no_shares():
   for mode, blocks in (("residual", 3), ("plain", 4)):
     model = ResNetTiny(out_dim=4, mode=mode)
@@ -277,12 +284,14 @@ def test_batch_norm_statistics_are_estimated_for_usage_at_init():
   assert state.batch_stats is not warm.batch_stats  # the training state is untouched
 
 
+@pytest.mark.slow
 def test_remat_changes_neither_parameters_nor_gradients():
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
   assert_same_model(*(ResNetTiny(out_dim=3, mode="glonet", remat=r) for r in (False, True)),
                     x)
 
 
+@pytest.mark.slow
 def test_unrolled_scan_is_the_same_model_and_chosen_for_xla_cpu_convolutions_only(
     monkeypatch):
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
@@ -325,6 +334,7 @@ def test_the_train_step_augments_reproducibly_from_its_key():
   assert not np.allclose(a.params["head"]["kernel"], c.params["head"]["kernel"])
 
 
+@pytest.mark.slow
 def test_evaluation_never_augments():
   model = ResNetTiny(out_dim=4, mode="plain")
   ds = fake_images(n_train=32, n_test=12, size=8)

@@ -6,9 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from common.models import mlp
 from tests.conftest import REPO, hermetic_env
+
+# Child processes with 2 fake devices: a minute; CI runs them.
+pytestmark = pytest.mark.slow
 
 _SCRIPT = r"""
 import json, sys

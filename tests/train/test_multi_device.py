@@ -11,6 +11,9 @@ import pytest
 from common import fileio
 from tests.conftest import REPO, hermetic_env
 
+# Child processes with 4 and 8 fake devices: minutes; CI runs them.
+pytestmark = pytest.mark.slow
+
 # One training step (64 examples, batch 64), then both evaluations and the usage pass, for
 # an MLP GloNet and for a CNN GloNet with batch norm and augmentation; prints what each
 # gave and how the evaluation data was laid out over the devices.

@@ -20,6 +20,7 @@ from resnet_sgemm import data as sgemm
 from resnet_sgemm import paper
 from tests.conftest import fake_run as _fake_run
 from tests.conftest import run_module, set_settings
+from tests.helpers import train_main
 
 HEADER = ",".join([*sgemm.FEATURES, *sgemm.RUNS])
 
@@ -159,6 +160,7 @@ def test_table1_section_on_fake_runs(tmp_path):
   assert rows[50][1:4] == ["4.00", "2.00", "n/a (2 machines)"]
 
 
+@pytest.mark.slow
 def test_table1_pairs_configurations_of_the_two_families(tmp_path):
   # Runs of two lengths get recipe marks (GloNet [epochs=5]...): Table 1 once found its
   # rows by the exact labels GloNet and ResNet only, and left its "ours" columns empty.
@@ -218,7 +220,7 @@ def test_table1_pairs_configurations_whose_recipes_agree_on_every_marked_setting
 
 def test_train_py_end_to_end(sgemm_root, tmp_path):
   workdir = tmp_path / "run"
-  proc = run_module("resnet_sgemm.train", f"--data_dir={sgemm_root}", "--model=ResNet6",
+  proc = train_main("resnet_sgemm.train", f"--data_dir={sgemm_root}", "--model=ResNet6",
                     "--features=8", "--epochs=1", f"--workdir={workdir}", "--progress=false")
   assert proc.returncode == 0, proc.stderr[-3000:]
   record = fileio.read_jsonl(workdir / "metrics.jsonl")[0]
@@ -247,6 +249,6 @@ def test_train_py_end_to_end(sgemm_root, tmp_path):
 
 
 def test_depth_suffix_and_flag_must_agree(tmp_path):
-  proc = run_module("resnet_sgemm.train", "--model=GloNet24", "--num_layers=10",
+  proc = train_main("resnet_sgemm.train", "--model=GloNet24", "--num_layers=10",
                     f"--result_dir={tmp_path}")
   assert proc.returncode == 2 and "says depth 24 but --num_layers=10" in proc.stderr

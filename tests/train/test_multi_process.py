@@ -16,7 +16,7 @@ from common import fileio
 from common.train import TIMING_KEYS
 from tests.conftest import REPO, hermetic_env
 
-_MODULE = "tests.multi_process_run"
+_MODULE = "tests.train.multi_process_run"
 
 
 def _free_port() -> int:

@@ -34,6 +34,7 @@ _CASES = {
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the options apply on the CPU only")
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(_CASES))
 def test_the_initial_state_equals_the_default_compile_to_the_bit(case):
   config, registry, dataset, preprocess = _CASES[case]()

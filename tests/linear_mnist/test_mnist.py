@@ -17,7 +17,7 @@ from common.errors import DataError
 from common.train import TIMING_KEYS
 from linear_mnist import data as mnist_data
 from tests.conftest import REPO, hermetic_env, run_module
-from tests.helpers import error_line
+from tests.helpers import error_line, train_main
 
 TINY = ["--model=GloNet", "--num_layers=3", "--features=16", "--batch_size=1000",
         "--eval_batch_size=2000", "--progress=false", "--tensorboard=false",
@@ -48,7 +48,7 @@ def test_files_that_are_not_the_official_data_are_refused_unless_allowed(fake_mn
                      r"ba891046.*pass --allow_unofficial_data"):
     mnist_data.load_mnist(fake_mnist_root)
   out = tmp_path / "out"
-  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
+  proc = train_main("linear_mnist.train", f"--data_dir={fake_mnist_root}",
                     f"--result_dir={out}", *[a for a in TINY if a != "--allow_unofficial_data"])
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -78,6 +78,7 @@ def test_the_official_content_gzipped_again_is_accepted(fake_mnist_root, tmp_pat
   assert ds.info["official_content"] is True and ds.info["official_files"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (os.environ.get("GLONETS_DATA_DIR") and os.path.isdir(
     os.path.join(os.environ.get("GLONETS_DATA_DIR", ""), "mnist"))),
     reason="opt-in: set GLONETS_DATA_DIR to a data root holding mnist/")
@@ -169,7 +170,7 @@ def test_tfds_failure_is_a_data_error(monkeypatch):
 
 def test_train_py_end_to_end(fake_mnist_root, tmp_path):
   workdir = tmp_path / "run"
-  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
+  proc = train_main("linear_mnist.train", f"--data_dir={fake_mnist_root}",
                     f"--workdir={workdir}", "--epochs=1", *TINY)
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = fileio.read_jsonl(workdir / "metrics.jsonl")
@@ -181,6 +182,7 @@ def test_train_py_end_to_end(fake_mnist_root, tmp_path):
   assert config["config"]["model"]["depth"] == 3 and config["data"]["sizes"]["val"] == 5000
 
 
+@pytest.mark.slow
 def test_train_py_as_a_script_from_its_folder(fake_mnist_root, tmp_path):
   proc = subprocess.run(
       [sys.executable, "train.py", f"--data_dir={fake_mnist_root}", "--epochs=1",
@@ -198,7 +200,7 @@ def test_train_py_as_a_script_from_its_folder(fake_mnist_root, tmp_path):
     (["--data_dir=/nonexistent/data"], "MNIST not found: looked for train-images-idx3-ubyte.gz"),
 ])
 def test_bad_input_gives_one_clear_message(args, message, tmp_path):
-  proc = run_module("linear_mnist.train", f"--result_dir={tmp_path}", "--epochs=1",
+  proc = train_main("linear_mnist.train", f"--result_dir={tmp_path}", "--epochs=1",
                     *[a for a in TINY if not a.startswith("--model")], *args)
   assert proc.returncode == 2
   assert message in proc.stderr and "Traceback" not in proc.stderr
@@ -206,14 +208,14 @@ def test_bad_input_gives_one_clear_message(args, message, tmp_path):
 
 
 def test_negative_depth_is_one_error_line(tmp_path):
-  proc = run_module("linear_mnist.train", "--num_layers=-3", f"--result_dir={tmp_path}")
+  proc = train_main("linear_mnist.train", "--num_layers=-3", f"--result_dir={tmp_path}")
   assert "--num_layers" in error_line(proc)
 
 
 def test_a_model_too_large_for_the_device_is_one_error_line(fake_mnist_root, tmp_path):
   # 2**28-wide hidden layers: 256 PiB of parameters, more than any address space holds.
   workdir = tmp_path / "run"
-  proc = run_module("linear_mnist.train", f"--data_dir={fake_mnist_root}",
+  proc = train_main("linear_mnist.train", f"--data_dir={fake_mnist_root}",
                     f"--workdir={workdir}", *[a for a in TINY if not a.startswith("--feat")],
                     f"--features={2**28}")
   line = error_line(proc)
@@ -231,7 +233,7 @@ def test_truncated_gz_exits_with_a_message(fake_mnist_root, tmp_path):
     head = f.read(1000)
   with gzip.open(path, "wb") as f:
     f.write(head)
-  proc = run_module("linear_mnist.train", f"--data_dir={root}",
+  proc = train_main("linear_mnist.train", f"--data_dir={root}",
                     f"--result_dir={tmp_path / 'out'}", *TINY)
   assert proc.returncode == 2 and "train-images-idx3-ubyte.gz declares shape" in proc.stderr
   assert "Traceback" not in proc.stderr

@@ -15,6 +15,7 @@ from common.models import CIFAR_MODELS, build_model
 from common.ops import batch_norm as batch_norm_ops
 from common.ops import conv, native
 from tests.conftest import REPO, hermetic_env
+from tests.helpers import init_variables
 
 NATIVE = native.load().available
 needs_native = pytest.mark.skipif(not NATIVE, reason=f"no oneDNN build: {native.load().reason}")
@@ -171,8 +172,9 @@ def test_fused_batch_norm_relu_equals_flax_batch_norm_then_relu(shape):
   probe = jnp.asarray(rng.normal(size=shape), jnp.float32)
   reference = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
   fused = batch_norm_ops.BatchNormReLU(momentum=0.9, epsilon=1e-5)
-  variables = reference.init(jax.random.key(0), x)
-  assert jax.tree.structure(variables) == jax.tree.structure(fused.init(jax.random.key(0), x))
+  variables = init_variables(reference, jax.random.key(0), x)
+  assert jax.tree.structure(variables) == jax.tree.structure(
+      init_variables(fused, jax.random.key(0), x))
   variables = jax.tree.map(
       lambda a: a + 0.3 * jnp.asarray(rng.normal(size=a.shape), jnp.float32), variables)
 
@@ -194,7 +196,7 @@ def test_fused_batch_norm_relu_equals_flax_batch_norm_then_relu(shape):
 def test_cnn_training_uses_the_fused_batch_norm_and_evaluation_does_not():
   model = build_model("ResNet8", registry=CIFAR_MODELS, num_layers=None, out_dim=10)
   x = jnp.zeros((2, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x, train=False)
+  variables = init_variables(model, jax.random.key(0), x, train=False)
   train = str(jax.make_jaxpr(lambda v: model.apply(v, x, train=True,
                                                    mutable=["batch_stats"]))(variables))
   evaluate = str(jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables))

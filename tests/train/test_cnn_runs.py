@@ -14,7 +14,11 @@ from common.ops import native
 from common.train import TIMING_KEYS
 from tests.conftest import REPO, hermetic_env
 
-_MODULE = "tests.tiny_cnn_run"
+# Whole CNN runs in child processes, killed and resumed: minutes; CI runs them.
+pytestmark = pytest.mark.slow
+
+
+_MODULE = "tests.train.tiny_cnn_run"
 
 
 def _math_only(records):

@@ -46,7 +46,8 @@ def test_run_directory_contract(tmp_path):
   assert os.listdir(os.path.join(path, "tensorboard"))
 
 
-@pytest.mark.parametrize("model", ["GloNet", "ResNet"])  # ResNet: batch-norm statistics too
+@pytest.mark.parametrize("model", [  # ResNet: batch-norm statistics too
+    "GloNet", pytest.param("ResNet", marks=pytest.mark.slow)])
 def test_resume_ends_with_the_same_metrics_as_an_uninterrupted_run(tmp_path, monkeypatch,
                                                                    model):
   straight, _ = run_tiny(tiny_config(tmp_path / "a", model=model))
@@ -79,12 +80,13 @@ def test_a_constant_rate_run_can_be_extended(tmp_path):
   assert math_only(a) == math_only(b)
 
 
+@pytest.mark.slow
 def test_a_damaged_usage_file_is_computed_again_on_resume(tmp_path):
   # It once stopped the resumed run with a JSON traceback.
-  path, _ = run_tiny(tiny_config(tmp_path, lr_schedule="constant", epochs=1))
+  path, _ = run_tiny(tiny_config(tmp_path, lr_schedule="constant", epochs=1), hooks=True)
   with open(os.path.join(path, "usage.json"), "w") as f:
     f.write('{"init": {"l1"')  # cut short
-  _, summary = run_tiny(tiny_config(tmp_path, lr_schedule="constant", epochs=2))
+  _, summary = run_tiny(tiny_config(tmp_path, lr_schedule="constant", epochs=2), hooks=True)
   assert summary["epochs_completed"] == 2
   usage = fileio.read_json(os.path.join(path, "usage.json"))
   assert usage["init"]["epoch"] == 0 and usage["final"]["epoch"] == 2
@@ -100,10 +102,10 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
   # Nor rebuilt: a rebuild rewrote the summary's compile timings, and a kill during it
   # marked the finished run interrupted.
   config = tiny_config(tmp_path, epochs=2)
-  path, _ = run_tiny(config)
+  path, _ = run_tiny(config, hooks=True)
   names = (rundir.METRICS, rundir.SUMMARY, rundir.STATUS, rundir.CONFIG, "usage.json")
   before = {name: open(os.path.join(path, name)).read() for name in names}
-  _, summary = run_tiny(config)
+  _, summary = run_tiny(config, hooks=True)
   assert {name: open(os.path.join(path, name)).read() for name in names} == before
   assert summary["epochs_completed"] == 2
 
@@ -217,6 +219,7 @@ def _oom_at_epoch_2(monkeypatch):
   return original
 
 
+@pytest.mark.slow
 def test_a_run_out_of_device_memory_mid_way_resumes_with_remat(tmp_path, monkeypatch):
   # Batch norm keeps the blocks in the scan that --remat rematerialises (a plain GloNet
   # MLP on the CPU takes the custom Dense chain instead, where --remat changes nothing).
@@ -353,7 +356,6 @@ def test_a_run_without_its_checkpoints_is_refused_not_trained_again_from_scratch
                                         r"no checkpoint.*put the checkpoints back"):
     run_tiny(tiny_config(tmp_path, epochs=3, lr_schedule="constant"))
   assert {name: open(os.path.join(path, name)).read() for name in before} == before
-  # Nor recreated with a checksum marker that would call old checkpoints copied back damaged.
   assert not os.path.exists(os.path.join(path, rundir.CHECKPOINTS))
 
 

@@ -1,0 +1,77 @@
+"""Command lines: bad settings fail before anything is written (one ``error:`` line, exit
+status 2), found in process through the program's own parse; the program itself is run
+once for its exit paths and its help."""
+
+import os
+
+import pytest
+
+from common import cli
+from common.errors import ConfigError
+from tests.conftest import run_module
+from tests.helpers import error_line, train_main
+
+_FAKE = "--allow_unofficial_data"  # the fake files are not the official MNIST
+
+
+@pytest.mark.parametrize("flag,match", [
+    ("--split_seed=-1", "split_seed must be >= 0"),
+    ("--seed=-2", "seed must be >= 0"),
+    ("--learning_rate=inf", "learning_rate must be a finite number"),
+    ("--learning_rate=nan", "learning_rate must be a finite number"),
+    ("--epochs=abc", "flag --epochs=abc"),
+    ("--no_such_flag=1", "no_such_flag"),
+    ("true", "unexpected arguments: true; flags take the form --name=value"),  # `--flag true`
+])
+def test_a_bad_value_or_flag_is_one_error_line(fake_mnist_root, tmp_path, flag, match):
+  proc = train_main("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,
+                    f"--result_dir={tmp_path / 'out'}", "--epochs=1", flag)
+  assert match in error_line(proc)
+  assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_result_dir_that_is_a_file_is_one_error_line(fake_mnist_root, tmp_path):
+  (tmp_path / "file").write_text("x")
+  proc = train_main("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,
+                    f"--result_dir={tmp_path / 'file'}", "--epochs=1")
+  line = error_line(proc)
+  assert str(tmp_path / "file") in line and "--result_dir" in line
+
+
+def test_a_refused_foreign_workdir_is_left_untouched(fake_mnist_root, tmp_path):
+  foreign = tmp_path / "mine"
+  foreign.mkdir()
+  (foreign / "notes.txt").write_text("keep me")
+  proc = train_main("linear_mnist.train", f"--data_dir={fake_mnist_root}", _FAKE,
+                    f"--workdir={foreign}", "--epochs=1")
+  assert "not a run directory" in error_line(proc)
+  assert os.listdir(foreign) == ["notes.txt"]  # no lock file written into it
+
+
+def test_parse_config_is_the_program_s_parse_and_leaves_no_global_flags():
+  config = cli.parse_config("resnet_cifar10", ["train.py", "--recipe=authors", "--epochs=3",
+                                               "--config.optim.learning_rate=0.05"])
+  assert (config.variant, config.train.epochs, config.optim.learning_rate) == (
+      "authors", 3, 0.05)
+  again = cli.parse_config("resnet_cifar10", ["train.py"])  # nothing carried over
+  assert (again.variant, again.train.epochs) == ("cpu", 30)
+  with pytest.raises(ConfigError, match="Unknown command line flag 'epochz'"):
+    cli.parse_config("linear_mnist", ["train.py", "--epochz=3"])
+
+
+def test_the_program_ends_a_refused_command_with_one_line_and_status_2(tmp_path):
+  # A flag refused while parsing, and a setting refused by the run (run_main's path).
+  assert "Did you mean: epochs" in error_line(run_module("linear_mnist.train", "--epochz=1"))
+  proc = run_module("linear_mnist.train", "--model=Transformer",
+                    f"--result_dir={tmp_path / 'out'}")
+  assert "unknown model 'Transformer'" in error_line(proc)
+  assert not os.path.exists(tmp_path / "out")
+
+
+def test_help_lists_the_program_s_flags_with_their_fields():
+  proc = run_module("resnet_cifar10.train", "--help")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  for text in ("--epochs", "Sets --config.train.epochs (default 30)", "--recipe",
+               "--config"):
+    assert text in proc.stdout, text
+  assert "--features" not in proc.stdout  # not a field of the CNN experiments
