@@ -165,6 +165,11 @@ class TrainConfig:
   allow_unofficial_data: bool = False
 
   def __post_init__(self):
+    # nan passes every comparison below; no setting means anything at nan or infinity.
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{field.name} must be a finite number; got {value}.")
     for name in ("epochs", "batch_size", "eval_batch_size", "features"):
       if getattr(self, name) is not None and getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}.")

@@ -19,6 +19,10 @@ _FAKE = "--allow_unofficial_data"  # the fake files are not the official MNIST
     ("--seed=-2", "seed must be >= 0"),
     ("--learning_rate=inf", "learning_rate must be a finite number"),
     ("--learning_rate=nan", "learning_rate must be a finite number"),
+    ("--l2_reg_alpha=nan", "l2_reg_alpha must be a finite number"),
+    ("--l2_reg_alpha=inf", "l2_reg_alpha must be a finite number"),
+    ("--momentum=nan", "momentum must be a finite number"),
+    ("--warmup_epochs=inf", "warmup_epochs must be a finite number"),
     ("--epochs=abc", "flag --epochs=abc"),
     ("--no_such_flag=1", "no_such_flag"),
     ("true", "unexpected arguments: true; flags take the form --name=value"),  # `--flag true`
