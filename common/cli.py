@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from common.config import FIELDS
-from common.errors import ConfigError, Interrupted, NonFiniteLossError, UserError
+from common.errors import ConfigError, DivergedError, Interrupted, UserError
 
 # Shorthand flag -> (flag type, help); the field it sets is config.FIELDS[flag].
 SHORTHANDS: dict[str, tuple[str, str]] = {
@@ -267,7 +267,7 @@ def run_main(main_fn: Callable[[list[str]], Any], positional: bool = False) -> N
     except UserError as e:
       sys.stderr.write(f"error: {e}\n")
       sys.exit(2)
-    except NonFiniteLossError as e:  # an experimental outcome, recorded in the run dir
+    except DivergedError as e:  # an experimental outcome, recorded in the run dir
       sys.stderr.write(f"error: {e}\n")
       sys.exit(1)
     except KeyboardInterrupt as e:  # a signal (see common.train.signals): one line, no trace

@@ -36,7 +36,7 @@ FIELDS: dict[str, str] = {
     "weight_decay": "optim.weight_decay", "l2_reg_alpha": "optim.l2_reg_alpha",
     "grad_clip_norm": "optim.grad_clip_norm",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
-    "eval_batch_size": "eval.batch_size",
+    "eval_batch_size": "eval.batch_size", "divergence_factor": "eval.divergence_factor",
     "workdir": "run.workdir", "result_dir": "run.result_dir", "data_dir": "run.data_dir",
     "cache_dir": "run.cache_dir", "remat": "run.remat", "tensorboard": "run.tensorboard",
     "progress": "run.progress", "allow_unofficial_data": "run.allow_unofficial_data",
@@ -118,6 +118,9 @@ class TrainConfig:
       the image's area.
     grad_clip_norm: when > 0, clip the loss gradient to this global L2 norm before weight
       decay and the optimizer (0: no clipping).
+    divergence_factor: a run whose mean training loss or validation loss in an epoch
+      exceeds this multiple of its first step's loss has diverged (0: only a non-finite
+      loss counts); see :func:`common.train.loop.check_bounded`.
     allow_unofficial_data: accept data files whose content differs from the official
       release's where its hash is known (MNIST); they are refused otherwise.
   """
@@ -163,6 +166,7 @@ class TrainConfig:
   min_crop_area: float = 0.35
   grad_clip_norm: float = 0.0
   allow_unofficial_data: bool = False
+  divergence_factor: float = 100.0
 
   def __post_init__(self):
     # nan passes every comparison below; no setting means anything at nan or infinity.
@@ -201,6 +205,9 @@ class TrainConfig:
                         f"{self.grad_clip_norm}.")
     if not 0 < self.min_crop_area <= 1:
       raise ConfigError(f"min_crop_area must be in (0, 1]; got {self.min_crop_area}.")
+    if self.divergence_factor != 0 and not self.divergence_factor > 1:
+      raise ConfigError(f"divergence_factor must be > 1, or 0 to turn the check off; got "
+                        f"{self.divergence_factor}.")
     if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
       raise ConfigError(f"weight_decay must be a finite number >= 0; got {self.weight_decay}.")
     self._check_nesterov()

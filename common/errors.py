@@ -32,13 +32,22 @@ class DeviceMemoryError(UserError):
   large for this machine, fixed by smaller ones (or a larger device)."""
 
 
-class NonFiniteLossError(RuntimeError):
-  """The training loss became NaN or infinite: an experimental outcome, not a bug.
+class DivergedError(RuntimeError):
+  """Training diverged: an experimental outcome, not a bug.
 
   Not a :class:`UserError` (no input was wrong): the run is recorded as ``diverged`` with the
-  epoch and step in the message, and entry points exit with status 1. It lives here, not in
-  the training loop, so entry points can catch it without importing the loop.
+  epoch and what happened in the message, and entry points exit with status 1. It lives
+  here, not in the training loop, so entry points can catch it without importing the loop.
   """
+
+
+class NonFiniteLossError(DivergedError):
+  """The training loss became NaN or infinite (the epoch and step are in the message)."""
+
+
+class LossExplodedError(DivergedError):
+  """An epoch's loss stayed finite but grew past the divergence bound (a multiple of the
+  initial loss): the weights or activations blew up, and the metrics mean nothing."""
 
 
 class Interrupted(KeyboardInterrupt):

@@ -108,7 +108,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None = None
   Raises:
     UserError: a bad setting (before anything is written), missing data, or a run
       directory that cannot be resumed with these settings.
-    NonFiniteLossError: training diverged (the run is recorded as ``diverged``).
+    DivergedError: training diverged (the run is recorded as ``diverged``).
   """
   experiment = get_experiment(config.experiment)
   config = resolve(config, workdir)

@@ -11,7 +11,8 @@ as variants (``get_config("authors")``). The sections:
   settings (``image_size``...).
 - ``optim``: optimizer, learning-rate schedule, regularisers and clipping.
 - ``train``: ``epochs``, ``batch_size``, ``seed``.
-- ``eval``: ``batch_size`` (padded and masked: any size gives the same metrics).
+- ``eval``: ``batch_size`` (padded and masked: any size gives the same metrics) and
+  ``divergence_factor`` (when a finite loss counts as diverged).
 - ``run``: where and how the run executes (``workdir``, ``data_dir``, ``remat``,
   logging); none of it changes what is trained.
 """
@@ -76,6 +77,9 @@ def base_config(experiment: str, variant: str) -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 1000
+  # Diverged: an epoch's training or validation loss over this multiple of the first
+  # step's (0: only a non-finite loss).
+  c.eval.divergence_factor = 100.0
 
   c.run = ml_collections.ConfigDict()
   c.run.workdir = config_dict.placeholder(str)  # None: a new one under result_dir

@@ -21,7 +21,7 @@ from common import cli
 from common import experiment as experiment_lib
 from common.config import TrainConfig
 from common.data import fake_classification
-from common.errors import NonFiniteLossError, UserError
+from common.errors import DivergedError, UserError
 from common.experiment import default_hooks
 from common.models import DENSE_MODELS, build_from_config, canonical_config
 from common.train import TIMING_KEYS, Classification, run_experiment
@@ -83,7 +83,7 @@ def train_main(module: str, *args: str) -> subprocess.CompletedProcess:
     run_train(experiment, *args)
   except UserError as e:
     return subprocess.CompletedProcess([module, *args], 2, "", f"error: {e}\n")
-  except NonFiniteLossError as e:
+  except DivergedError as e:
     return subprocess.CompletedProcess([module, *args], 1, "", f"error: {e}\n")
   return subprocess.CompletedProcess([module, *args], 0, "", "")
 

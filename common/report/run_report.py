@@ -43,7 +43,10 @@ def needed_rule(entry: dict[str, Any]) -> str:
 
 
 def usage_sentence(run: Run) -> str:
-  """One or two sentences on how many blocks the model uses (from ``usage.json``)."""
+  """One or two sentences on how many blocks the model uses (from ``usage.json``); none
+  for a run that diverged or learned nothing (:meth:`Run.warning`)."""
+  if run.warning():
+    return "No conclusion: " + run.warning()
   final = run.usage.get("final") or {}
   init = run.usage.get("init") or {}
   blocks = final.get("num_blocks") or init.get("num_blocks")
@@ -264,6 +267,16 @@ def code_text(run: Run) -> str:
   return code["commit"] + (", with uncommitted changes" if code.get("dirty") else "")
 
 
+def header(run: Run) -> list[tuple[str, str]]:
+  """The report's opening lines as ``(label, text)``: a warning first when the run's
+  numbers say nothing about the model (:meth:`Run.warning`), then the facts."""
+  warning = run.warning()
+  return [*([("Warning", warning)] if warning else []),
+          ("Run directory", run.path), ("Status", status_text(run)),
+          ("Code", code_text(run)), ("Data", data_text(run)),
+          ("Layer usage", usage_sentence(run))]
+
+
 def render_run(path: str) -> dict[str, str]:
   """Renders a run directory's figures and PDF from its files alone.
 
@@ -279,11 +292,7 @@ def render_run(path: str) -> dict[str, str]:
   metrics_png = pdf.save_figure(plot_training_metrics(run), out["metrics"])
   usage_png = pdf.save_figure(plot_layer_usage(run), out["usage"])
   story: list[Any] = [
-      pdf.para(f"<b>Run directory:</b> {pdf.esc(run.path)}"),
-      pdf.para(f"<b>Status:</b> {pdf.esc(status_text(run))}"),
-      pdf.para(f"<b>Code:</b> {pdf.esc(code_text(run))}"),
-      pdf.para(f"<b>Data:</b> {pdf.esc(data_text(run))}"),
-      pdf.para(f"<b>Layer usage:</b> {pdf.esc(usage_sentence(run))}"),
+      *(pdf.para(f"<b>{label}:</b> {pdf.esc(text)}") for label, text in header(run)),
       Spacer(1, 6), pdf.heading("Results"),
       pdf.table(_results_rows(run)) if run.metrics else pdf.para("No epoch finished."),
       pdf.para("Accuracy in %. The best epoch is chosen on the validation split; the test "

@@ -45,7 +45,7 @@ RUNNING, DONE, DIVERGED, INTERRUPTED, FAILED, DIED = (
 ENDED = (DONE, DIVERGED, INTERRUPTED, FAILED, DIED)
 OUTCOMES = (DONE, DIVERGED)  # a result of the experiment: reported, and never rerun
 STATUS_LABELS = {
-    DIVERGED: "diverged (non-finite loss)",
+    DIVERGED: "diverged (a non-finite or exploding loss)",
     INTERRUPTED: "interrupted (not a result)",
     FAILED: "failed (error)",
     DIED: "died (killed without a status)",
@@ -235,6 +235,40 @@ class Run:
 
   def final_record(self) -> dict[str, Any] | None:
     return self.metrics[-1] if self.metrics else None
+
+  @property
+  def chance_accuracy(self) -> float | None:
+    """The accuracy of guessing (1 / classes) for a classification run, else None."""
+    classes = self.config.get("task", {}).get("num_classes")
+    return 1.0 / classes if classes else None
+
+  def at_chance(self) -> bool:
+    """True when the final epoch's test accuracy is no better than guessing.
+
+    Within three standard errors of 1 / classes on the test split's size (at least one
+    percentage point): what a model that learned nothing scores. Such a run says nothing
+    about the model, so reports draw no conclusions from it.
+    """
+    chance, final = self.chance_accuracy, self.final_record() or {}
+    accuracy = final.get("test_accuracy")
+    if chance is None or accuracy is None or not math.isfinite(accuracy):
+      return False
+    n = ((self.config.get("data") or {}).get("sizes") or {}).get("test") or 0
+    margin = max(0.01, 3 * math.sqrt(chance * (1 - chance) / n)) if n else 0.01
+    return accuracy <= chance + margin
+
+  def warning(self) -> str | None:
+    """Why the run's numbers say nothing about the model, when they do not: it diverged,
+    or it ended at chance level. Reports put this first."""
+    if self.state == DIVERGED:
+      return ("This run diverged: its metrics and layer usage say nothing about the model "
+              "(see the status).")
+    if self.state == DONE and self.at_chance():
+      accuracy = 100 * self.final_record()["test_accuracy"]
+      return (f"This run ended at chance level (test accuracy {accuracy:.2f}%, guessing: "
+              f"{100 * self.chance_accuracy:.2f}%): it learned nothing, so its layer usage "
+              f"says nothing about the model.")
+    return None
 
   def median_train_seconds(self) -> float | None:
     """Median train seconds per epoch: an epoch slowed by other work on the machine, or

@@ -3,12 +3,12 @@
 :func:`run_experiment` is what every experiment's ``train.py`` calls after building its
 config, model, dataset and task. It opens (or resumes) the run directory, builds a
 :class:`~common.train.trainer.Trainer`, trains with :func:`fit`, and leaves the directory
-consistent whatever happens: ``status.json`` says ``done``, ``diverged`` (non-finite
-loss), ``interrupted`` (SIGTERM, Ctrl-C, SIGHUP: see :mod:`common.train.signals`) or
-``failed`` (anything else) with a message,
-``metrics.jsonl`` holds every finished epoch, and rerunning the same command on the same
-``--workdir`` continues from the last checkpoint and ends with the same metrics as an
-uninterrupted run. Layer usage and the report are hooks (:mod:`common.train.hooks`).
+consistent whatever happens: ``status.json`` says ``done``, ``diverged`` (a non-finite
+loss, or one past the divergence bound: :func:`check_bounded`), ``interrupted`` (SIGTERM,
+Ctrl-C, SIGHUP: see :mod:`common.train.signals`) or ``failed`` (anything else) with a
+message, ``metrics.jsonl`` holds every finished epoch, and rerunning the same command on
+the same ``--workdir`` continues from the last checkpoint and ends with the same metrics as
+an uninterrupted run. Layer usage and the report are hooks (:mod:`common.train.hooks`).
 """
 
 import json
@@ -29,7 +29,9 @@ from common.data.arrays import Dataset
 from common.errors import (
   ConfigError,
   DeviceMemoryError,
+  DivergedError,
   Interrupted,
+  LossExplodedError,
   NonFiniteLossError,
   RunDirError,
   UserError,
@@ -100,6 +102,50 @@ def nonfinite_message(step: int, epoch: int, steps_per_epoch: int,
   return f"{where}: {hint}."
 
 
+def check_bounded(record: dict[str, Any], initial_loss: float | None, factor: float,
+                  steps_per_epoch: int, grad_clip_norm: float = 0.0) -> None:
+  """Raises when an epoch's losses exploded while staying finite.
+
+  The rule: the run has diverged when the epoch's mean training loss, or its validation
+  loss, exceeds ``factor`` times the loss of the run's first step (the initial model's).
+  A model whose weights or activations blow up shows it there first, often long before
+  anything overflows to inf: its metrics are then meaningless, whatever the status says.
+
+  Args:
+    record: the epoch's metrics (``epoch``, ``train_loss``, ``val_loss`` when there is a
+      validation split).
+    initial_loss: the first step's loss (None: not known, as in a run checkpointed before
+      it was recorded; nothing is checked).
+    factor: the bound as a multiple of ``initial_loss`` (``eval.divergence_factor``; 0: no
+      bound).
+    steps_per_epoch: for the message.
+    grad_clip_norm: for the message (clipping is suggested when off).
+
+  Raises:
+    LossExplodedError: naming the epoch, the losses, the bound and what to try.
+  """
+  if not factor or initial_loss is None or not initial_loss > 0:
+    return
+  bound = factor * initial_loss
+  losses = {split: record[f"{split}_loss"] for split in ("train", "val")
+            if record.get(f"{split}_loss") is not None}
+  over = {k: v for k, v in losses.items() if not v <= bound}
+  if not over:
+    return
+  epoch = record["epoch"]
+  what = " and ".join(f"{'mean training' if k == 'train' else 'validation'} loss {v:.4g}"
+                      for k, v in over.items())
+  hint = (f"the last good checkpoint is epoch {epoch - 1}" if epoch > 1
+          else "no epoch finished") + "; try a lower --learning_rate"
+  if not grad_clip_norm:
+    hint += " or clip the gradient norm (--grad_clip_norm=1)"
+  raise LossExplodedError(
+      f"loss exploded at epoch {epoch} ({steps_per_epoch} steps): {what} "
+      f"{'are' if len(over) > 1 else 'is'} over {factor:g} "
+      f"x the initial loss {initial_loss:.4g} (--config.eval.divergence_factor; 0 turns the "
+      f"check off): {hint}.")
+
+
 def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
         hooks: Sequence[hooks_lib.Hook] = ()) -> dict[str, Any]:
   """Trains ``trainer``'s model into ``run``, resuming from its last checkpoint.
@@ -115,7 +161,8 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
     The summary (also written to ``summary.json``).
 
   Raises:
-    NonFiniteLossError: a NaN/inf training loss (the epoch and step are in the message).
+    DivergedError: a NaN/inf training loss (the epoch and step are in the message), or
+      one past the divergence bound (:func:`check_bounded`).
   """
   task = trainer.task
   extra = {"num_params": trainer.num_params, "steps_per_epoch": trainer.steps_per_epoch,
@@ -133,6 +180,8 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
     # The newest checkpoint whose files match their checksums; damaged ones are named.
     state, meta, start = ckpt.restore_latest(trainer.state)
     history = list(meta["history"]) if start else []
+    # The initial model's loss, which bounds every later epoch's (check_bounded).
+    initial_loss = meta.get("initial_loss") if start else None
     if start:
       logging.info("Resuming %s after epoch %d.", run.path, start)
     log.write(history)  # metrics.jsonl always matches the latest checkpoint
@@ -143,10 +192,15 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
           raise NonFiniteLossError(nonfinite_message(
               int(sums["first_nonfinite_step"]), epoch, trainer.steps_per_epoch,
               config.grad_clip_norm))
+        if epoch == 1:
+          initial_loss = float(sums["first_loss"])
         record = _epoch_record(trainer, state, epoch, sums, train_seconds)
+        check_bounded(record, initial_loss, config.divergence_factor,
+                      trainer.steps_per_epoch, config.grad_clip_norm)
         history.append(record)
         with signals.deferred():  # a checkpoint, its checksums and the log: whole or not
-          ckpt.save(epoch, state, {"epoch": epoch, "history": fileio.to_jsonable(history)})
+          ckpt.save(epoch, state, {"epoch": epoch, "history": fileio.to_jsonable(history),
+                                   "initial_loss": initial_loss})
           log.write(history)
         logging.info(
             "epoch %d/%d  %s  train %.2fs  eval %.2fs", epoch, config.epochs,
@@ -155,6 +209,7 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
             train_seconds, record["eval_seconds"])
     finally:
       log.close()
+      extra["initial_loss"] = initial_loss
       if run.writer:
         fileio.atomic_write_json(run.file(rundir.SUMMARY), summarize(history, task, extra))
   for hook in hooks:
@@ -221,7 +276,7 @@ def run_experiment(
 
   Raises:
     RunDirError: the directory is locked or was made with other settings.
-    NonFiniteLossError: training diverged (status ``diverged`` is written first).
+    DivergedError: training diverged (status ``diverged`` is written first).
   """
   settings = _json_ready(config.to_nested() if isinstance(config, TrainConfig) else config)
   config = TrainConfig.from_nested(settings)
@@ -325,7 +380,10 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, settings: dict[str, Any
         "model_name": model_name,
         "model": extra.pop("model", {}),
         "task": {"selection_metric": task.selection_metric,
-                 "selection_mode": task.selection_mode},
+                 "selection_mode": task.selection_mode,
+                 # Chance level, for reports (common.report.runs.Run.at_chance).
+                 **({"num_classes": task.num_classes} if hasattr(task, "num_classes")
+                    else {})},
         "data": data_record,
         **extra,
         "environment": describe_environment(),
@@ -396,7 +454,7 @@ def _device_memory_error(error: BaseException, config: TrainConfig, model: nn.Mo
 
 def _outcome(error: BaseException) -> tuple[str, str]:
   """``(status, message)`` for a run that ended with ``error``."""
-  if isinstance(error, NonFiniteLossError):
+  if isinstance(error, DivergedError):
     return "diverged", str(error)
   if isinstance(error, Interrupted):
     return "interrupted", (f"interrupted by {error.signal_name}; rerun the same command with "

@@ -89,13 +89,16 @@ def init_accumulator(task: Task) -> Metrics:
   """Zeroed device-side accumulator for one epoch of training metrics.
 
   ``first_nonfinite_step`` is the global step whose loss first became NaN/inf (-1: none),
-  so a failure can be reported precisely without a host sync per step.
+  so a failure can be reported precisely without a host sync per step. ``first_loss`` is
+  the mean loss of the epoch's first step (of the run's first epoch: the initial model's
+  loss, against which the loop bounds later losses).
   """
   acc = {k: jnp.zeros((), jnp.float32) for k in task.metric_names}
   acc["objective"] = jnp.zeros((), jnp.float32)
   acc["count"] = jnp.zeros((), jnp.float32)
   acc["steps"] = jnp.zeros((), jnp.int32)
   acc["first_nonfinite_step"] = jnp.full((), -1, jnp.int32)
+  acc["first_loss"] = jnp.zeros((), jnp.float32)
   return acc
 
 
@@ -153,6 +156,8 @@ def make_single_step(
     step = state.step
     state, m = train_step(state, batch, jax.random.fold_in(aug_key, step))
     new_acc = {k: acc[k] + m[k] for k in m}
+    new_acc["first_loss"] = jnp.where(acc["steps"] == 0, m["loss"] / batch_size,
+                                      acc["first_loss"])
     new_acc["count"] = acc["count"] + batch_size
     new_acc["steps"] = acc["steps"] + 1
     bad = ~jnp.isfinite(m["objective"])

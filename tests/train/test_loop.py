@@ -13,9 +13,11 @@ from common import fileio
 from common.data import Dataset, Split, fake_classification
 from common.errors import ConfigError, DeviceMemoryError, RunDirError
 from common.models import DENSE_MODELS, build_from_config, canonical_config
-from common.train import Classification, NonFiniteLossError, rundir
+from common.report import run_report
+from common.report.runs import Run
+from common.train import Classification, LossExplodedError, NonFiniteLossError, rundir
 from common.train.checkpoint import Checkpointer
-from common.train.loop import nonfinite_message
+from common.train.loop import check_bounded, nonfinite_message
 from common.train.restore import load_config
 from common.train.trainer import Trainer
 from tests.helpers import math_only, run_tiny, tiny_config
@@ -177,6 +179,65 @@ def test_nonfinite_loss_marks_the_run_diverged_and_keeps_what_was_written(tmp_pa
   assert "non-finite training loss at epoch 1" in status["message"]
   assert fileio.read_jsonl(os.path.join(run, "metrics.jsonl")) == []
   assert fileio.read_json(os.path.join(run, "summary.json"))["epochs_completed"] == 0
+
+
+@pytest.mark.parametrize("explodes", [False, True])
+def test_a_loss_that_explodes_but_stays_finite_marks_the_run_diverged(tmp_path, explodes):
+  # Adam at a learning rate of 10 grows the weights by about 10 a step: the loss reaches
+  # thousands (the initial loss is 2.8) without ever overflowing.
+  # The healthy run learns (45% test accuracy, chance is 25%).
+  settings = dict(optimizer="ADAM", learning_rate=10.0 if explodes else 3e-2,
+                  lr_schedule="constant")
+  config = tiny_config(tmp_path, **settings)
+  if explodes:
+    with pytest.raises(LossExplodedError, match=r"loss exploded at epoch \d \(5 steps\): "
+                       r"mean training loss .* over 100 x the initial loss 2\.789"):
+      run_tiny(config, hooks=True)
+  else:
+    run_tiny(config, hooks=True)
+  run = Run.load(config.workdir)
+  assert run.state == ("diverged" if explodes else "done")
+  lines = run_report.header(run)
+  if explodes:
+    assert lines[0][0] == "Warning" and "diverged" in lines[0][1]
+    assert dict(lines)["Layer usage"].startswith("No conclusion: This run diverged")
+    assert "loss exploded" in run.status["message"]
+    # Nothing of the exploded epoch is kept: the records end at the last good checkpoint.
+    epochs = [r["epoch"] for r in run.metrics]
+    with Checkpointer(os.path.join(config.workdir, rundir.CHECKPOINTS)) as ckpt:
+      assert (ckpt.latest_epoch() or 0) == (epochs[-1] if epochs else 0)
+  else:
+    assert lines[0][0] == "Run directory" and not run.warning()
+    assert "uses" in dict(lines)["Layer usage"]
+  assert run.summary["initial_loss"] == pytest.approx(2.79, abs=0.01)
+
+
+def test_the_divergence_bound_reads_training_and_validation_losses():
+  record = {"epoch": 3, "train_loss": 2.0, "val_loss": 50.0}
+  check_bounded(record, 1.0, 100.0, 10)  # within the bound
+  check_bounded({**record, "val_loss": 1e9}, 1.0, 0.0, 10)  # the check is off
+  check_bounded({**record, "val_loss": 1e9}, None, 100.0, 10)  # no initial loss known
+  with pytest.raises(LossExplodedError, match=(
+      r"validation loss 1e\+09 is over 100 x the initial loss 1 \(--config.eval."
+      r"divergence_factor; 0 turns the check off\): the last good checkpoint is epoch 2; "
+      r"try a lower --learning_rate or clip the gradient norm")):
+    check_bounded({**record, "val_loss": 1e9}, 1.0, 100.0, 10)
+  with pytest.raises(LossExplodedError, match=r"mean training loss 300 is over"):
+    check_bounded({"epoch": 1, "train_loss": 300.0}, 1.0, 100.0, 10, grad_clip_norm=1.0)
+
+
+@pytest.mark.parametrize("accuracy,at_chance", [(0.26, True), (0.36, True), (0.40, False),
+                                                (float("nan"), False)])
+def test_a_run_that_ends_at_chance_level_says_so_first(accuracy, at_chance):
+  # 4 classes, 130 test examples: chance is 25%, three standard errors 11.4 points.
+  run = Run(path="/r", config={"task": {"selection_metric": "accuracy", "num_classes": 4},
+                               "data": {"sizes": {"test": 130}}},
+            metrics=[{"epoch": 1, "test_accuracy": accuracy}], summary={},
+            status={"status": "done"}, usage={})
+  assert run.at_chance() is at_chance
+  assert (run_report.header(run)[0][0] == "Warning") is at_chance
+  if at_chance:
+    assert "ended at chance level" in run.warning() and "guessing: 25.00%" in run.warning()
 
 
 def test_running_out_of_device_memory_is_one_clear_error_in_a_consistent_run(tmp_path):
