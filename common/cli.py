@@ -103,9 +103,10 @@ def define_flags(experiment: str, config_file: str, flag_values: flags.FlagValue
       f"<variant>; --config.<section>.<key>=value overrides a field.", lock_config=True,
       flag_values=flag_values, sys_argv=argv)
   flag_values.register_flag_by_module(module, flag_values["config"])
-  flags.DEFINE_string("recipe", None, "A variant of the default config file (cpu, "
-                      "authors...): the same as --config=<its path>:<variant>.", **main_module)
-  default = _load_default(config_file)
+  default, variants = _load_default(config_file)
+  flags.DEFINE_string("recipe", None, f"A variant of the default config file "
+                      f"({', '.join(variants)}; smoke: a first run in about a minute): the "
+                      f"same as --config=<its path>:<variant>.", **main_module)
   for name, (kind, help_text) in SHORTHANDS.items():
     path = FIELDS[name]
     if _has_field(default, path):
@@ -124,11 +125,12 @@ def define_flags(experiment: str, config_file: str, flag_values: flags.FlagValue
                       **main_module)
 
 
-def _load_default(config_file: str) -> ml_collections.ConfigDict:
+def _load_default(config_file: str) -> tuple[ml_collections.ConfigDict, tuple[str, ...]]:
+  """The config file's default config and its variants."""
   spec = importlib.util.spec_from_file_location("_default_config", config_file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(), tuple(getattr(module, "VARIANTS", ()))
 
 
 def default_config_file(experiment: str) -> str:

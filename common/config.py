@@ -37,6 +37,7 @@ FIELDS: dict[str, str] = {
     "grad_clip_norm": "optim.grad_clip_norm",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
     "eval_batch_size": "eval.batch_size", "divergence_factor": "eval.divergence_factor",
+    "layer_usage": "eval.layer_usage",
     "workdir": "run.workdir", "result_dir": "run.result_dir", "data_dir": "run.data_dir",
     "cache_dir": "run.cache_dir", "remat": "run.remat", "tensorboard": "run.tensorboard",
     "progress": "run.progress", "allow_unofficial_data": "run.allow_unofficial_data",
@@ -121,6 +122,8 @@ class TrainConfig:
     divergence_factor: a run whose mean training loss or validation loss in an epoch
       exceeds this multiple of its first step's loss has diverged (0: only a non-finite
       loss counts); see :func:`common.train.loop.check_bounded`.
+    layer_usage: measure layer usage on the test set at initialisation and after training
+      (off: ``python -m common.recompute_usage RUN_DIR`` measures it later).
     allow_unofficial_data: accept data files whose content differs from the official
       release's where its hash is known (MNIST); they are refused otherwise.
   """
@@ -167,6 +170,7 @@ class TrainConfig:
   grad_clip_norm: float = 0.0
   allow_unofficial_data: bool = False
   divergence_factor: float = 100.0
+  layer_usage: bool = True
 
   def __post_init__(self):
     # nan passes every comparison below; no setting means anything at nan or infinity.

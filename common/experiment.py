@@ -62,9 +62,9 @@ def get_experiment(name: str) -> Experiment:
 
 def default_hooks(config: TrainConfig, model: nn.Module, dataset: Dataset, task: Task,
                   preprocess: Preprocess | None = None) -> list[Hook]:
-  """Layer usage (for models that support it), then the report."""
+  """Layer usage (for models that support it, unless turned off), then the report."""
   hooks: list[Hook] = []
-  if supports_usage(model):
+  if config.layer_usage and supports_usage(model):
     hooks.append(UsageHook(model, dataset, task, min(config.eval_batch_size, 500),
                            preprocess))
   hooks.append(ReportHook())

@@ -12,7 +12,8 @@ as variants (``get_config("authors")``). The sections:
 - ``optim``: optimizer, learning-rate schedule, regularisers and clipping.
 - ``train``: ``epochs``, ``batch_size``, ``seed``.
 - ``eval``: ``batch_size`` (padded and masked: any size gives the same metrics) and
-  ``divergence_factor`` (when a finite loss counts as diverged).
+  ``divergence_factor`` (when a finite loss counts as diverged) and ``layer_usage`` (the
+  usage passes at the start and the end of a run).
 - ``run``: where and how the run executes (``workdir``, ``data_dir``, ``remat``,
   logging); none of it changes what is trained.
 """
@@ -80,6 +81,8 @@ def base_config(experiment: str, variant: str) -> ml_collections.ConfigDict:
   # Diverged: an epoch's training or validation loss over this multiple of the first
   # step's (0: only a non-finite loss).
   c.eval.divergence_factor = 100.0
+  # Layer usage on the test set at init and after training (recompute_usage does it later).
+  c.eval.layer_usage = True
 
   c.run = ml_collections.ConfigDict()
   c.run.workdir = config_dict.placeholder(str)  # None: a new one under result_dir

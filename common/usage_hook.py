@@ -56,6 +56,11 @@ class UsageHook(Hook):
     it the dataset's test split is padded and put on the device for the pass).
     """
     t0 = time.perf_counter()
+    when = "at initialisation" if key == "init" else "after training"
+    # A pass can take minutes on a CPU: say what it is, and how to skip it.
+    logging.info("Layer usage %s on the %d test examples (--config.eval.layer_usage=false "
+                 "skips it; python -m common.recompute_usage computes it later)...",
+                 when, len(self.dataset.test))
     note = "none (no batch norm)"
     if state.batch_stats:
       if key == "init":
@@ -76,7 +81,9 @@ class UsageHook(Hook):
     recorded[key].update({"epoch": epoch, "batch_stats": note})
     if distributed.is_primary():  # every process computes (a collective), one writes
       fileio.atomic_write_json(path, recorded)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    logging.info("Layer usage %s: %.1f s.", when, seconds)
+    return seconds
 
   def _trainer_test(self, trainer):
     """The trainer's device copy of the test split when it is batched as this pass would

@@ -75,6 +75,9 @@ def usage_sentence(run: Run) -> str:
             f"computes it from the last checkpoint).")
   if init:
     return f"The model has {blocks} blocks; no usage after training (the run did not finish)."
+  if run.nested_config.get("eval", {}).get("layer_usage") is False:
+    return ("Not measured (--config.eval.layer_usage=false): python -m "
+            "common.recompute_usage RUN_DIR measures it from the last checkpoint.")
   return "No layer usage was recorded for this run."
 
 

@@ -6,13 +6,17 @@ r"""SGEMM GPU-kernel runtimes: deep regression, GloNet vs ResNet-v2 vs MLP (``de
 The paper's setting: Adam 1e-2, batch 1024, width 16, L2 1e-5 in the training loss only,
 200 epochs, a fixed 70/10/20 split drawn by ``data.split_seed`` (resnet_sgemm/README.md
 for Table 1).
+
+Variants:
+  default: the paper's setting above.
+  smoke: the same for 5 epochs: a first run, in seconds.
 """
 
 import ml_collections
 
 from common.run_config import base_config, check_variant
 
-VARIANTS = ("default",)
+VARIANTS = ("default", "smoke")
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
@@ -26,4 +30,6 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   c.train.epochs = 200
   c.train.batch_size = 1024
   c.eval.batch_size = 8192
+  if variant == "smoke":
+    c.train.epochs = 5
   return c

@@ -14,6 +14,7 @@ import pytest
 
 from common import fileio
 from common.errors import DataError
+from common.report.runs import Run
 from common.train import TIMING_KEYS
 from linear_mnist import data as mnist_data
 from tests.conftest import REPO, hermetic_env, run_module
@@ -180,6 +181,18 @@ def test_train_py_end_to_end(fake_mnist_root, tmp_path):
   assert fileio.read_json(workdir / "status.json")["status"] == "done"
   config = fileio.read_json(workdir / "config.json")
   assert config["config"]["model"]["depth"] == 3 and config["data"]["sizes"]["val"] == 5000
+
+
+def test_the_smoke_variant_trains_in_one_short_epoch(fake_mnist_root, tmp_path):
+  workdir = tmp_path / "run"
+  proc = train_main("linear_mnist.train", "--config=linear_mnist/configs/default.py:smoke",
+                    f"--data_dir={fake_mnist_root}", f"--workdir={workdir}",
+                    "--allow_unofficial_data", "--progress=false")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  run = Run.load(str(workdir))
+  assert run.state == "done" and not run.warning()  # it learns: above chance level
+  assert run.settings["train.epochs"] == 1 and run.config["data"]["sizes"]["train"] == 10000
+  assert run.usage["final"]["blocks_used"] and os.path.exists(workdir / "training_report.pdf")
 
 
 @pytest.mark.slow

@@ -15,11 +15,10 @@ def fake_cifar_root(tmp_path_factory) -> str:
 
 
 @pytest.mark.slow
-def test_train_py_one_tiny_epoch(fake_cifar_root, tmp_path):
+def test_the_smoke_variant_trains_one_short_epoch(fake_cifar_root, tmp_path):
   run = tmp_path / "run"
-  proc = train_main("resnet_cifar10.train", "--model=GloNet8", "--epochs=1", "--train_size=256",
-      "--batch_size=64", "--validation_size=500", "--warmup_epochs=0", "--progress=false",
-      "--tensorboard=false", f"--data_dir={fake_cifar_root}",
+  proc = train_main("resnet_cifar10.train", "--config=resnet_cifar10/configs/default.py:smoke",
+      "--progress=false", f"--data_dir={fake_cifar_root}",
       f"--cache_dir={tmp_path / 'cache'}", f"--workdir={run}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert fileio.read_json(run / "status.json")["status"] == "done"
@@ -27,9 +26,10 @@ def test_train_py_one_tiny_epoch(fake_cifar_root, tmp_path):
   assert config["model"]["registry"] == "cifar" and config["model"]["family"] == "GloNet"
   assert config["config"]["data"]["augment"] and config["config"]["optim"]["nesterov"]
   assert "features" not in config["config"]["model"]  # the families fix every width
-  assert config["data"]["sizes"] == {"train": 256, "val": 500, "test": 10000}
+  assert config["data"]["sizes"] == {"train": 5000, "val": 5000, "test": 10000}
+  assert config["config"]["optim"]["grad_clip_norm"] == 1 and config["model"]["num_layers"] == 20
   usage = fileio.read_json(run / "usage.json")
-  assert usage["final"]["num_blocks"] == 4 and usage["final"]["stage_boundaries"] == [0, 2, 3]
+  assert usage["final"]["num_blocks"] == 10 and usage["final"]["stage_boundaries"] == [0, 4, 7]
   assert os.path.getsize(run / "training_report.pdf") > 0
   assert os.listdir(tmp_path / "cache")  # decoded once into the cache, not the data root
 

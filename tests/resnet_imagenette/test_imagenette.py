@@ -480,20 +480,19 @@ def _write_fake_official_copy(root: str) -> str:
 
 
 @pytest.mark.slow
-def test_train_py_two_tiny_epochs_on_a_copy_of_the_official_sizes(tmp_path):
+def test_the_smoke_variant_on_a_copy_of_the_official_sizes(tmp_path):
   root = _write_fake_official_copy(str(tmp_path / "data"))
   run = tmp_path / "run"
-  proc = train_main("resnet_imagenette.train", "--model=GloNet18", "--epochs=2", "--train_size=64",
-      "--batch_size=32", "--image_size=16", "--eval_batch_size=500", "--progress=false",
-      "--tensorboard=false", f"--data_dir={root}", f"--cache_dir={tmp_path / 'cache'}",
-      f"--workdir={run}")
+  proc = train_main("resnet_imagenette.train",
+      "--config=resnet_imagenette/configs/default.py:smoke", "--progress=false",
+      f"--data_dir={root}", f"--cache_dir={tmp_path / 'cache'}", f"--workdir={run}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert fileio.read_json(run / "status.json")["status"] == "done"
   config = fileio.read_json(run / "config.json")
   assert config["model"]["registry"] == "imagenet" and config["model"]["family"] == "GloNet"
-  assert config["config"]["data"]["image_size"] == 16 and config["config"]["variant"] == "cpu"
+  assert config["config"]["data"]["image_size"] == 48 and config["config"]["variant"] == "smoke"
   assert "features" not in config["config"]["model"]  # the families fix every width
-  assert config["data"]["sizes"] == {"train": 64, "val": 500, "test": 3925}
+  assert config["data"]["sizes"] == {"train": 1280, "val": 500, "test": 3925}
   assert config["data"]["release"] == "imagenette2-160"
   usage = fileio.read_json(run / "usage.json")
   assert usage["final"]["num_blocks"] == 9 and usage["final"]["stage_boundaries"] == [0, 3, 5, 7]

@@ -13,6 +13,7 @@ import pytest
 from common import fileio, report
 from common.errors import DataError
 from common.models import DENSE_MODELS, build_model
+from common.report.runs import Run
 from common.train import Regression, steps
 from common.train.optimizers import make_optimizer, make_schedule
 from common.train.state import create_train_state
@@ -246,6 +247,18 @@ def test_train_py_end_to_end(sgemm_root, tmp_path):
   lines = out.read_text().strip().split("\n")
   assert lines[0].endswith("predicted_log_ms,predicted_ms") and len(lines) == 4
   assert all(np.isfinite(float(line.split(",")[-1])) for line in lines[1:])
+
+
+def test_the_smoke_variant_trains_in_a_few_short_epochs(sgemm_root, tmp_path):
+  workdir = tmp_path / "run"
+  proc = train_main("resnet_sgemm.train", "--config=resnet_sgemm/configs/default.py:smoke",
+                    f"--data_dir={sgemm_root}", f"--workdir={workdir}", "--progress=false")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  run = Run.load(str(workdir))
+  assert run.state == "done" and run.settings["train.epochs"] == 5 and run.usage["final"]
+  # The synthetic runtimes are a smooth function of the inputs: the MSE (of standardised
+  # log runtimes) falls well below the variance it starts from.
+  assert run.final_record()["test_mse"] < 0.5
 
 
 def test_depth_suffix_and_flag_must_agree(tmp_path):

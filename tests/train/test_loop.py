@@ -212,6 +212,17 @@ def test_a_loss_that_explodes_but_stays_finite_marks_the_run_diverged(tmp_path, 
   assert run.summary["initial_loss"] == pytest.approx(2.79, abs=0.01)
 
 
+def test_layer_usage_can_be_skipped_and_the_report_says_how_to_measure_it(tmp_path):
+  config = tiny_config(tmp_path, learning_rate=3e-2, lr_schedule="constant", layer_usage=False)
+  path, _ = run_tiny(config, hooks=True)
+  assert not os.path.exists(os.path.join(path, "usage.json"))
+  run = Run.load(path)
+  assert run.state == "done"
+  assert dict(run_report.header(run))["Layer usage"].startswith(
+      "Not measured (--config.eval.layer_usage=false): python -m common.recompute_usage")
+  assert os.path.exists(os.path.join(path, run_report.REPORT_PDF))
+
+
 def test_the_divergence_bound_reads_training_and_validation_losses():
   record = {"epoch": 3, "train_loss": 2.0, "val_loss": 50.0}
   check_bounded(record, 1.0, 100.0, 10)  # within the bound
