@@ -28,14 +28,38 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     # A full disk, a kill signal...: the target keeps its old content, and no temporary
     # file is left behind (a SIGKILL can still leave one: RunDir.acquire removes those).
     try:
       os.remove(tmp)
     except OSError:
       pass
+    if isinstance(e, OSError) and e.filename is None:  # a failed write names no file
+      raise OSError(e.errno, e.strerror, path) from e
     raise
+
+
+def overwrite_in_place(path: str | os.PathLike, data: bytes) -> bool:
+  """Writes ``data`` over the start of the existing file ``path``, in its own space.
+
+  The fallback of a small file that must be written when the disk is full: the bytes
+  replace ones the file already holds, so no block is allocated (on file systems that
+  overwrite in place). Not atomic: a process killed during the write can leave it torn.
+
+  Returns:
+    False when ``path`` is missing or shorter than ``data`` (nothing is written).
+  """
+  try:
+    with open(path, "r+b") as f:
+      if os.fstat(f.fileno()).st_size < len(data):
+        return False
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+  except FileNotFoundError:
+    return False
+  return True
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -14,6 +14,7 @@ an uninterrupted run. Layer usage and the report are hooks (:mod:`common.train.h
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,12 +35,13 @@ from common.errors import (
   LossExplodedError,
   NonFiniteLossError,
   RunDirError,
+  StorageError,
   UserError,
 )
 from common.rundir_contract import SCHEMA_VERSION
 from common.train import distributed, rundir, signals, steps
 from common.train import hooks as hooks_lib
-from common.train.checkpoint import Checkpointer
+from common.train.checkpoint import Checkpointer, storage_failure
 from common.train.environment import describe_environment
 from common.train.metrics_log import TIMING_KEYS, MetricsLog
 from common.train.signals import interrupt_on_signals
@@ -184,8 +186,9 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
     initial_loss = meta.get("initial_loss") if start else None
     if start:
       logging.info("Resuming %s after epoch %d.", run.path, start)
-    log.write(history)  # metrics.jsonl always matches the latest checkpoint
+    failure: BaseException | None = None
     try:
+      log.write(history)  # metrics.jsonl always matches the latest checkpoint
       for epoch in range(start + 1, config.epochs + 1):
         state, sums, train_seconds = trainer.train_epoch(state, epoch, config.progress)
         if sums["first_nonfinite_step"] >= 0:
@@ -207,17 +210,39 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
             "  ".join(f"{k} {v:.4g}" for k, v in record.items()
                       if k not in ("epoch", "learning_rate", *TIMING_KEYS)),
             train_seconds, record["eval_seconds"])
+    except BaseException as e:
+      failure = e
+      raise
     finally:
-      log.close()
       extra["initial_loss"] = initial_loss
-      if run.writer:
-        fileio.atomic_write_json(run.file(rundir.SUMMARY), summarize(history, task, extra))
+      _close_records(log, run, summarize(history, task, extra), failure)
   for hook in hooks:
     extra.update(hook.on_end(trainer, state, run) or {})
   summary = summarize(history, task, extra)
   if run.writer:
     fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
   return summary
+
+
+def _close_records(log: MetricsLog, run: rundir.RunDir, summary: dict[str, Any],
+                   failure: BaseException | None) -> None:
+  """Closes the metric log and writes ``summary.json`` as training stops.
+
+  After a storage failure nothing more is written (the disk is full, or read-only); a
+  write that fails while another error is on its way out is logged, so the error that
+  stopped the run is the one reported.
+  """
+  if failure is not None and storage_failure(failure):
+    log.close(flush=False)
+    return
+  try:
+    log.close()
+    if run.writer:
+      fileio.atomic_write_json(run.file(rundir.SUMMARY), summary)
+  except OSError as e:
+    if failure is None:
+      raise
+    logging.warning("Could not write the summary of %s: %s", run.path, e)
 
 
 def _epoch_record(trainer: Trainer, state, epoch: int, sums: dict[str, Any],
@@ -395,19 +420,21 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, settings: dict[str, Any
     trainer = Trainer.build(config, model, dataset, task, preprocess=preprocess)
     building = False
     summary = fit(config, trainer, run, hooks)
+    run.write_status("done", f"trained {summary['epochs_completed']} epochs")
   except BaseException as e:  # record every way out, including Ctrl-C, then re-raise
-    error = _device_memory_error(e, config, model, model_name, building) or e
+    error = (_device_memory_error(e, config, model, model_name, building)
+             or _storage_error(e, run) or e)
     status, message = _outcome(error)
     try:
-      run.write_status(status, message)
-    except OSError as write_error:  # e.g. the disk is full: the original error matters more
+      run.write_status(status, message)  # in place, when the disk is full
+    except OSError as write_error:  # readers take a `running` run without a lock as died
       logging.warning("Could not write the status %r to %s: %s", status, run.path,
                       write_error)
-    _finish(hooks, run.path)
+    if not isinstance(error, StorageError):  # else nothing more is written
+      _finish(hooks, run.path)
     if error is not e:
       raise error from e
     raise
-  run.write_status("done", f"trained {summary['epochs_completed']} epochs")
   _finish(hooks, run.path)
   return run.path, summary
 
@@ -450,6 +477,22 @@ def _device_memory_error(error: BaseException, config: TrainConfig, model: nn.Mo
   return DeviceMemoryError(
       f"{model_name} at batch {config.batch_size} does not fit in {where}: {what}. "
       f"{resume} smaller --batch_size, model or input needs a new --workdir.")
+
+
+def _storage_error(error: BaseException, run: rundir.RunDir) -> StorageError | None:
+  """A :class:`StorageError` for a write that the file system refused (a full disk, a
+  quota, a read-only mount) anywhere in the run, else None: one ``error:`` line."""
+  if isinstance(error, StorageError):
+    return None
+  cause = storage_failure(error)
+  if cause is None or not isinstance(error, OSError):
+    return None
+  name = getattr(error, "filename", None)
+  # The file the user knows, not its temporary sibling (fileio's atomic writes).
+  where = re.sub(r"\.tmp\.\d+$", "", str(name)) if name else f"a file in {run.path}"
+  return StorageError(
+      f"cannot write {where}: {cause}; every finished epoch's checkpoint is kept. Free "
+      f"space and rerun the same command to resume.")
 
 
 def _outcome(error: BaseException) -> tuple[str, str]:

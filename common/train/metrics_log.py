@@ -48,8 +48,33 @@ class MetricsLog:
           self._tb.add_scalar(tag, value, record["epoch"])
       self._tb.flush()
 
-  def close(self) -> None:
-    """Flushes and closes the TensorBoard writer."""
-    if self._tb is not None:
-      self._tb.close()
+  def close(self, flush: bool = True) -> None:
+    """Flushes and closes the TensorBoard writer; without ``flush`` (the disk is full),
+    its pending events are dropped."""
+    tb, self._tb = self._tb, None
+    if tb is None:
+      return
+    try:
+      if not flush:
+        raise OSError("not flushed")
+      tb.close()
+    except OSError:
+      _abandon(tb)
+
+
+def _abandon(tb) -> None:
+  """Stops a tensorboardX writer without writing what it holds.
+
+  Its worker thread, left running, fails at interpreter exit, and its exit hook flushes
+  again unless the writer is marked closed: both print tracebacks after the run's own
+  error line. tensorboardX has no public way to drop pending events.
+  """
+  for writer in (tb.all_writers or {}).values():
+    events = writer.event_writer
+    try:
+      if events._worker is not None:  # noqa: SLF001
+        events._worker.stop()  # noqa: SLF001 - returns on its signal, writes nothing
+      events._closed = True  # noqa: SLF001
+    except AttributeError:  # another tensorboardX: its exit hook may still complain
+      pass
 

@@ -6,6 +6,7 @@ What it holds is :mod:`common.rundir_contract`.
 import datetime
 import errno
 import fcntl
+import json
 import os
 import re
 import uuid
@@ -30,6 +31,9 @@ from common.rundir_contract import (
 
 __all__ = ["CHECKPOINTS", "CONFIG", "METRICS", "STATUS", "SUMMARY", "TENSORBOARD", "RunDir",
            "new_session_dir", "open_run_dir", "read_config"]
+
+# status.json is padded to this size: the room for the next status (RunDir.write_status).
+STATUS_BYTES = 4096
 
 
 def _utc_now() -> str:
@@ -203,11 +207,22 @@ class RunDir:
 
   def write_status(self, status: str, message: str = "", **extra: Any) -> None:
     """Writes ``status.json``: ``running``, ``done``, ``diverged``, ``interrupted`` or
-    ``failed``, with a message."""
+    ``failed``, with a message.
+
+    The file is padded to :data:`STATUS_BYTES` with trailing spaces (still JSON), so the
+    space of the next status is already the file's own: when the disk is full, the
+    atomic write fails and the new status is written over the old one in place.
+    """
     if not self.writer:
       return
-    fileio.atomic_write_json(self.file(STATUS), {
-        "status": status, "message": message, "updated": _utc_now(), **extra})
+    text = json.dumps({"status": status, "message": message, "updated": _utc_now(),
+                       **fileio.to_jsonable(extra)}, indent=2) + "\n"
+    data = text.encode("utf-8").ljust(STATUS_BYTES)
+    try:
+      fileio.atomic_write_bytes(self.file(STATUS), data)
+    except OSError:
+      if not fileio.overwrite_in_place(self.file(STATUS), data):
+        raise
 
 
 def open_run_dir(workdir: str | None, result_dir: str, model_name: str,
