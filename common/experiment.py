@@ -93,6 +93,31 @@ def resolve(config: ml_collections.ConfigDict, workdir: str | None = None
   return config
 
 
+def _build(config: ml_collections.ConfigDict, workdir: str | None
+           ) -> tuple[Experiment, ml_collections.ConfigDict, TrainConfig, nn.Module, dict]:
+  """The experiment, the resolved config, its flat view, the model and its record: all
+  that can be checked without reading data or writing anything."""
+  experiment = get_experiment(config.experiment)
+  config = resolve(config, workdir)
+  flat = TrainConfig.from_nested(config)
+  m = config.model
+  options = {**run_config.model_options(m), "remat": config.run.remat}
+  model, record = build_family(experiment.registry, m.name, m.depth, experiment.num_outputs,
+                               m.use_batch_norm, options, flat.batch_size)
+  return experiment, config, flat, model, record
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Checks a config as :func:`run` would before it reads any data (the sweeps check every
+  point before the first starts).
+
+  Raises:
+    ConfigError: an unknown experiment or model, an impossible depth or option, or a
+      setting out of range.
+  """
+  _build(config, None)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | None = None
         ) -> tuple[str, dict[str, Any]]:
   """Builds the model, loads the data and trains (or resumes) one run.
@@ -110,14 +135,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | None = None
       directory that cannot be resumed with these settings.
     DivergedError: training diverged (the run is recorded as ``diverged``).
   """
-  experiment = get_experiment(config.experiment)
-  config = resolve(config, workdir)
-  flat = TrainConfig.from_nested(config)
-  m = config.model
-  options = {**run_config.model_options(m), "remat": config.run.remat}
   # Fails before any I/O on a bad option or depth.
-  model, record = build_family(experiment.registry, m.name, m.depth, experiment.num_outputs,
-                               m.use_batch_norm, options, flat.batch_size)
+  experiment, config, flat, model, record = _build(config, workdir)
+  m = config.model
   dataset, task = experiment.load(flat)
   preprocess = experiment.preprocess(flat) if experiment.preprocess else None
   run_path, summary = run_experiment(

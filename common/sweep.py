@@ -6,7 +6,14 @@ r"""Runs a grid of models x depths x seeds, one run directory per point, then re
 
 ``--sweep=EXPERIMENT:NAME`` runs a sweep of ``EXPERIMENT/configs/sweeps.py``: its config
 variant and settings for every point, its models, depths and seeds (each replaced by the
-flag of its own when given), under ``sweeps/EXPERIMENT_NAME`` unless ``--root`` says.
+flag of its own when given), under ``sweeps/EXPERIMENT_NAME`` unless ``--root`` says; flags
+after ``--`` that change what is trained (``--epochs=1``) name a folder of their own
+(``sweeps/EXPERIMENT_NAME_epochs-1``), so a quick try never lands in the real grid's.
+
+Every point's command is parsed as its program would parse it before the first point
+starts: a misspelt model, an impossible depth or a bad flag is one ``error:`` line naming
+the point, and nothing runs. A point that fails prints one ``error:`` line naming it, its
+reason and its log.
 
 Each point runs ``python -m MODULE --model=M --num_layers=D --seed=S
 --workdir=ROOT/M/depth_D/seed_S <extra flags>`` in its own process, so one diverging or
@@ -49,7 +56,7 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 
 from common import fileio, report
-from common.errors import ConfigError
+from common.errors import ConfigError, UserError
 from common.report import runs
 from common.run_config import Sweep
 from common.rundir_contract import STATUS
@@ -209,7 +216,26 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
   result = status() if code in (0, 1) else f"exit {code}"
   logging.info("     %s depth %d seed %d: %s in %.0fs (log: %s.log)", model_spec, depth, seed,
                result, time.perf_counter() - t0, stem)
+  if not is_settled(result):
+    reason = _failure_reason(f"{stem}.log", workdir, result)
+    sys.stderr.write(f"error: {model_spec} depth {depth} seed {seed}: {reason} (log: "
+                     f"{stem}.log)\n")
   return result
+
+
+def _failure_reason(log: str, workdir: str, result: str) -> str:
+  """Why a point did not settle: its program's last ``error:`` line, else its status
+  message, else how it ended."""
+  try:
+    with open(log, encoding="utf-8", errors="replace") as f:
+      errors = [line.strip() for line in f if line.startswith("error:")]
+  except OSError:
+    errors = []
+  if errors:
+    return errors[-1].removeprefix("error:").strip()
+  status = fileio.read_json_or(os.path.join(workdir, STATUS), {}, kind=dict)
+  message = status.get("message") if isinstance(status, dict) else None
+  return f"{result}: {message}" if message else result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,7 +279,7 @@ def resolve_grid(user_extra: list[str]) -> Grid:
   if _SWEEP.value:
     experiment, name, sweep = load_sweep(_SWEEP.value)
     module = module or f"{experiment}.train"
-    root = root or os.path.join("sweeps", f"{experiment}_{name}")
+    root = root or os.path.join("sweeps", f"{experiment}_{name}{budget_suffix(user_extra)}")
     present = flags.FLAGS
     models = models if present["models"].present else list(sweep.models)
     depths = depths if present["depths"].present else [str(d) for d in sweep.depths]
@@ -267,6 +293,49 @@ def resolve_grid(user_extra: list[str]) -> Grid:
     raise ConfigError(f"depths and seeds are whole numbers; got --depths={' '.join(depths)} "
                       f"--seeds={' '.join(seeds)}.") from None
   return Grid(module, root, tuple(models), *ints, (*extra, *user_extra), tuple(user_extra))
+
+
+# Flags that change where or how a run executes, not what it trains.
+_RUN_FLAGS = ("progress", "data_dir", "cache_dir", "tensorboard", "remat", "result_dir",
+              "allow_unofficial_data", "config.run.")
+
+
+def budget_suffix(user_extra: Sequence[str]) -> str:
+  """``"_epochs-1"`` for flags that change what every point trains (``--epochs=1``); ``""``
+  for none, or flags that only change how it runs (``--progress=false``)."""
+  parts = []
+  for flag in user_extra:
+    name, _, value = flag.lstrip("-").partition("=")
+    if not name or name.startswith(_RUN_FLAGS):
+      continue
+    parts.append(f"{name.removeprefix('config.')}-{value}" if value else name)
+  text = re.sub(r"[^A-Za-z0-9.+-]+", "_", "_".join(parts)).strip("_")
+  return f"_{text[:80]}" if text else ""
+
+
+def check_points(grid: Grid, points: Sequence[tuple[str, int, int]]) -> None:
+  """Parses every point's command as its program would, before any point starts.
+
+  Raises:
+    ConfigError: naming the first point refused and why (a misspelt model, a depth its
+      family cannot have, a bad flag).
+  """
+  from common import cli  # noqa: PLC0415 - the experiments import JAX; reports need not
+  from common import experiment as experiment_lib  # noqa: PLC0415
+
+  experiment = grid.module.rpartition(".")[0] or grid.module
+  checked = set()
+  for model, depth, seed in points:
+    if (model, depth) in checked:  # the seed changes nothing that could be refused
+      continue
+    checked.add((model, depth))
+    name, model_flags, _ = parse_model_spec(model)
+    argv = [grid.module, f"--model={name}", f"--num_layers={depth}", f"--seed={seed}",
+            *model_flags, *grid.extra]
+    try:
+      experiment_lib.check(cli.parse_config(experiment, argv))
+    except UserError as e:
+      raise ConfigError(f"{model} depth {depth} (no point was started): {e}") from None
 
 
 def grid_points(grid: Grid) -> list[tuple[str, int, int]]:
@@ -354,6 +423,8 @@ def main(argv):
   grid = resolve_grid(argv[1:])  # everything after `--` goes to every point
   logging.set_verbosity(logging.INFO)
   points = grid_points(grid)
+  if _POINT.value is None:  # a Slurm task's grid was checked when it was submitted
+    check_points(grid, points)
   if _POINT.value is not None:
     if _POINT.value >= len(points):
       raise app.UsageError(f"--point={_POINT.value}, but the grid has {len(points)} points")

@@ -9,7 +9,7 @@ import pytest
 
 from common import fileio
 from common.report.runs import effective_status
-from common.sweep import count_statuses, is_settled, point_status, run_point
+from common.sweep import budget_suffix, count_statuses, is_settled, point_status, run_point
 from tests.conftest import REPO, fake_run, hermetic_env, run_module
 from tests.helpers import error_line
 
@@ -41,6 +41,12 @@ def test_sweep_runs_skips_and_reports(fake_mnist_root, tmp_path):
   assert changed.returncode == 1 and "exit 2" in changed.stderr
   log = (root / "logs" / "GloNet_depth3_seed0.log").read_text()
   assert "cannot be resumed with these (train.epochs: 1 -> 2)" in log
+  # The console names each failing point and its reason in one line.
+  errors = [line for line in changed.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 2 and errors[0].startswith("error: GloNet depth 3 seed 0: run "
+                                                   "directory"), errors
+  assert "cannot be resumed with these (train.epochs: 1 -> 2)" in errors[0]
+  assert errors[0].endswith(f"(log: {root}/logs/GloNet_depth3_seed0.log)")
 
 
 @pytest.mark.slow
@@ -174,6 +180,30 @@ def test_slurm_launcher_submits_one_requeueable_task_per_point(fake_mnist_root, 
 def test_a_point_out_of_the_grid_is_a_usage_error(tmp_path):
   proc = run_module("common.sweep", f"--root={tmp_path}", *GRID, "--point=2")
   assert proc.returncode != 0 and "--point=2, but the grid has 2 points" in proc.stderr
+
+
+@pytest.mark.parametrize("models,depths,message", [
+    ("GloNet Glonet", "3", "Glonet depth 3 (no point was started): unknown model 'Glonet'"),
+    ("ResNet", "4 7", "ResNet depth 7 (no point was started): a residual MLP"),
+])
+def test_a_grid_with_a_bad_point_is_refused_before_any_point_starts(tmp_path, models,
+                                                                    depths, message):
+  proc = subprocess.run(["bash", os.path.join(REPO, "linear_mnist", "train_script.sh")],
+                        env={**hermetic_env(), "MODELS": models, "DEPTHS": depths,
+                             "PYTHON": sys.executable, "SWEEP_ROOT": str(tmp_path / "s")},
+                        capture_output=True, text=True, timeout=120)
+  line = error_line(proc)
+  assert line.startswith(f"error: {message}"), line
+  assert not os.path.exists(tmp_path / "s")
+
+
+@pytest.mark.parametrize("extra,suffix", [
+    ([], ""), (["--progress=false", "--data_dir=/d"], ""),
+    (["--epochs=1", "--progress=false"], "_epochs-1"),
+    (["--config.train.epochs=2", "--train_size=500"], "_train.epochs-2_train_size-500"),
+    (["--nesterov"], "_nesterov")])
+def test_flags_that_change_what_is_trained_name_the_sweep_folder(extra, suffix):
+  assert budget_suffix(extra) == suffix
 
 
 @pytest.mark.parametrize("experiment,grids", [
