@@ -12,24 +12,38 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib import ticker
+from matplotlib import ticker, transforms
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
-from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import (
+    Image,
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
 
 from common import fileio
 
 STYLES = getSampleStyleSheet()
 _CELL = ParagraphStyle("cell", parent=STYLES["BodyText"], fontSize=8, leading=10)
 PAGE_WIDTH = A4[0] - 3 * cm
+# Figures are drawn as wide as the page's text and placed at that width, so their text is
+# printed at the sizes set here: never below LEGEND_SIZE points.
+FIGURE_WIDTH = PAGE_WIDTH / 72  # inches
+LEGEND_SIZE = 8
+MAX_IMAGE_HEIGHT = A4[1] - 3 * cm - 60  # the page's frame, less a heading
 # Depth plots: more depths than this keep the log axis's own ticks; a legend of more
 # entries than this goes below the axes.
 _MAX_DEPTH_TICKS = 12
 _MAX_INSIDE_LEGEND = 5
+_BELOW_AXES = 0.5  # inches from the axes' bottom to a legend below them
 
 
 def new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1
@@ -51,7 +65,7 @@ def save_figure(fig: Figure, path: str) -> bytes:
 
 
 def finish_depth_axes(fig: Figure, ax: Axes, ylabel: str, title: str,
-                      log_y: bool = False, legend_size: int = 8) -> Figure:
+                      log_y: bool = False, legend_size: int = LEGEND_SIZE) -> Figure:
   """Common finish of a "something vs depth" plot: log depth axis, labels, grid, legend.
 
   The depths drawn are the axis's ticks, written plainly (18 and 34, not the log axis's
@@ -93,8 +107,10 @@ def place_legends(fig: Figure, axes: Sequence[Axes], fontsize: int) -> None:
       # panel. The handle and padding take about five characters' width.
       longest = max(len(line) for label in labels for line in label.split("\n"))
       ncol = max(1, min(len(labels), chars // (longest + 5)))
+      # Below the tick labels and the axis label, whatever the axes' height.
+      below = ax.transAxes + transforms.ScaledTranslation(0, -_BELOW_AXES, fig.dpi_scale_trans)
       ax.legend(handles, labels, fontsize=fontsize, loc="upper left", ncol=ncol,
-                bbox_to_anchor=(0.0, -0.18), borderaxespad=0.0)
+                bbox_to_anchor=(0.0, 0.0), bbox_transform=below, borderaxespad=0.0)
       # Lines of text the legend takes, its entries split into columns as matplotlib does.
       columns = np.array_split([label.count("\n") + 1 for label in labels], ncol)
       lines = sum(max(column[r] for column in columns if r < len(column))
@@ -108,11 +124,17 @@ def place_legends(fig: Figure, axes: Sequence[Axes], fontsize: int) -> None:
 
 
 def image(png: bytes, width: float = PAGE_WIDTH) -> Image:
-  """A flowable image scaled to ``width`` points, keeping the aspect ratio."""
+  """A flowable image scaled to ``width`` points, keeping the aspect ratio, or smaller
+  where it would not fit on a page."""
   img = Image(io.BytesIO(png))
-  scale = width / img.imageWidth
+  scale = min(width / img.imageWidth, MAX_IMAGE_HEIGHT / img.imageHeight)
   img.drawWidth, img.drawHeight = width, img.imageHeight * scale
   return img
+
+
+def figure(title: str, png: bytes) -> KeepTogether:
+  """A heading and its image, never split over two pages."""
+  return KeepTogether([heading(title), image(png)])
 
 
 def esc(text: Any) -> str:

@@ -84,7 +84,7 @@ def usage_sentence(run: Run) -> str:
 def plot_training_metrics(run: Run) -> Figure:
   """Loss and the main metric per epoch for train / val / test."""
   names = [n for n in run.metric_names if n in ("loss", run.primary_metric)] or ["loss"]
-  fig, axes = pdf.new_figure(5.2 * len(names), 3.8, len(names))
+  fig, axes = pdf.new_figure(pdf.FIGURE_WIDTH, 3.2, len(names))
   epochs = [r["epoch"] for r in run.metrics]
   best = run.summary.get("best_val_epoch")
   for ax, name in zip(axes, names, strict=True):
@@ -94,14 +94,21 @@ def plot_training_metrics(run: Run) -> Figure:
       ax.plot(epochs, ys, style, color=color, marker="o", markersize=3, label=split)
     if best:
       ax.axvline(best, color="k", lw=0.8, alpha=0.5, label=f"best val (epoch {best})")
-    if run.lower_is_better(name) and any(
-        (r.get(f"train_{name}") or 0) > 0 for r in run.metrics):
+    drawn = [v for r in run.metrics for split in _SPLIT_STYLE
+             if (v := display_value(name, r.get(f"{split}_{name}"))) is not None and v > 0]
+    # A log axis where the values span decades; over a narrow range it labels only
+    # minor ticks, in scientific notation.
+    if run.lower_is_better(name) and drawn and max(drawn) > 10 * min(drawn):
       ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(epochs) <= 12:  # each epoch labelled (one epoch: not 0.945, 0.96, ...)
+      ax.set_xticks(epochs)
+      ax.set_xlim(min(epochs, default=1) - 0.5, max(epochs, default=1) + 0.5)
+    else:
+      ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(loss_label(run) if name == "loss" else METRIC_LABELS.get(name, name))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=pdf.LEGEND_SIZE)
   if not epochs:
     axes[0].text(0.5, 0.5, "no finished epoch", ha="center", transform=axes[0].transAxes)
   fig.suptitle(f"{run.name}: training curves ({run.state})")
@@ -139,7 +146,9 @@ def plot_layer_usage(run: Run) -> Figure:
   usage = {k: v for k, v in run.usage.items() if isinstance(v, dict)}
   glonet = any("share" in v for v in usage.values())
   panels = ["l1", "share", "exit", "params"] if glonet else ["l1", "params"]
-  fig, axes_list = pdf.new_figure(4.6 * len(panels), 3.8, len(panels))
+  # Two panels a row, as wide as the page: legible when printed.
+  rows = len(panels) // 2
+  fig, axes_list = pdf.new_figure(pdf.FIGURE_WIDTH, 3.3 * rows, 2, rows)
   axes = dict(zip(panels, axes_list, strict=True))
   metric = run.primary_metric
   for when, u in usage.items():
@@ -193,7 +202,7 @@ def plot_layer_usage(run: Run) -> Figure:
       axes["exit"].set_yscale("log")
   for ax in axes.values():
     ax.grid(alpha=0.3)
-  pdf.place_legends(fig, list(axes.values()), 7)
+  pdf.place_legends(fig, list(axes.values()), pdf.LEGEND_SIZE)
   fig.suptitle(f"{run.name}: layer usage on the test set")
   fig.tight_layout()
   return fig
@@ -270,12 +279,20 @@ def code_text(run: Run) -> str:
   return code["commit"] + (", with uncommitted changes" if code.get("dirty") else "")
 
 
+def metric_note(run: Run) -> str:
+  """What the numbers of the results table are, from the run's own metric."""
+  if run.primary_metric == "accuracy":
+    return "Accuracy in %; loss: cross-entropy in nats."
+  return f"{METRIC_LABELS.get(run.primary_metric, run.primary_metric)}: lower is better."
+
+
 def header(run: Run) -> list[tuple[str, str]]:
   """The report's opening lines as ``(label, text)``: a warning first when the run's
   numbers say nothing about the model (:meth:`Run.warning`), then the facts."""
   warning = run.warning()
   return [*([("Warning", warning)] if warning else []),
           ("Run directory", run.path), ("Status", status_text(run)),
+          ("Budget", run.budget_text()),
           ("Code", code_text(run)), ("Data", data_text(run)),
           ("Layer usage", usage_sentence(run))]
 
@@ -298,11 +315,11 @@ def render_run(path: str) -> dict[str, str]:
       *(pdf.para(f"<b>{label}:</b> {pdf.esc(text)}") for label, text in header(run)),
       Spacer(1, 6), pdf.heading("Results"),
       pdf.table(_results_rows(run)) if run.metrics else pdf.para("No epoch finished."),
-      pdf.para("Accuracy in %. The best epoch is chosen on the validation split; the test "
-               "split is only reported."),
+      pdf.para(f"{metric_note(run)} The best epoch is chosen on the validation split; the "
+               f"test split is only reported."),
       Spacer(1, 6), pdf.heading("Timing"), pdf.table(_timing_rows(run)),
-      Spacer(1, 6), pdf.heading("Training curves"), pdf.image(metrics_png),
-      PageBreak(), pdf.heading("Layer usage"), pdf.image(usage_png),
+      Spacer(1, 6), pdf.figure("Training curves", metrics_png),
+      PageBreak(), pdf.figure("Layer usage", usage_png),
       pdf.para("Blocks are in network order. Output magnitude: mean over test examples of "
                "mean |x_i| of the term the model uses (GloNet: the summed term; ResNet: the "
                "residual branch; MLP: the activation). Share: mean |W x_i|, block i's "

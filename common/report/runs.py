@@ -236,6 +236,19 @@ class Run:
   def final_record(self) -> dict[str, Any] | None:
     return self.metrics[-1] if self.metrics else None
 
+  def budget_text(self) -> str:
+    """What the run was given to train: ``"1 epoch on 5,000 training examples (recipe
+    smoke)"``. Said on every report, so that a quick run never reads as a result."""
+    epochs = self.recipe.get("epochs", self.nested_config.get("train", {}).get("epochs"))
+    train = ((self.config.get("data") or {}).get("sizes") or {}).get("train")
+    if epochs is None and train is None:
+      return "not recorded"
+    text = "? epochs" if epochs is None else f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    if train is not None:
+      text += f" on {train:,} training examples"
+    variant = self.nested_config.get("variant")
+    return text + (f" (recipe {variant})" if variant else "")
+
   @property
   def chance_accuracy(self) -> float | None:
     """The accuracy of guessing (1 / classes) for a classification run, else None."""

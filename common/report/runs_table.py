@@ -23,13 +23,14 @@ def varying_settings(runs: Sequence[Run]) -> list[str]:
 
 
 def table_rows(runs: Sequence[Run], root: str) -> list[list[str]]:
-  """Header and one row per run: name, model, seed, varying settings, epochs done, state,
-  the best-validation epoch with its validation and test metric, the final test metric and
-  the median train seconds per epoch."""
+  """Header and one row per run: name, model, seed, varying settings, the budget (epochs
+  done of those asked, training examples, recipe), state, the best-validation epoch with
+  its validation and test metric, the final test metric and the median train seconds per
+  epoch."""
   knobs = varying_settings(runs)
   header = (["run", "model", "seed"] + knobs +
-            ["epochs", "state", "best-val epoch", "val", "test at best val", "final test",
-             "train s/epoch"])
+            ["epochs", "train examples", "recipe", "state", "best-val epoch", "val",
+             "test at best val", "final test", "train s/epoch"])
   rows = [header]
   for run in runs:
     recipe = run.recipe
@@ -38,10 +39,13 @@ def table_rows(runs: Sequence[Run], root: str) -> list[list[str]]:
     final: dict[str, Any] = run.final_record() or {}
     total = recipe.get("epochs")
     seconds = run.median_train_seconds()
+    train = ((run.config.get("data") or {}).get("sizes") or {}).get("train")
     rows.append(
         [os.path.relpath(run.path, root), run.name, str(run.seed)] +
         [str(recipe.get(k)) for k in knobs] +
-        [f"{final.get('epoch', 0)}/{total if total is not None else '?'}", run.state,
+        [f"{final.get('epoch', 0)}/{total if total is not None else '?'}",
+         "?" if train is None else str(train), str(run.nested_config.get("variant", "?")),
+         run.state,
          str(best.get("epoch", "n/a")), fmt(metric, best.get(f"val_{metric}")),
          fmt(metric, best.get(f"test_{metric}")), fmt(metric, final.get(f"test_{metric}")),
          f"{seconds:.1f}" if seconds is not None else "n/a"])

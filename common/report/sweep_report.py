@@ -28,6 +28,7 @@ Comparisons with published numbers come from the experiments' own hook modules
 """
 
 import collections
+import glob
 import itertools
 import json
 import os
@@ -44,6 +45,7 @@ from matplotlib.figure import Figure
 from reportlab.platypus import PageBreak, Spacer
 
 from common import fileio
+from common.errors import ConfigError
 from common.report import paper, pdf
 from common.report.run_report import needed_rule
 from common.report.runs import (
@@ -65,6 +67,7 @@ from common.report.runs import (
 METRIC_PNG = "sweep_metric_vs_depth.png"
 BLOCKS_PNG = "sweep_blocks_used.png"
 CURVES_PNG = "sweep_usage_curves.png"
+CURVE_PANELS = 6  # configurations per page of usage curves (two a row)
 SUMMARY_JSON = "sweep_summary.json"
 SUMMARY_MD = "sweep_summary.md"
 REPORT_PDF = "sweep_report.pdf"
@@ -241,7 +244,7 @@ def plot_metric_vs_depth(summary: dict[str, Any]) -> Figure:
   """
   metric = summary["metric"]
   error_metric = lower_is_better(metric, summary.get("metric_mode"))
-  fig, (ax,) = pdf.new_figure(6.5, 4.2)
+  fig, (ax,) = pdf.new_figure(pdf.FIGURE_WIDTH, 4.4)
   means = [g["test_best_val"][0] for g in summary["groups"] if g["test_best_val"][0] is not None]
   cap = None
   if error_metric and means:
@@ -302,7 +305,7 @@ def plot_blocks_used(summary: dict[str, Any]) -> Figure:
   One colour per configuration and one line style per quantity, each named once in the
   legend: a sweep that gathers several recipes would otherwise list every pair.
   """
-  fig, (ax,) = pdf.new_figure(6.5, 4.2)
+  fig, (ax,) = pdf.new_figure(pdf.FIGURE_WIDTH, 4.4)
   quantities = (("blocks_used", "o-", "used, after training"),
                 ("blocks_used_init", "s--", "used, at init"),
                 ("blocks_needed", "^-.", "needed"))
@@ -340,20 +343,23 @@ def plot_blocks_used(summary: dict[str, Any]) -> Figure:
   return pdf.finish_depth_axes(fig, ax, ylabel, "Blocks used vs depth (GloNet)")
 
 
-def plot_usage_curves(runs: list[Run], names: dict[str, str] | None = None) -> Figure:
+def plot_usage_curves(runs: list[Run], names: dict[str, str] | None = None,
+                      labels: Sequence[str] | None = None) -> Figure:
   """Usage per block of every depth on one axis, one panel per configuration.
 
   Args:
     runs: the runs to draw (those without final usage are skipped).
     names: run path -> configuration name (:func:`config_labels`, by default of ``runs``);
       the report passes the names of its tables so that panels and rows agree.
+    labels: the configurations to draw (a page of them); None: every one.
   """
   names = names if names is not None else config_labels(runs)
-  labels = sorted({names[r.path] for r in runs if (r.usage.get("final") or {}).get("l1")})
-  # Three panels a row: a row of eight would be too wide to read on a page.
-  ncols = min(3, max(1, len(labels)))
+  found = sorted({names[r.path] for r in runs if (r.usage.get("final") or {}).get("l1")})
+  labels = found if labels is None else [label for label in labels if label in found]
+  # Two panels a row, as wide as the page: legible when printed.
+  ncols = min(2, max(1, len(labels)))
   nrows = max(1, -(-len(labels) // ncols))
-  fig, axes = pdf.new_figure(5 * ncols, 4 * nrows, ncols, nrows)
+  fig, axes = pdf.new_figure(pdf.FIGURE_WIDTH, 3.4 * nrows, ncols, nrows)
   for ax in axes[len(labels):] if labels else ():
     ax.set_axis_off()
   for ax, label in zip(axes, labels, strict=False):
@@ -385,7 +391,7 @@ def plot_usage_curves(runs: list[Run], names: dict[str, str] | None = None) -> F
     ax.set_title(textwrap.fill(f"{label}: usage per block", 48), fontsize=9)
     ax.grid(alpha=0.3, which="both")
   # A sweep of many depths (10 to 1000 in seven steps) would cover its curves with the legend.
-  pdf.place_legends(fig, axes[:len(labels)], 7)
+  pdf.place_legends(fig, axes[:len(labels)], pdf.LEGEND_SIZE)
   if not labels:
     axes[0].text(0.5, 0.5, "no finished run with layer usage", ha="center",
                  transform=axes[0].transAxes)
@@ -522,6 +528,7 @@ def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
   summary["running"] = [r.path for r in runs if r.state not in ENDED]
   summary["device"] = "; ".join(_machines(runs))
   summary["experiments"] = sorted({r.experiment or "?" for r in runs})
+  summary["budgets"] = sorted({r.budget_text() for r in runs})
   # Said beside the numbers: which copy of the data they come from (a substitute or not),
   # one line per copy (by content hash where recorded) however many paths it was read from.
   copies: dict[tuple[str, str], tuple[Run, set[str]]] = {}
@@ -538,6 +545,7 @@ def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
 def _markdown(summary: dict[str, Any], roots: Sequence[str],
               hooks: dict[str, ModuleType]) -> str:
   text = (f"Sweep {', '.join(os.path.abspath(f) for f in roots)} ({summary['device']})\n\n"
+          + "".join(f"Budget: {b}\n\n" for b in summary.get("budgets", ()))
           + "".join(f"Data: {d}\n\n" for d in summary.get("data", ()))
           + markdown_table(results_table(summary))
           + "\nMedian seconds per epoch (training only)\n\n"
@@ -552,6 +560,14 @@ def _markdown(summary: dict[str, Any], roots: Sequence[str],
     if hasattr(hook, "markdown_sections"):
       text += hook.markdown_sections(summary)
   return text
+
+
+def _metric_note(summary: dict[str, Any]) -> str:
+  """What the metric columns hold, from the sweep's own metric."""
+  metric = summary["metric"]
+  if metric == "accuracy":
+    return "Accuracy in %."
+  return f"{METRIC_LABELS.get(metric, metric)}: lower is better."
 
 
 def _counts_text(summary: dict[str, Any]) -> str:
@@ -578,6 +594,12 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
   """
   unreadable: list[str] = []
   runs = gather_runs(root, include, unreadable)
+  experiments = sorted({r.experiment or "?" for r in runs})
+  if len(experiments) > 1:
+    raise ConfigError(
+        f"the runs under {', '.join([root, *include])} belong to {len(experiments)} "
+        f"experiments ({', '.join(experiments)}); a sweep report compares the runs of one: "
+        f"report each experiment's folder on its own.")
   summary = summarize_sweep(runs)
   summary["unreadable"] = unreadable
   hooks = paper.load_hooks(summary["experiments"])
@@ -589,21 +611,46 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
       ("summary", SUMMARY_JSON), ("markdown", SUMMARY_MD), ("report", REPORT_PDF))}
   fileio.atomic_write_json(out["summary"], summary)
   fileio.atomic_write_text(out["markdown"], _markdown(summary, (root, *include), hooks))
-  metric_png = pdf.save_figure(plot_metric_vs_depth(summary), out["metric"])
-  blocks_png = pdf.save_figure(plot_blocks_used(summary), out["blocks"])
   names = config_labels([r for r in runs if r.state in ENDED])  # as aggregate() names them
-  curves_png = pdf.save_figure(
-      plot_usage_curves([r for r in runs if r.state == DONE], names), out["curves"])
+  with_usage = [r for r in runs if r.state == DONE and (r.usage.get("final") or {}).get("l1")]
+  # Only figures with something to show: a sweep without GloNets has no blocks-used plot.
+  figures = []
+  if any(g["test_best_val"][0] is not None or set(g["status"]) - {DONE}
+         for g in summary["groups"]):
+    figures.append(("Test metric vs depth", "metric", plot_metric_vs_depth(summary)))
+  if any(g["blocks_used"][0] is not None for g in summary["groups"]):
+    figures.append(("Blocks used vs depth", "blocks", plot_blocks_used(summary)))
+  labels = sorted({names[r.path] for r in with_usage})
+  pages = [labels[i:i + CURVE_PANELS] for i in range(0, len(labels), CURVE_PANELS)]
+  for i, page in enumerate(pages):  # a page each, at a legible size
+    key = "curves" if i == 0 else f"curves_{i + 1}"
+    out[key] = os.path.join(root, CURVES_PNG.replace(".png", f"_{i + 1}.png") if i else
+                            CURVES_PNG)
+    title = "Usage per block, every depth" + (f" ({i + 1} of {len(pages)})"
+                                              if len(pages) > 1 else "")
+    figures.append((title, key, plot_usage_curves(with_usage, names, page)))
+  pngs = {key: pdf.save_figure(fig, out[key]) for _, key, fig in figures}
+  # Figures of an earlier render that this one does not have (it had something to show).
+  written = {out[k] for k in pngs}
+  stale = [os.path.join(root, METRIC_PNG), os.path.join(root, BLOCKS_PNG),
+           *glob.glob(os.path.join(root, CURVES_PNG.replace(".png", "*.png")))]
+  for path in stale:
+    if path not in written and os.path.exists(path):
+      os.remove(path)
+  for key in ("metric", "blocks", "curves"):
+    if key not in pngs:
+      del out[key]
   story = [
       pdf.para(f"<b>Root:</b> {pdf.esc(os.path.abspath(root))}"
                + "".join(f"<br/><b>Also:</b> {pdf.esc(os.path.abspath(f))}" for f in include)),
       pdf.para(f"<b>Experiment:</b> {pdf.esc(', '.join(summary['experiments']))}; {len(runs)} runs "
                f"({_counts_text(summary)})."),
+      *[pdf.para(f"<b>Budget:</b> {pdf.esc(b)}") for b in summary["budgets"]],
       *[pdf.para(f"<b>Data:</b> {pdf.esc(d)}") for d in summary.get("data", ())],
       Spacer(1, 6), pdf.heading("Results by model and depth"), pdf.table(results_table(summary)),
       pdf.para("Mean ± standard deviation over the seeds of done runs (the value alone "
-               "where one seed is done); diverged, interrupted "
-               "and failed runs are counted, not averaged. Accuracy in %. Blocks used: the "
+               "where one seed is done); diverged, interrupted and failed runs are counted, "
+               f"not averaged. {_metric_note(summary)} Blocks used: the "
                "smallest k whose first k blocks carry 95% of the GloNet head's output (the "
                "sum over blocks of mean |W x_i|, the logit contributions). Blocks needed: the "
                "smallest k whose early exit (the output from blocks 1..k only) is within the "
@@ -615,9 +662,9 @@ def render_sweep(root: str, include: Sequence[str] = ()) -> dict[str, str]:
   for hook in hooks.values():
     if hasattr(hook, "report_sections"):
       story += hook.report_sections(summary, root)
-  story += [PageBreak(), pdf.heading("Test metric vs depth"), pdf.image(metric_png, 400),
-            pdf.heading("Blocks used vs depth"), pdf.image(blocks_png, 400),
-            PageBreak(), pdf.heading("Usage per block, every depth"), pdf.image(curves_png)]
+  story.append(PageBreak())
+  for title, key, _ in figures:
+    story.append(pdf.figure(title, pngs[key]))
   messages = messages_table(summary)
   if len(messages) > 1:
     story += [pdf.heading("Runs without a result, or with damaged files"),

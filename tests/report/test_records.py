@@ -14,7 +14,8 @@ from common import fileio
 from common.report import paper, runs, sweep_report
 from common.report.runs import Run, effective_status, lower_is_better
 from common.train.environment import code_version, describe_environment
-from tests.conftest import REPO, fake_run, hermetic_env
+from tests.conftest import REPO, fake_run, hermetic_env, run_module
+from tests.helpers import error_line
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(REPO, ".git")),
@@ -73,14 +74,23 @@ def test_sgemm_sweep_gets_its_table1_through_the_hook(tmp_path):
   root = str(tmp_path / "sweep")
   for label, seconds in (("GloNet", 2.0), ("ResNet", 4.0)):
     fake_run(root, label, 50, 0, 0.9, seconds=seconds, experiment="resnet_sgemm")
-  fake_run(root, "MLP", 50, 0, 0.9, experiment="fake")  # an experiment without a hook
   out = sweep_report.render_sweep(root)
   summary = fileio.read_json(out["summary"])
-  assert summary["experiments"] == ["fake", "resnet_sgemm"]
+  assert summary["experiments"] == ["resnet_sgemm"]
   rows = {row[0]: row for row in summary["paper"]["resnet_sgemm"]["table1"][1:]}
   assert rows[50][1:4] == ["4.00", "2.00", "0.50"]
   assert "Paper Table 1 analogue" in open(out["markdown"]).read()
   assert os.path.getsize(os.path.join(root, "sweep_seconds_per_epoch.png")) > 5000
+
+
+def test_a_sweep_report_never_mixes_experiments(tmp_path):
+  # `--include` of another experiment's runs once rendered one garbled report.
+  fake_run(str(tmp_path / "a"), "GloNet", 6, 0, 0.9, experiment="linear_mnist")
+  fake_run(str(tmp_path / "b"), "GloNet", 6, 0, 0.9, experiment="resnet_sgemm")
+  proc = run_module("common.report", f"--sweep={tmp_path / 'a'}", f"--include={tmp_path / 'b'}")
+  assert "belong to 2 experiments (linear_mnist, resnet_sgemm); a sweep report compares the " \
+         "runs of one" in error_line(proc)
+  assert not os.path.exists(tmp_path / "a" / "sweep_report.pdf")
 
 
 def test_a_sweep_without_hooks_has_no_paper_section(tmp_path):

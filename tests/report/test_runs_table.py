@@ -63,7 +63,7 @@ def test_table_cli_prints_markdown(tmp_path):
   fake_run(str(tmp_path), "GloNet", 6, 0, 0.9)
   result = run_module("common.report", f"--table={tmp_path}", timeout=120)
   assert result.returncode == 0, result.stderr
-  assert result.stdout.startswith("| run | model | seed | epochs |")
+  assert result.stdout.startswith("| run | model | seed | epochs | train examples | recipe |")
   assert "GloNet6" in result.stdout and "| done |" in result.stdout
 
 

@@ -15,7 +15,7 @@ from common import fileio, report
 from common import usage as usage_lib
 from common.data import Dataset, Split, fake_classification
 from common.models import DENSE_MODELS, build_model
-from common.report import run_report, sweep_report
+from common.report import pdf, run_report, sweep_report
 from common.report.runs import Run, data_text, find_runs
 from common.train import Classification, NonFiniteLossError
 from common.train.checkpoint import Checkpointer
@@ -662,3 +662,50 @@ def test_reports_say_which_copy_of_the_data_the_numbers_come_from(tmp_path):
   assert [t for t in lines if t.startswith("imagenette2-224 (/a") or "/b/" in t] == [
       "imagenette2-224 (/a/imagenette2-224.tar).",
       "imagenette2-224 (/a/imagenette2-224.tar, /b/imagenette2-224.tar)."], lines
+
+
+def _legend_sizes(fig) -> list[float]:
+  return [t.get_fontsize() for ax in fig.axes if ax.get_legend()
+          for t in ax.get_legend().get_texts()]
+
+
+def test_report_figures_are_page_wide_with_legends_of_8_points_or_more(tmp_path):
+  # The layer-usage figure was four panels in a row, printed a sixth of the page high
+  # with 4-point legends. Figures are now drawn at the page's width and placed at it.
+  root = str(tmp_path / "sweep")
+  run = Run.load(fake_run(root, "GloNet", 6, 0, 0.9))
+  fake_run(root, "ResNet", 6, 0, 0.9)
+  summary = fileio.read_json(report.render_sweep(root)["summary"])
+  figures = [run_report.plot_layer_usage(run), run_report.plot_training_metrics(run),
+             sweep_report.plot_metric_vs_depth(summary), sweep_report.plot_blocks_used(summary),
+             sweep_report.plot_usage_curves([run])]
+  for fig in figures:
+    assert fig.get_size_inches()[0] == pytest.approx(pdf.FIGURE_WIDTH)
+    sizes = _legend_sizes(fig)
+    assert sizes and min(sizes) >= 8, sizes
+  # Two panels a row: the GloNet usage figure is a 2 x 2 grid.
+  assert len(run_report.plot_layer_usage(run).axes) == 4
+  assert run_report.plot_layer_usage(run).get_size_inches()[1] > 6
+
+
+def test_a_sweep_without_glonets_has_no_blocks_used_figure(tmp_path):
+  root = str(tmp_path / "sweep")
+  fake_run(root, "ResNet", 6, 0, 0.9)
+  fake_run(root, "MLP", 6, 0, 0.9)
+  out = report.render_sweep(root)
+  assert "blocks" not in out and not os.path.exists(os.path.join(root, "sweep_blocks_used.png"))
+  assert os.path.exists(out["curves"]) and os.path.exists(out["metric"])
+
+
+def test_reports_name_the_budget_and_the_units_of_their_metric(tmp_path):
+  path = fake_run(str(tmp_path / "s"), "GloNet", 6, 0, 0.9, task=("mse", "min"))
+  record = fileio.read_json(os.path.join(path, "config.json"))
+  record["config"].update(variant="smoke", train={"seed": 0, "epochs": 1})
+  record["data"] = {"sizes": {"train": 5000, "val": 500, "test": 1000}}
+  fileio.atomic_write_json(os.path.join(path, "config.json"), record)
+  run = Run.load(path)
+  assert dict(run_report.header(run))["Budget"] == ("1 epoch on 5,000 training examples "
+                                                    "(recipe smoke)")
+  assert run_report.metric_note(run) == "MSE: lower is better."
+  summary = fileio.read_json(report.render_sweep(str(tmp_path / "s"))["summary"])
+  assert summary["budgets"] == ["1 epoch on 5,000 training examples (recipe smoke)"]
