@@ -18,6 +18,7 @@ from absl import logging
 
 from common import fileio
 from common.data import Dataset, Split, holdout_split, read_idx_gz_hashed, standardize
+from common.data.download import Download
 from common.data.tfds_source import load_tfds_arrays
 from common.errors import DataError
 from common.train.tasks import Classification
@@ -43,6 +44,10 @@ CONTENT_SHA256 = {
     "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 NUM_CLASSES = 10
+# The official files, as TensorFlow Datasets' mnist fetches them (scripts/download_data.py).
+DOWNLOADS = tuple(
+    Download(f"https://storage.googleapis.com/cvdf-datasets/mnist/{name}", f"mnist/{name}",
+             sha256) for name, sha256, _ in FILES.values())
 _FIX = ("Get the four official files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
         "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, as served by TensorFlow "
         "Datasets' mnist) into <data_root>/mnist/ and pass --data_dir=<data_root> or set "

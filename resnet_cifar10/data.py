@@ -36,6 +36,7 @@ from absl import logging
 from common.data import Dataset, Split, check_holdout_size, check_split_sizes, holdout_split
 from common.data.augment import image_preprocess
 from common.data.cache import checked_cached_arrays
+from common.data.download import Download
 from common.data.images import (
     read_class_folders,
     read_tar_members,
@@ -75,6 +76,9 @@ _OFFICIAL_SHA256 = {
     PYTHON_TAR: "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
     BINARY_TAR: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
 }
+# The official archive (scripts/download_data.py).
+DOWNLOADS = (Download(f"https://www.cs.toronto.edu/~kriz/{PYTHON_TAR}", f"cifar10/{PYTHON_TAR}",
+                      _OFFICIAL_SHA256[PYTHON_TAR]),)
 # The JPEG class-folder copy kept beside the project's data (``cifar10-jpeg.tar.gz``).
 _JPEG_COPY_SHA256 = "6c9b930289b4e49b2ec38c4eec6d8f11a272ce9d803b1c98018fbcc8682241ce"
 _JPEG_COPY_NOTE = "CIFAR-10 re-encoded as JPEG quality 75; not the official pixels"

@@ -35,6 +35,7 @@ from absl import logging
 from common.data import Dataset, Split, check_holdout_size, check_split_sizes, holdout_split
 from common.data.augment import resized_crop_preprocess
 from common.data.cache import checked_cached_arrays
+from common.data.download import Download
 from common.data.host_memory import HostMemory, host_memory
 from common.data.images import SquareResize, read_class_folders, source_digest
 from common.errors import ConfigError, DataError
@@ -59,6 +60,11 @@ SPLITS = ("train", "val")
 # imagenette2, imagenette2-320, -224, -160: archive (.tgz/.tar.gz/.tar) or folder.
 _NAME = re.compile(r"^imagenette2(?:-(\d+))?(\.tgz|\.tar\.gz|\.tar)?$", re.IGNORECASE)
 _OFFICIAL_SIZES = (None, 320, 160)  # None: the full-size release
+# The 320 px release, as TensorFlow Datasets' imagenette fetches it (its SHA-256 there).
+DOWNLOADS = (Download(
+    "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",
+    "imagenette/imagenette2-320.tgz",
+    "569b4497c98db6dd29f335d1f109cf315fe127053cedf69010d047f0188e158c"),)
 _COPY_NOTE = ("Imagenette re-encoded at 224x224 (aspect ratio not kept), JPEG quality 75; "
               "not the official images")
 _FIX = ("Put the official imagenette2-320.tgz (or imagenette2.tgz, imagenette2-160.tgz; "

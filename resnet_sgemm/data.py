@@ -23,6 +23,7 @@ import numpy as np
 
 from common import fileio
 from common.data import Dataset, Split, standardize
+from common.data.download import Download
 from common.errors import DataError
 from common.train.tasks import Regression
 
@@ -33,6 +34,11 @@ NUM_ROWS = 241600
 ZIP_NAME = "sgemm_product_dataset.zip"
 CSV_NAME = "sgemm_product.csv"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
+# The official archive, inside the zip the UCI repository serves (scripts/download_data.py).
+DOWNLOADS = (Download(
+    "https://archive.ics.uci.edu/static/public/440/sgemm+gpu+kernel+performance.zip",
+    f"sgemm/{ZIP_NAME}", "8d3ee0d82708df11b54debc6a4fbade77c604a047f019fa7940413032eb7b096",
+    member=ZIP_NAME),)
 _FIX = (f"Get the official UCI archive {ZIP_NAME} (dataset 440, 'SGEMM GPU kernel "
         f"performance') into <data_root>/sgemm/ and pass --data_dir=<data_root> or set "
         f"GLONETS_DATA_DIR.")
