@@ -4,7 +4,7 @@ r"""Trains a fully connected GloNet, MLP or residual MLP on MNIST.
   python -m linear_mnist.train --config=linear_mnist/configs/default.py \
       --config.model.depth=50
 
-Writes a run directory (see the repository README): config.json, metrics.jsonl,
+Writes a run directory (docs/run_directory.md): config.json, metrics.jsonl,
 summary.json, status.json, usage.json, checkpoints/, the figures and training_report.pdf.
 Rerunning with the same --workdir resumes.
 """

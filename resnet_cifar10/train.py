@@ -7,7 +7,7 @@ r"""CIFAR-10: ResNet-v2 vs Plain (no skips) vs GloNet (no skips + the GloNet sum
 Models: ``ResNet{N}``, ``Plain{N}``, ``GloNet{N}`` for N = 6n+2 (20, 32, 44, 56, 110...),
 batch norm on by default (``--use_batch_norm=false`` removes it). Images stay uint8 on the
 device; pad-4 random crop and horizontal flip run inside the jitted step. The recipes are
-the variants of configs/default.py. Writes a run directory (see the repository README);
+the variants of configs/default.py. Writes a run directory (docs/run_directory.md);
 rerunning with the same --workdir resumes.
 """
 

@@ -10,7 +10,7 @@ batch norm on by default. Images stay uint8 on the device at ``image_size / 0.87
 random-resized crop and horizontal flip run inside the jitted step, evaluation takes the
 centre crop. The official val images are the test set; ``--validation_size`` training
 images are held out for selection. The recipes are the variants of configs/default.py.
-Writes a run directory (see the repository README); rerunning with the same --workdir
+Writes a run directory (docs/run_directory.md); rerunning with the same --workdir
 resumes.
 """
 

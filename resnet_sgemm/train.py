@@ -4,7 +4,7 @@ r"""Deep regression on the UCI SGEMM GPU-kernel runtimes: GloNet vs ResNet-v2 vs
   python -m resnet_sgemm.train --model=ResNet100 --use_batch_norm=false
 
 Target: log of the mean of the four runtimes (ms). The paper's setting by default
-(configs/default.py). Writes a run directory (see the repository README) plus scaler.json.
+(configs/default.py). Writes a run directory (docs/run_directory.md) plus scaler.json.
 """
 
 import os

@@ -145,7 +145,7 @@ def test_a_run_directory_is_complete_or_not_begun(tmp_path, monkeypatch):
 def test_a_full_disk_during_a_save_is_one_clear_failure_and_the_rerun_finishes_equal(
     tmp_path, monkeypatch):
   """Issue 13.3, with the failure orbax raises on a full disk (tensorstore's ValueError
-  carrying the OS error code). Run by hand on a 40 MB tmpfs too (see the README)."""
+  carrying the OS error code). test_full_disk.py fills a real file system."""
   import orbax.checkpoint as ocp  # noqa: PLC0415
 
   from common.errors import StorageError  # noqa: PLC0415
