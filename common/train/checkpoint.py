@@ -70,6 +70,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
     self._manager = ocp.CheckpointManager(self._root, options=options)
+    self._after_failure = contextlib.ExitStack()  # what a refused save leaves behind
     # In a run of several processes every one saves and restores (orbax coordinates
     # them); process 0 alone writes our own files (checksum records, moves).
     self._writer = distributed.is_primary()
@@ -107,13 +108,19 @@ class Checkpointer:
       if cause is None:
         sys.stderr.write(held.get("text", ""))
         raise
+      # The refused save's other writes fail later, on orbax's and tensorstore's threads,
+      # each with a traceback (into its closed event loop, or as a future asyncio reports
+      # when it is collected): held back until the manager is closed, and dropped. The
+      # run ends with its own error line.
+      self._after_failure.enter_context(_held_stderr())
+      py_logging.getLogger("asyncio").disabled = True
       self.remove_partial_saves()
       previous = [s for s in self._manager.all_steps() if s < epoch]
       kept = (f"the checkpoint of epoch {max(previous)} is intact" if previous
               else "no earlier checkpoint exists")
       raise StorageError(
           f"cannot save the checkpoint of epoch {epoch} in {self._root}: {cause}; {kept}. "
-          f"Free space and rerun the same command to resume.") from e
+          f"{storage_fix(cause)}, then rerun the same command to resume.") from e
     sys.stderr.write(held.get("text", ""))  # orbax's own warnings, if any
     if not saved:
       raise RuntimeError(f"orbax did not save epoch {epoch} (does it already exist?)")
@@ -217,7 +224,10 @@ class Checkpointer:
     return restored["state"], restored["meta"]
 
   def close(self) -> None:
-    self._manager.close()
+    try:
+      self._manager.close()
+    finally:
+      self._after_failure.close()
 
 
 def write_record(step: str) -> None:
@@ -241,7 +251,17 @@ def _digests(step: str) -> dict[str, str]:
 # libraries that do not raise OSError (orbax's tensorstore writes raise ValueError with the
 # OS error in the text).
 _STORAGE_ERRNOS = {28: "no space left on device", 122: "disk quota exceeded",
-                   30: "read-only file system"}
+                   30: "read-only file system",
+                   27: "file too large (the file-size limit, ulimit -f)"}
+
+
+def storage_fix(cause: str) -> str:
+  """What to do about a refused write whose cause :func:`storage_failure` named."""
+  if "ulimit" in cause:
+    return "Raise the file-size limit"
+  if "read-only" in cause:
+    return "Make the folder writable"
+  return "Free space"
 
 
 def storage_failure(error: BaseException) -> str | None:

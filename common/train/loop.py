@@ -41,7 +41,7 @@ from common.errors import (
 from common.rundir_contract import SCHEMA_VERSION
 from common.train import distributed, rundir, signals, steps
 from common.train import hooks as hooks_lib
-from common.train.checkpoint import Checkpointer, storage_failure
+from common.train.checkpoint import Checkpointer, storage_failure, storage_fix
 from common.train.environment import describe_environment
 from common.train.metrics_log import TIMING_KEYS, MetricsLog
 from common.train.signals import interrupt_on_signals
@@ -491,8 +491,8 @@ def _storage_error(error: BaseException, run: rundir.RunDir) -> StorageError | N
   # The file the user knows, not its temporary sibling (fileio's atomic writes).
   where = re.sub(r"\.tmp\.\d+$", "", str(name)) if name else f"a file in {run.path}"
   return StorageError(
-      f"cannot write {where}: {cause}; every finished epoch's checkpoint is kept. Free "
-      f"space and rerun the same command to resume.")
+      f"cannot write {where}: {cause}; every finished epoch's checkpoint is kept. "
+      f"{storage_fix(cause)}, then rerun the same command to resume.")
 
 
 def _outcome(error: BaseException) -> tuple[str, str]:
