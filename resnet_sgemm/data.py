@@ -34,6 +34,7 @@ NUM_ROWS = 241600
 ZIP_NAME = "sgemm_product_dataset.zip"
 CSV_NAME = "sgemm_product.csv"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
+SCALER = "scaler.json"  # the input scaler every run directory keeps
 # The official archive, inside the zip the UCI repository serves (scripts/download_data.py).
 DOWNLOADS = (Download(
     "https://archive.ics.uci.edu/static/public/440/sgemm+gpu+kernel+performance.zip",

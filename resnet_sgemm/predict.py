@@ -21,11 +21,11 @@ from absl import flags  # noqa: E402
 
 from common import fileio  # noqa: E402
 from common.cli import run_main  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.errors import RunDirError, UserError  # noqa: E402
 from common.models import DENSE_MODELS, build_from_config  # noqa: E402
 from common.train.restore import load_config, load_trained_state  # noqa: E402
 from common.train.state import model_variables  # noqa: E402
-from resnet_sgemm.data import FEATURES  # noqa: E402
+from resnet_sgemm.data import FEATURES, SCALER  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained resnet_sgemm run directory.")
 _INPUT = flags.DEFINE_string("input", None, "CSV of kernel configurations.")
@@ -43,14 +43,37 @@ def predict_log_ms(run_path: str, features: np.ndarray) -> np.ndarray:
   Returns:
     Array (N,) of predicted log-milliseconds.
   """
-  scaler = fileio.read_json(os.path.join(run_path, "scaler.json"))
-  if scaler["features"] != list(FEATURES):
-    raise UserError(f"{run_path}/scaler.json lists other features: {scaler['features']}")
+  config = load_config(run_path)  # a run directory, before anything else is read
+  scaler = read_scaler(run_path)
   x = ((features - np.asarray(scaler["mean"])) / np.asarray(scaler["std"])).astype(np.float32)
-  model, _, _ = build_from_config(load_config(run_path), 1, DENSE_MODELS)
+  model, _, _ = build_from_config(config, 1, DENSE_MODELS)
   state, _ = load_trained_state(run_path, model, (len(FEATURES),))
   apply = jax.jit(lambda v, xb: state.apply_fn(v, xb, train=False))
   return np.asarray(apply(model_variables(state), x))[:, 0]
+
+
+def read_scaler(run_path: str) -> dict:
+  """The run's ``scaler.json``, checked: the 14 features in order, a mean and a std each.
+
+  Raises:
+    RunDirError: missing or damaged, naming the command that writes it again.
+  """
+  path = os.path.join(run_path, SCALER)
+  fix = (f"rerun the run's training command with --workdir={run_path}, which writes it "
+         f"again without training, or restore it from a copy of the run")
+  problems: list[str] = []
+  scaler = fileio.read_json_or(path, None, problems, kind=dict)
+  if scaler is None:
+    raise RunDirError(f"{path} is missing or damaged ({problems[0] if problems else 'absent'}"
+                      f"): {fix}.")
+  ok = (scaler.get("features") == list(FEATURES)
+        and all(isinstance(scaler.get(k), list) and len(scaler[k]) == len(FEATURES)
+                and all(isinstance(v, (int, float)) for v in scaler[k])
+                for k in ("mean", "std")))
+  if not ok:
+    raise RunDirError(f"{path} is not this experiment's input scaler (14 features with a "
+                      f"mean and a std each): {fix}.")
+  return scaler
 
 
 def main(argv):

@@ -16,10 +16,10 @@ if __package__ in (None, ""):  # `cd resnet_sgemm && python train.py` without in
 from common import cli  # noqa: E402
 from common.experiment import Experiment  # noqa: E402
 from common.models import DENSE_MODELS  # noqa: E402
-from resnet_sgemm.data import load_for_config  # noqa: E402
+from resnet_sgemm.data import SCALER, load_for_config  # noqa: E402
 
 EXPERIMENT = Experiment(registry=DENSE_MODELS, num_outputs=1, load=load_for_config,
-                        run_files=lambda dataset: {"scaler.json": dataset.info["scaler"]})
+                        run_files=lambda dataset: {SCALER: dataset.info["scaler"]})
 
 if __name__ == "__main__":
   cli.main("resnet_sgemm", __file__)

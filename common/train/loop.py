@@ -382,8 +382,14 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, settings: dict[str, Any
   if run.is_initialized:
     run.check_compatible(settings, data_record)
     finished = _check_resume(run, config)
-    for name, content in (extra_files or {}).items():  # a kill may have cut the first start
-      if run.writer and not os.path.exists(run.file(name)):
+    # A kill may have cut the first start, or the file may be damaged since; the data
+    # were just checked equal, so the file's content is known.
+    for name, content in (extra_files or {}).items():
+      expected = json.loads(json.dumps(fileio.to_jsonable(content)))
+      if run.writer and fileio.read_json_or(run.file(name), None) != expected:
+        if os.path.exists(run.file(name)):
+          logging.warning("%s differs from what the run's data give; written again.",
+                          run.file(name))
         fileio.atomic_write_json(run.file(name), content)
     if finished is not None:
       # Leave it as it is: a rebuild would rewrite its summary's timings, and a kill during

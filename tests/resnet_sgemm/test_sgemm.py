@@ -21,7 +21,7 @@ from resnet_sgemm import data as sgemm
 from resnet_sgemm import paper
 from tests.conftest import fake_run as _fake_run
 from tests.conftest import run_module, set_settings
-from tests.helpers import train_main
+from tests.helpers import error_line, train_main
 
 HEADER = ",".join([*sgemm.FEATURES, *sgemm.RUNS])
 
@@ -219,6 +219,7 @@ def test_table1_pairs_configurations_whose_recipes_agree_on_every_marked_setting
   assert paper.table1_pairs(summary) == [("GloNet [learning_rate=0.1]", "ResNet [epochs=200]")]
 
 
+@pytest.mark.slow  # the quick suite trains through train.py in the smoke test below
 def test_train_py_end_to_end(sgemm_root, tmp_path):
   workdir = tmp_path / "run"
   proc = train_main("resnet_sgemm.train", f"--data_dir={sgemm_root}", "--model=ResNet6",
@@ -247,6 +248,26 @@ def test_train_py_end_to_end(sgemm_root, tmp_path):
   lines = out.read_text().strip().split("\n")
   assert lines[0].endswith("predicted_log_ms,predicted_ms") and len(lines) == 4
   assert all(np.isfinite(float(line.split(",")[-1])) for line in lines[1:])
+
+  # A missing or damaged scaler, or no run directory at all: one line naming the fix.
+  scaler_path = workdir / "scaler.json"
+  good = scaler_path.read_text()
+  for damage in ("missing", "truncated"):
+    if damage == "missing":
+      scaler_path.unlink()
+    else:
+      scaler_path.write_text(good[:len(good) // 2])
+    proc = run_module("resnet_sgemm.predict", f"--workdir={workdir}", f"--input={kernels}")
+    line = error_line(proc)
+    assert line.startswith(f"error: {scaler_path} is missing or damaged"), line
+    assert f"rerun the run's training command with --workdir={workdir}" in line
+    # As the message says: the training command writes it again, training nothing.
+    proc = train_main("resnet_sgemm.train", f"--data_dir={sgemm_root}", "--model=ResNet6",
+                      "--features=8", "--epochs=1", f"--workdir={workdir}", "--progress=false")
+    assert proc.returncode == 0 and scaler_path.read_text() == good
+  proc = run_module("resnet_sgemm.predict", f"--workdir={tmp_path / 'nowhere'}",
+                    f"--input={kernels}")
+  assert "nowhere" in error_line(proc)
 
 
 def test_the_smoke_variant_trains_in_a_few_short_epochs(sgemm_root, tmp_path):
