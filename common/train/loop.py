@@ -345,8 +345,7 @@ def _check_resume(run: rundir.RunDir, config: TrainConfig) -> dict[str, Any] | N
     with Checkpointer(run.file(rundir.CHECKPOINTS)) as ckpt:
       trained = ckpt.latest_epoch() or 0
       intact = bool(trained) and ckpt.verify(trained) is None
-  metrics = run.file(rundir.METRICS)
-  recorded = len(fileio.read_jsonl(metrics)) if os.path.exists(metrics) else 0
+  recorded = _recorded_epochs(run.file(rundir.METRICS))
   if not trained and recorded:
     raise RunDirError(
         f"{run.path} records {recorded} trained epochs in {rundir.METRICS} but holds no "
@@ -364,6 +363,16 @@ def _check_resume(run: rundir.RunDir, config: TrainConfig) -> dict[str, Any] | N
     logging.warning("%s: %s; the run is finished again to rewrite them (no epoch is "
                     "retrained).", run.path, "; ".join(problems))
   return summary if status.get("status") == "done" and summary else None
+
+
+def _recorded_epochs(path: str) -> int:
+  """How many epochs ``metrics.jsonl`` records, damaged lines included: training rewrites
+  the file from the checkpoint's history, so its content is never read here."""
+  try:
+    with open(path, encoding="utf-8", errors="replace") as f:
+      return sum(1 for line in f if line.strip())
+  except FileNotFoundError:
+    return 0
 
 
 def _json_ready(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -212,6 +212,20 @@ def test_a_loss_that_explodes_but_stays_finite_marks_the_run_diverged(tmp_path, 
   assert run.summary["initial_loss"] == pytest.approx(2.79, abs=0.01)
 
 
+def test_a_metrics_log_damaged_mid_file_is_rewritten_on_resume(tmp_path):
+  # Once a 41-line traceback: the log's lines were parsed to count the epochs it records.
+  straight, _ = run_tiny(tiny_config(tmp_path / "a", lr_schedule="constant"))
+  config = tiny_config(tmp_path / "b", lr_schedule="constant", epochs=2)
+  path, _ = run_tiny(config)
+  metrics = os.path.join(path, "metrics.jsonl")
+  lines = open(metrics).read().splitlines()
+  with open(metrics, "w") as f:
+    f.write("\n".join(["{not json", *lines[1:]]) + "\n")
+  run_tiny(tiny_config(tmp_path / "b", lr_schedule="constant", epochs=3))
+  assert math_only(fileio.read_jsonl(metrics)) == math_only(
+      fileio.read_jsonl(os.path.join(straight, "metrics.jsonl")))
+
+
 def test_layer_usage_can_be_skipped_and_the_report_says_how_to_measure_it(tmp_path):
   config = tiny_config(tmp_path, learning_rate=3e-2, lr_schedule="constant", layer_usage=False)
   path, _ = run_tiny(config, hooks=True)
