@@ -259,13 +259,17 @@ def run_main(main_fn: Callable[[list[str]], Any], positional: bool = False) -> N
       sys.exit(2)
     logging.set_verbosity(logging.INFO)
     from common.train import checkpoint  # noqa: PLC0415  (orbax only when a program runs)
+    from common.train.signals import interrupt_on_signals  # noqa: PLC0415
     checkpoint.quiet_orbax_info_logs()
     try:
-      if "num_processes" in flags.FLAGS:  # before any JAX work, as JAX requires
-        from common.train import distributed  # noqa: PLC0415  (reports need no JAX)
-        f = flags.FLAGS
-        distributed.initialize(f.num_processes, f.process_id, f.coordinator_address)
-      return main_fn(argv)
+      # From the start, not only once a run directory exists: SIGTERM while the data are
+      # read or decoded once killed the process silently, leaving a partial cache file.
+      with interrupt_on_signals():
+        if "num_processes" in flags.FLAGS:  # before any JAX work, as JAX requires
+          from common.train import distributed  # noqa: PLC0415  (reports need no JAX)
+          f = flags.FLAGS
+          distributed.initialize(f.num_processes, f.process_id, f.coordinator_address)
+        return main_fn(argv)
     except UserError as e:
       sys.stderr.write(f"error: {e}\n")
       sys.exit(2)

@@ -3,12 +3,18 @@ status 2), found in process through the program's own parse; the program itself 
 once for its exit paths and its help."""
 
 import os
+import signal
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 from common import cli
-from common.errors import ConfigError
-from tests.conftest import run_module
+from common.data import cache
+from common.errors import ConfigError, Interrupted
+from common.train.signals import interrupt_on_signals
+from tests.conftest import REPO, hermetic_env, run_module
 from tests.helpers import error_line, train_main
 
 _FAKE = "--allow_unofficial_data"  # the fake files are not the official MNIST
@@ -79,3 +85,34 @@ def test_help_lists_the_program_s_flags_with_their_fields():
                "--config"):
     assert text in proc.stdout, text
   assert "--features" not in proc.stdout  # not a field of the CNN experiments
+
+
+def test_a_signal_before_any_run_directory_is_one_line_and_its_exit_status():
+  # SIGTERM while the data were read or decoded once killed a program silently.
+  code = ("import time\nfrom common.cli import run_main\n"
+          "def main(argv):\n  print('ready', flush=True)\n  time.sleep(60)\n"
+          "run_main(main)\n")
+  proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=hermetic_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  assert proc.stdout.readline().strip() == "ready"
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=60)
+  assert proc.returncode == 143
+  assert stderr.strip().splitlines() == [
+      "interrupted by SIGTERM: rerun the same command to go on (a run directory, once made, "
+      "keeps every finished epoch)."]
+
+
+def test_a_signal_during_a_cache_write_leaves_no_partial_file(tmp_path, monkeypatch):
+  # A decoded dataset is hundreds of megabytes: a stop mid-write must not leave its
+  # temporary file behind.
+  savez = np.savez
+
+  def savez_then_signal(f, **arrays):
+    savez(f, **arrays)
+    os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-write: before the fsync and rename
+
+  monkeypatch.setattr(np, "savez", savez_then_signal)
+  with pytest.raises(Interrupted), interrupt_on_signals():
+    cache.cached_arrays("key", lambda: {"x": np.zeros(1000)}, str(tmp_path))
+  assert os.listdir(tmp_path) == []
