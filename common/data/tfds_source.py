@@ -4,14 +4,16 @@ Uses ``builder.as_data_source()`` (ArrayRecord random access, no tf.data): it wo
 without TensorFlow once the dataset is prepared. Preparing it (downloading, encoding
 images) needs TensorFlow and a network; when that is impossible the caller gets a
 :class:`DataError` with the reason instead of a traceback, within seconds: before any
-download the download host is probed with a 3-second connection, since TFDS itself retries
-for minutes on a machine without a network. A failed preparation leaves nothing behind
-(the folders it created are removed).
+download the download host is asked for a page (an HTTP answer of any status within 3
+seconds to connect and 3 to answer), since TFDS itself retries for minutes on a machine
+without a network, or behind a firewall that accepts connections and answers nothing. A
+failed preparation leaves nothing behind (the folders it created are removed).
 """
 
 import os
 import shutil
-import socket
+import urllib.error
+import urllib.request
 from typing import Any
 
 import numpy as np
@@ -25,16 +27,21 @@ _PROBE = ("storage.googleapis.com", 443)
 
 
 def _reachable(timeout: float = 3.0) -> str | None:
-  """None when the download host answers, else why not."""
+  """None when the download host answers an HTTP request, else why not."""
   host, port = _PROBE
   if os.environ.get(PROBE_ENV):
     host, _, port_text = os.environ[PROBE_ENV].rpartition(":")
     port = int(port_text)
+  url = f"{'https' if port == 443 else 'http'}://{host}:{port}/"
   try:
-    socket.create_connection((host, port), timeout=timeout).close()
-    return None
-  except OSError as e:
-    return f"{host}:{port} cannot be reached ({e.strerror or type(e).__name__})"
+    urllib.request.urlopen(url, timeout=timeout).close()
+  except urllib.error.HTTPError:
+    return None  # an answer, whatever its status: downloads can go through
+  except (urllib.error.URLError, OSError) as e:
+    reason = getattr(e, "reason", e)
+    text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+    return f"{host}:{port} cannot be reached ({text})"
+  return None
 
 
 def load_tfds_arrays(

@@ -5,6 +5,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -297,3 +298,19 @@ def test_no_local_files_and_no_network_fail_within_seconds_and_leave_nothing(
     load_mnist(str(tmp_path / "empty_root"), tfds_dir=str(tfds_dir))
   assert time.time() - start < 30
   assert not tfds_dir.exists()
+
+
+def test_a_host_that_accepts_connections_but_never_answers_fails_within_seconds(
+    tmp_path, monkeypatch):
+  # A firewall that lets the connection through and answers nothing: the TCP probe passed,
+  # and a forgotten --data_dir then waited 209 s for TFDS's retries.
+  from common.data import tfds_source  # noqa: PLC0415
+  from common.errors import DataError  # noqa: PLC0415
+  from linear_mnist.data import load_mnist  # noqa: PLC0415
+  with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts
+    monkeypatch.setenv(tfds_source.PROBE_ENV, f"127.0.0.1:{silent.getsockname()[1]}")
+    start = time.time()
+    with pytest.raises(DataError, match=r"cannot be reached \(timed out\)"):
+      load_mnist(str(tmp_path / "empty_root"), tfds_dir=str(tmp_path / "tfds"))
+    assert time.time() - start < 15
+  assert not (tmp_path / "tfds").exists()
