@@ -19,10 +19,16 @@ resumes from it and ends equal to an uninterrupted run.
 A signal that the process ignores (``nohup`` ignores SIGHUP, a shell's ``&`` ignores
 SIGINT) stays ignored. Later signals while the run is already stopping are logged and
 ignored, so that the status and the report are written whole.
+
+The exception a handler raises can be lost: when the signal lands while the main thread
+runs a finalizer (a ``__del__`` or a weakref callback, run whenever garbage is collected),
+Python prints "Exception ignored" and goes on. So a caught signal is also remembered, and
+the trainer calls :func:`check` between calls, which raises it again.
 """
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -33,6 +39,18 @@ from common.errors import Interrupted
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Nesting depth of `deferred()` blocks, and a signal that arrived inside one.
 _deferral = {"depth": 0, "pending": None}
+# The first signal caught inside `interrupt_on_signals` blocks (`depth` of them open).
+_caught = {"depth": 0, "signum": None}
+
+
+def check() -> None:
+  """Raises :class:`Interrupted` if a signal was caught and training has not stopped.
+
+  For the places the trainer returns to between calls to the device: a signal whose
+  exception a finalizer swallowed still stops the run there.
+  """
+  if _caught["signum"] is not None and not _deferral["depth"]:
+    raise Interrupted(_caught["signum"])
 
 
 @contextlib.contextmanager
@@ -81,12 +99,25 @@ def interrupt_on_signals(signals: tuple[signal.Signals, ...] = SIGNALS) -> Itera
                       signal.Signals(signum).name, signal.Signals(received[0]).name)
       return
     received.append(signum)
+    if _caught["signum"] is None:
+      _caught["signum"] = signum
     if _deferral["depth"]:
       _deferral["pending"] = signum  # raised when the deferred block ends
       return
     raise Interrupted(signum)
 
+  unraisable = sys.unraisablehook
+
+  def dropped_by_a_finalizer(info):  # one line instead of Python's "Exception ignored"
+    if isinstance(info.exc_value, Interrupted):
+      logging.warning("%s landed while Python ran a finalizer; training stops at its next "
+                      "call.", info.exc_value.signal_name)
+    else:
+      unraisable(info)
+
   previous = {}
+  _caught["depth"] += 1
+  sys.unraisablehook = dropped_by_a_finalizer
   try:
     for s in signals:
       if signal.getsignal(s) is not signal.SIG_IGN:
@@ -95,3 +126,7 @@ def interrupt_on_signals(signals: tuple[signal.Signals, ...] = SIGNALS) -> Itera
   finally:
     for s, old in previous.items():
       signal.signal(s, old)
+    sys.unraisablehook = unraisable
+    _caught["depth"] -= 1
+    if not _caught["depth"]:
+      _caught["signum"] = None

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from common.config import TrainConfig
 from common.data.arrays import Dataset, Split, pad_to_batches
 from common.errors import ConfigError
-from common.train import distributed, parallel, steps
+from common.train import distributed, parallel, signals, steps
 from common.train.optimizers import optimizer_from_config
 from common.train.state import TrainState, count_params, create_train_state
 from common.train.tasks import Task
@@ -261,6 +261,7 @@ class Trainer:
     pending = None
     try:
       for n in chunks:
+        signals.check()  # a signal whose exception a finalizer swallowed stops here
         if self._loop_free:  # one call per step; the chunk only paces the waits below
           for _ in range(n):  # dispatched asynchronously: no host sync between steps
             state, acc = self._train_exe(state, acc, self._x, self._y, perm, self._aug_key)

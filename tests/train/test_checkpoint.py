@@ -186,17 +186,3 @@ def test_storage_failures_are_recognised_through_wrapping():
   except RuntimeError as outer:
     assert storage_failure(outer) == "read-only file system"
   assert storage_failure(ValueError("shape mismatch")) is None
-
-
-def test_a_signal_inside_a_deferred_block_takes_effect_when_it_ends():
-  import signal  # noqa: PLC0415
-
-  from common.errors import Interrupted  # noqa: PLC0415
-  from common.train import signals  # noqa: PLC0415
-  done = []
-  with pytest.raises(Interrupted) as stopped, signals.interrupt_on_signals():
-    with signals.deferred():
-      os.kill(os.getpid(), signal.SIGTERM)
-      done.append("the whole block ran")
-    done.append("not reached")
-  assert done == ["the whole block ran"] and stopped.value.signum == signal.SIGTERM
