@@ -22,6 +22,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from common import startup
 from common.config import FIELDS
 from common.errors import ConfigError, DivergedError, Interrupted, UserError
 
@@ -261,6 +262,7 @@ def run_main(main_fn: Callable[[list[str]], Any], positional: bool = False) -> N
     from common.train import checkpoint  # noqa: PLC0415  (orbax only when a program runs)
     from common.train.signals import interrupt_on_signals  # noqa: PLC0415
     checkpoint.quiet_orbax_info_logs()
+    startup.started()  # signals now stop the program as below, no longer at once
     try:
       # From the start, not only once a run directory exists: SIGTERM while the data are
       # read or decoded once killed the process silently, leaving a partial cache file.

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -101,6 +102,34 @@ def test_a_signal_before_any_run_directory_is_one_line_and_its_exit_status():
   assert stderr.strip().splitlines() == [
       "interrupted by SIGTERM: rerun the same command to go on (a run directory, once made, "
       "keeps every finished epoch)."]
+
+
+def _catches(pid: int, signum: int) -> bool:
+  """Whether process ``pid`` has a handler for ``signum`` (Linux: /proc/<pid>/status)."""
+  with open(f"/proc/{pid}/status") as f:
+    mask = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+  return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_a_program_imports_is_one_line(tmp_path, signum):
+  # Ctrl-C during the imports once printed 38 lines of import machinery, or was dropped
+  # when it landed in JAX's garbage-collection callback; SIGTERM killed without a word.
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "linear_mnist.train", f"--workdir={tmp_path / 'run'}"],
+      cwd=REPO, env=hermetic_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 60
+  while not _catches(proc.pid, signal.SIGTERM):  # `import common` set its handlers
+    assert proc.poll() is None and time.time() < deadline
+    time.sleep(0.005)
+  proc.send_signal(signum)  # JAX and Flax are still being imported
+  _, stderr = proc.communicate(timeout=60)
+  assert proc.returncode == 128 + signum, stderr[-3000:]
+  assert stderr.strip().splitlines() == [
+      f"interrupted by {signal.Signals(signum).name} while the program started: nothing "
+      f"was written."]
+  assert not (tmp_path / "run").exists()
 
 
 def test_a_signal_during_a_cache_write_leaves_no_partial_file(tmp_path, monkeypatch):
