@@ -42,6 +42,7 @@ and resumes from its run directory; a task about to reach its time limit is sent
 """
 
 import collections
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -51,7 +52,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from absl import app, flags, logging
 
@@ -60,6 +62,7 @@ from common.errors import ConfigError, UserError
 from common.report import runs
 from common.run_config import Sweep
 from common.rundir_contract import STATUS
+from common.train import signals
 
 _SWEEP = flags.DEFINE_string("sweep", None, "A sweep of an experiment's configs/sweeps.py, "
                              "EXPERIMENT:NAME (e.g. resnet_cifar10:cpu).")
@@ -141,7 +144,35 @@ def count_statuses(statuses: Sequence[str]) -> str:
   return f"{settled} of {len(statuses)} points settled ({parts})"
 
 
-_stopped: dict[str, int | None] = {"signal": None}
+# The first signal that stopped the sweep, and the point's process running meanwhile.
+_stopped: dict[str, Any] = {"signal": None, "child": None}
+
+
+@contextlib.contextmanager
+def stopping_on_signals() -> Iterator[None]:
+  """Within the block, SIGTERM (a scheduler), Ctrl-C or SIGHUP stop the sweep cleanly.
+
+  The signal goes on to the running point, which stops after its last finished epoch and
+  records itself ``interrupted`` (a terminal's Ctrl-C reaches the point too; it ignores
+  the second copy). No further point starts, and the sweep report is still rendered. The
+  handler raises nothing, so nothing can drop it. Signals the driver ignores (``nohup``,
+  a script's ``&``) stay ignored, and so the point ignores them too.
+  """
+  def handler(signum, frame):
+    del frame
+    if _stopped["signal"] is None:
+      _stopped["signal"] = signum
+    child = _stopped["child"]
+    if child is not None and child.poll() is None:
+      child.send_signal(signum)
+
+  previous = {s: signal.signal(s, handler) for s in signals.SIGNALS
+              if signal.getsignal(s) is not signal.SIG_IGN}
+  try:
+    yield
+  finally:
+    for s, old in previous.items():
+      signal.signal(s, old)
 
 
 def point_dir(root: str, model_spec: str, depth: int, seed: int) -> str:
@@ -199,18 +230,11 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
   with open(f"{stem}.log", "a", encoding="utf-8") as log:
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
-    child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    # SIGTERM (a scheduler stopping the sweep) goes on to the point, which stops cleanly;
-    # the sweep then starts no further point.
-    def forward(signum, frame):
-      del frame
-      _stopped["signal"] = signum
-      child.send_signal(signum)
-    previous = signal.signal(signal.SIGTERM, forward)
-    try:
-      code = child.wait()
+    _stopped["child"] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:  # a signal meanwhile goes on to the point (stopping_on_signals)
+      code = _stopped["child"].wait()
     finally:
-      signal.signal(signal.SIGTERM, previous)
+      _stopped["child"] = None
   if code in (0, 1):  # the command made the run's status; a refused one (2) made nothing
     fileio.atomic_write_json(f"{stem}.cmd.json", cmd[1:])
   result = status() if code in (0, 1) else f"exit {code}"
@@ -440,16 +464,21 @@ def main(argv):
     logging.info("%s", count_statuses(statuses))
     sys.exit(0 if all(is_settled(s) for s in statuses) else 1)
   statuses = []
-  for model, depth, seed in points:
-    if _stopped["signal"] is not None:
-      logging.info("stopped by signal %d: the remaining points were not started",
-                   _stopped["signal"])
-      statuses.append("not started")
-      continue
-    statuses.append(run_point(grid.module, grid.root, model, depth, seed, list(grid.extra)))
-  if _REPORT.value:
-    print(report.render_sweep(grid.root)["report"])
+  with stopping_on_signals():
+    for model, depth, seed in points:
+      if _stopped["signal"] is not None:
+        statuses.append("not started")
+        continue
+      statuses.append(run_point(grid.module, grid.root, model, depth, seed,
+                                list(grid.extra)))
+    if _REPORT.value:
+      print(report.render_sweep(grid.root)["report"])
   logging.info("%s", count_statuses(statuses))
+  if _stopped["signal"] is not None:
+    signum = _stopped["signal"]
+    sys.stderr.write(f"interrupted by {signal.Signals(signum).name}: the sweep stopped after "
+                     f"its report; rerun the same command to go on.\n")
+    sys.exit(128 + signum)
   sys.exit(0 if all(is_settled(s) for s in statuses) else 1)
 
 

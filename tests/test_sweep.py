@@ -2,8 +2,10 @@
 
 import importlib
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -218,3 +220,30 @@ def test_a_grid_the_script_does_not_have_is_refused(tmp_path, experiment, grids)
   line = error_line(proc)
   assert "GRID=bogus" in line and f"GRID={grids}" in line, line
   assert not os.path.exists(tmp_path / "s")
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_sweep_stops_its_point_cleanly_and_renders_the_report(fake_mnist_root,
+                                                                         tmp_path):
+  # Once a 27-line traceback and no report. A terminal's Ctrl-C signals the whole
+  # foreground process group: the driver and its running point.
+  root = tmp_path / "sweep"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "common.sweep", f"--root={root}", *GRID, "--",
+       f"--data_dir={fake_mnist_root}", "--epochs=2000", "--features=8", "--batch_size=1000",
+       "--tensorboard=false", "--allow_unofficial_data", "--progress=false"],
+      cwd=REPO, env=hermetic_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True, start_new_session=True)
+  metrics = root / "GloNet" / "depth_3" / "seed_0" / "metrics.jsonl"
+  deadline = time.time() + 120
+  while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:
+    time.sleep(0.2)
+  os.killpg(proc.pid, signal.SIGINT)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr[-3000:]
+  assert "Traceback" not in stderr
+  assert stderr.strip().splitlines()[-1].startswith("interrupted by SIGINT: the sweep stopped")
+  status = fileio.read_json(root / "GloNet" / "depth_3" / "seed_0" / "status.json")
+  assert status["status"] == "interrupted"
+  assert not (root / "MLP").exists()  # no further point started
+  assert (root / "sweep_report.pdf").exists()
