@@ -3,15 +3,20 @@
 Uses ``builder.as_data_source()`` (ArrayRecord random access, no tf.data): it works
 without TensorFlow once the dataset is prepared. Preparing it (downloading, encoding
 images) needs TensorFlow and a network; when that is impossible the caller gets a
-:class:`DataError` with the reason instead of a traceback, within seconds: before any
-download the download host is asked for a page (an HTTP answer of any status within 3
-seconds to connect and 3 to answer), since TFDS itself retries for minutes on a machine
-without a network, or behind a firewall that accepts connections and answers nothing. A
-failed preparation leaves nothing behind (the folders it created are removed).
+:class:`DataError` with the reason instead of a traceback. TFDS itself retries a failing
+download for minutes, so the attempt is bounded twice: before any download the download
+host is asked for a page (an HTTP answer of any status within 3 seconds to connect and 3
+to answer), and the preparation runs in a child process that is stopped once its folder
+has not grown for ``STALL_SECONDS``. A failed preparation leaves nothing behind (the
+folders it created are removed).
 """
 
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -24,6 +29,13 @@ from common.errors import DataError
 # $GLONETS_TFDS_PROBE replaces it (tests point it at a closed local port).
 PROBE_ENV = "GLONETS_TFDS_PROBE"
 _PROBE = ("storage.googleapis.com", 443)
+# How long a preparation may go without writing a byte before it is stopped: downloads
+# and encoding both write steadily, and a failing download retries in silence.
+STALL_SECONDS = 60.0
+# What the child process runs: argv[1] the dataset, argv[2] the TFDS folder ("": default).
+PREPARE_CODE = ("import sys, tensorflow_datasets as tfds\n"
+                "tfds.builder(sys.argv[1], data_dir=sys.argv[2] or None)"
+                ".download_and_prepare(file_format='array_record')\n")
 
 
 def _reachable(timeout: float = 3.0) -> str | None:
@@ -42,6 +54,51 @@ def _reachable(timeout: float = 3.0) -> str | None:
     text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
     return f"{host}:{port} cannot be reached ({text})"
   return None
+
+
+class PreparationFailed(DataError):
+  """The child process preparing a dataset failed or stalled."""
+
+
+def _folder_bytes(path: str) -> int:
+  total = 0
+  for folder, _, files in os.walk(path):
+    for f in files:
+      try:
+        total += os.path.getsize(os.path.join(folder, f))
+      except OSError:  # renamed or removed meanwhile
+        pass
+  return total
+
+
+def run_watched(cmd: list[str], watched: str, stall_seconds: float,
+                poll_seconds: float = 0.5) -> None:
+  """Runs ``cmd``, stopping it once the files under ``watched`` stop growing.
+
+  Raises:
+    PreparationFailed: the command failed (its last line of output is the reason), or
+      wrote nothing for ``stall_seconds``.
+  """
+  with tempfile.TemporaryFile("w+") as output:
+    child = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT)
+    try:
+      size, since = _folder_bytes(watched), time.monotonic()
+      while child.poll() is None:
+        time.sleep(poll_seconds)
+        now = _folder_bytes(watched)
+        if now != size:
+          size, since = now, time.monotonic()
+        elif time.monotonic() - since > stall_seconds:
+          raise PreparationFailed(f"it wrote nothing for {stall_seconds:.0f} s: a download "
+                                  f"that fails or hangs")
+    finally:
+      if child.poll() is None:  # stalled, or a signal stopped this process
+        child.kill()
+        child.wait()
+    if child.returncode:
+      output.seek(0)
+      lines = [line for line in output.read().splitlines() if line.strip()]
+      raise PreparationFailed(lines[-1] if lines else f"exit status {child.returncode}")
 
 
 def load_tfds_arrays(
@@ -78,17 +135,19 @@ def load_tfds_arrays(
       if unreachable:
         raise DataError(f"TensorFlow Datasets has no prepared {name!r} in {where}, and "
                         f"preparing it needs a network: {unreachable}")
-      builder.download_and_prepare(file_format="array_record")
+      run_watched([sys.executable, "-c", PREPARE_CODE, name, data_dir or ""], where,
+                  STALL_SECONDS)
+      builder = tfds.builder(name, data_dir=data_dir)  # what the child prepared
     sources = builder.as_data_source()
   except Exception as e:  # TFDS raises many types here; all mean "not available".
     for path in reversed(created):  # what this attempt created, never a user's files
       shutil.rmtree(path, ignore_errors=True)
-    if isinstance(e, DataError):
+    if isinstance(e, DataError) and not isinstance(e, PreparationFailed):
       raise
-    raise DataError(
-        f"TensorFlow Datasets could not provide {name!r} in {where} "
-        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); preparing it "
-        f"needs TensorFlow and a network") from e
+    detail = (str(e) if isinstance(e, PreparationFailed) else
+              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    raise DataError(f"TensorFlow Datasets could not provide {name!r} in {where} ({detail}); "
+                    f"preparing it needs TensorFlow and a network") from e
   out = {}
   for split in splits:
     source = sources[split]

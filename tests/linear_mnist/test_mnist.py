@@ -152,22 +152,45 @@ def test_tfds_records_become_arrays(monkeypatch):
   assert out["train"][0].shape == (60000, 28, 28, 1) and out["test"][1][13] == 3
 
 
-def test_tfds_failure_is_a_data_error(monkeypatch):
-  import tensorflow_datasets as tfds
-
+def test_tfds_failure_is_a_data_error(monkeypatch, tmp_path):
   from common.data import tfds_source
 
-  class Unprepared:
-    def is_prepared(self):
-      return False
-
-    def download_and_prepare(self, **kwargs):
-      raise ModuleNotFoundError("No module named 'tensorflow'")
-
-  monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: Unprepared())
+  monkeypatch.setattr(tfds_source, "PREPARE_CODE",
+                      "raise ModuleNotFoundError(\"No module named 'tensorflow'\")")
   monkeypatch.setattr(tfds_source, "_reachable", lambda: None)  # as if online
-  with pytest.raises(DataError, match="needs TensorFlow and a network"):
-    tfds_source.load_tfds_arrays("mnist", ("train",), ("image", "label"))
+  tfds_dir = tmp_path / "tfds"
+  with pytest.raises(DataError, match=r"\(ModuleNotFoundError: No module named 'tensorflow'\)"
+                     r"; preparing it needs TensorFlow and a network"):
+    tfds_source.load_tfds_arrays("mnist", ("train",), ("image", "label"), str(tfds_dir))
+  assert not tfds_dir.exists()
+
+
+def test_a_preparation_that_stops_writing_is_stopped(monkeypatch, tmp_path):
+  # A host that answers the probe while every download fails: TFDS retried for 209 s.
+  from common.data import tfds_source
+
+  monkeypatch.setattr(tfds_source, "PREPARE_CODE", "import time\ntime.sleep(600)\n")
+  monkeypatch.setattr(tfds_source, "STALL_SECONDS", 2.0)
+  monkeypatch.setattr(tfds_source, "_reachable", lambda: None)  # as if online
+  tfds_dir = tmp_path / "tfds"
+  start = time.time()
+  with pytest.raises(DataError, match="wrote nothing for 2 s: a download that fails"):
+    tfds_source.load_tfds_arrays("mnist", ("train",), ("image", "label"), str(tfds_dir))
+  assert time.time() - start < 30
+  assert not tfds_dir.exists()
+
+
+def test_a_preparation_that_keeps_writing_is_not_stopped(tmp_path):
+  from common.data import tfds_source
+
+  grow = ("import time\n"
+          "for i in range(8):\n"
+          f"  open({str(tmp_path / 'f')!r}, 'a').write('x' * 1000)\n"
+          "  time.sleep(0.5)\n")
+  start = time.time()
+  tfds_source.run_watched([sys.executable, "-c", grow], str(tmp_path), stall_seconds=1.5)
+  assert time.time() - start > 3.5  # it ran past the stall bound, writing
+  assert (tmp_path / "f").stat().st_size == 8000
 
 
 def test_train_py_end_to_end(fake_mnist_root, tmp_path):
