@@ -362,6 +362,40 @@ def check_points(grid: Grid, points: Sequence[tuple[str, int, int]]) -> None:
       raise ConfigError(f"{model} depth {depth} (no point was started): {e}") from None
 
 
+def sweep_grid(spec: str, root: str, user_extra: Sequence[str] = ()) -> Grid:
+  """The whole grid of ``--sweep=EXPERIMENT:NAME`` under ``root``, ``user_extra`` flags
+  given to every point."""
+  experiment, _, sweep = load_sweep(spec)
+  return Grid(f"{experiment}.train", root, tuple(sweep.models), tuple(sweep.depths),
+              tuple(sweep.seeds), (*sweep.config_flags(experiment), *user_extra),
+              tuple(user_extra))
+
+
+def run_points(grid: Grid, points: Sequence[tuple[str, int, int]]) -> list[str]:
+  """Runs (or skips, when settled) each point here, one after another; their statuses.
+
+  Inside :func:`stopping_on_signals`, a signal stops the point running and marks the rest
+  ``not started``.
+  """
+  statuses = []
+  for model, depth, seed in points:
+    if _stopped["signal"] is not None:
+      statuses.append("not started")
+      continue
+    statuses.append(run_point(grid.module, grid.root, model, depth, seed, list(grid.extra)))
+  return statuses
+
+
+def exit_if_stopped(what: str) -> None:
+  """After :func:`stopping_on_signals`: one line and exit ``128 + signum`` if a signal
+  stopped the work (``what`` says what was still done)."""
+  signum = _stopped["signal"]
+  if signum is not None:
+    sys.stderr.write(f"interrupted by {signal.Signals(signum).name}: {what}; rerun the same "
+                     f"command to go on.\n")
+    sys.exit(128 + signum)
+
+
 def grid_points(grid: Grid) -> list[tuple[str, int, int]]:
   """``(model entry, depth, seed)`` of every point, in the order ``--point`` counts."""
   return [(model, depth, seed) for model in grid.models for depth in grid.depths
@@ -463,22 +497,12 @@ def main(argv):
     print(report.render_sweep(grid.root)["report"])
     logging.info("%s", count_statuses(statuses))
     sys.exit(0 if all(is_settled(s) for s in statuses) else 1)
-  statuses = []
   with stopping_on_signals():
-    for model, depth, seed in points:
-      if _stopped["signal"] is not None:
-        statuses.append("not started")
-        continue
-      statuses.append(run_point(grid.module, grid.root, model, depth, seed,
-                                list(grid.extra)))
+    statuses = run_points(grid, points)
     if _REPORT.value:
       print(report.render_sweep(grid.root)["report"])
   logging.info("%s", count_statuses(statuses))
-  if _stopped["signal"] is not None:
-    signum = _stopped["signal"]
-    sys.stderr.write(f"interrupted by {signal.Signals(signum).name}: the sweep stopped after "
-                     f"its report; rerun the same command to go on.\n")
-    sys.exit(128 + signum)
+  exit_if_stopped("the sweep stopped after its report")
   sys.exit(0 if all(is_settled(s) for s in statuses) else 1)
 
 

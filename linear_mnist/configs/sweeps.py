@@ -3,6 +3,8 @@
 from common.run_config import Sweep
 
 SWEEPS = {
+    # A first look in about a minute: one epoch on 10000 examples (`python -m reproduce`).
+    "smoke": Sweep("smoke", models=("GloNet", "MLP"), depths=(5, 50)),
     # About 50 min on 2 cores (README).
     "cpu": Sweep("default", models=("GloNet", "MLP", "ResNet"),
                  depths=(6, 10, 24, 50, 100, 200), settings={"train.epochs": 10}),

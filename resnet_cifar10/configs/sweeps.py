@@ -3,6 +3,8 @@
 from common.run_config import Sweep
 
 SWEEPS = {
+    # A first look in about two minutes: one epoch on 5000 examples (`python -m reproduce`).
+    "smoke": Sweep("smoke", models=("ResNet", "GloNet"), depths=(20,)),
     # The CPU recipe, 30 epochs.
     "cpu": Sweep("cpu", models=("ResNet", "Plain", "GloNet"), depths=(20, 56, 110)),
     # The authors' 200-epoch recipe (a GPU's work).
