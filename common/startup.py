@@ -16,7 +16,7 @@ import threading
 
 # The packages whose programs (`python -m <package>.<module>`) start with `cli.run_main`.
 PROGRAM_PACKAGES = ("common", "linear_mnist", "resnet_sgemm", "resnet_cifar10",
-                    "resnet_imagenette")
+                    "resnet_imagenette", "reproduce")
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _installed: dict[int, object] = {}
 

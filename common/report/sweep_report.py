@@ -520,8 +520,8 @@ def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
 
   Returns:
     :func:`aggregate` of the runs that ended, plus ``status_counts`` (every run, by
-    effective status), ``running`` (paths of runs that have not ended), ``device`` and
-    ``experiments``.
+    effective status), ``running`` (paths of runs that have not ended), ``device``,
+    ``experiments``, ``budgets`` and ``commits`` (the code versions that made the runs).
   """
   summary = aggregate([r for r in runs if r.state in ENDED])
   summary["status_counts"] = dict(sorted(collections.Counter(r.state for r in runs).items()))
@@ -529,6 +529,9 @@ def summarize_sweep(runs: list[Run]) -> dict[str, Any]:
   summary["device"] = "; ".join(_machines(runs))
   summary["experiments"] = sorted({r.experiment or "?" for r in runs})
   summary["budgets"] = sorted({r.budget_text() for r in runs})
+  summary["commits"] = sorted({
+      ((r.config.get("environment") or {}).get("code") or {}).get("commit") or "unknown"
+      for r in runs})
   # Said beside the numbers: which copy of the data they come from (a substitute or not),
   # one line per copy (by content hash where recorded) however many paths it was read from.
   copies: dict[tuple[str, str], tuple[Run, set[str]]] = {}

@@ -1,0 +1,3 @@
+"""``python -m reproduce``: the paper's claims, one by one, against this code's runs."""
+
+import common  # noqa: F401  (first: signals while a program starts)

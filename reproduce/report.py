@@ -1,0 +1,124 @@
+"""The reproduction report: every claim with the authors' number, ours and a verdict.
+
+Written from run directories alone (``python -m reproduce --collect`` renders it again),
+into the reproduction root: ``claims.json``, ``reproduction.md`` and ``reproduction.pdf``.
+"""
+
+import datetime
+import os
+from typing import Any
+
+from common import fileio
+from common.errors import ConfigError
+from common.report import pdf
+from common.report.sweep_report import METRIC_PNG, REPORT_PDF, render_sweep
+from reproduce.claims import BUDGET_SWEEPS, CLAIMS, EXPERIMENTS, NOT_MEASURED
+
+CLAIMS_JSON = "claims.json"
+REPORT_MD = "reproduction.md"
+REPORT_PDF_NAME = "reproduction.pdf"
+_BIGGER = {"smoke": "cpu", "cpu": "gpu", "gpu": "gpu"}
+
+
+def _experiment(root: str, experiment: str) -> dict[str, Any]:
+  """What the reproduction root holds for ``experiment``: its sweep summary (None without
+  runs of it) and the problems met while reading them."""
+  folder = os.path.join(root, experiment)
+  out = {"folder": folder, "summary": None, "problems": []}
+  if not os.path.isdir(folder):
+    return out
+  try:
+    render_sweep(folder)  # also refreshes the experiment's own sweep report
+  except FileNotFoundError:  # no run directory yet
+    return out
+  except ConfigError as e:  # runs of several experiments were put here
+    out["problems"].append(str(e))
+    return out
+  summary = fileio.read_json(os.path.join(folder, "sweep_summary.json"))
+  out["problems"] += summary["unreadable"]
+  if summary["experiments"] != [experiment]:
+    out["problems"].append(f"{folder}: holds runs of {', '.join(summary['experiments'])}, "
+                           f"not of {experiment}; left out")
+  else:
+    out["summary"] = summary
+  return out
+
+
+def _verdicts(root: str, budget: str, found: dict[str, dict[str, Any]]
+              ) -> list[dict[str, str]]:
+  rows = []
+  for claim in CLAIMS:
+    summary = found[claim.experiment]["summary"]
+    judged = claim.judge(summary) if summary else None
+    if judged:
+      verdict, ours = judged
+    else:
+      # Runs of this budget that cannot judge the claim need a bigger budget's grid.
+      bigger = _BIGGER[budget] if summary else budget
+      verdict = NOT_MEASURED
+      ours = (f"needs {claim.needs}: python -m reproduce --budget={bigger} "
+              f"--experiments={claim.experiment} --out={root}")
+    rows.append({"key": claim.key, "experiment": claim.experiment, "claim": claim.text,
+                 "authors": claim.authors, "ours": ours, "verdict": verdict})
+  return rows
+
+
+def _provenance(budget: str, found: dict[str, dict[str, Any]]) -> list[list[str]]:
+  rows = [["experiment", "sweep", "runs", "budget", "commit", "machine"]]
+  for experiment in EXPERIMENTS:
+    summary = found[experiment]["summary"]
+    if not summary:
+      rows.append([experiment, BUDGET_SWEEPS[budget][experiment], "0", "", "", ""])
+      continue
+    machines = sorted({m for g in summary["groups"] for m in g["machine_names"]})
+    runs = sum(summary["status_counts"].values())
+    rows.append([experiment, BUDGET_SWEEPS[budget][experiment], str(runs),
+                 "; ".join(summary["budgets"]), ", ".join(c[:12] for c in summary["commits"]),
+                 ", ".join(machines)])
+  return rows
+
+
+def _markdown_table(rows: list[list[str]]) -> str:
+  cells = [[str(c).replace("|", "\\|") for c in row] for row in rows]
+  lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+  return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells[1:]]) + "\n"
+
+
+def render(root: str, budget: str) -> dict[str, str]:
+  """Writes the reproduction report of the runs under ``root``; the written paths."""
+  found = {e: _experiment(root, e) for e in EXPERIMENTS}
+  verdicts = _verdicts(root, budget, found)
+  provenance = _provenance(budget, found)
+  problems = [p for e in EXPERIMENTS for p in found[e]["problems"]]
+  date = datetime.date.today().isoformat()
+  out = {"json": os.path.join(root, CLAIMS_JSON), "markdown": os.path.join(root, REPORT_MD),
+         "pdf": os.path.join(root, REPORT_PDF_NAME)}
+  fileio.atomic_write_json(out["json"], {"budget": budget, "date": date, "claims": verdicts,
+                                         "provenance": provenance, "problems": problems})
+  claim_rows = [["claim", "the authors", "ours", "verdict"]] + [
+      [v["claim"], v["authors"], v["ours"], v["verdict"]] for v in verdicts]
+  text = [f"# GloNets: the paper's claims at budget `{budget}`\n",
+          f"Rendered {date} from the run directories under `{root}`.\n",
+          _markdown_table(claim_rows), "## Where the numbers come from\n",
+          _markdown_table(provenance)]
+  if problems:
+    text += ["## Left out\n", *(f"- {p}" for p in problems), ""]
+  fileio.atomic_write_text(out["markdown"], "\n".join(text))
+  story = [pdf.para(f"Budget <b>{pdf.esc(budget)}</b>, rendered {date} from the run "
+                    f"directories under {pdf.esc(root)}. A verdict holds at this budget "
+                    f"only: a small budget trains briefly, at few depths and seeds."),
+           pdf.heading("Claim by claim"),
+           pdf.table(claim_rows, [0.27 * pdf.PAGE_WIDTH, 0.22 * pdf.PAGE_WIDTH,
+                                  0.29 * pdf.PAGE_WIDTH, 0.22 * pdf.PAGE_WIDTH]),
+           pdf.heading("Where the numbers come from"), pdf.table(provenance)]
+  if problems:
+    story += [pdf.heading("Left out"), *(pdf.para(pdf.esc(p)) for p in problems)]
+  for experiment in EXPERIMENTS:
+    png = os.path.join(found[experiment]["folder"], METRIC_PNG)
+    if found[experiment]["summary"] and os.path.exists(png):
+      with open(png, "rb") as f:
+        story.append(pdf.figure(f"{experiment}: test metric vs depth", f.read()))
+      story.append(pdf.para(f"Layer usage and every run: "
+                            f"{pdf.esc(os.path.join(experiment, REPORT_PDF))}."))
+  pdf.build(out["pdf"], f"GloNets: the paper's claims at budget {budget}", story)
+  return out
