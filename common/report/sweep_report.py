@@ -145,7 +145,7 @@ def _device(env: dict[str, Any]) -> str:
   return f"{len(devices)} x {kind}" + (f", {env['cpu']}" if env.get("cpu") else "")
 
 
-def _device_name(env: dict[str, Any]) -> str:
+def machine_name(env: dict[str, Any]) -> str:
   """A short name of a machine for a table cell: the accelerator, or the CPU model."""
   kind = env.get("device_kind", "?")
   if kind == "cpu":
@@ -207,7 +207,7 @@ def aggregate(runs: list[Run]) -> dict[str, Any]:
                                     if _final_usage(r, "blocks_needed") is not None), None),
         "seconds_per_epoch": _mean_std([r.median_train_seconds() for r in done]),
         "machines": _machines(done),
-        "machine_names": _machines(done, _device_name),
+        "machine_names": _machines(done, machine_name),
         "messages": [{"seed": r.seed, "status": r.state, "message": _message(r)}
                      for r in sorted(members, key=lambda r: r.seed)
                      if r.state != DONE or r.problems],

@@ -44,9 +44,11 @@ def test_table_of_an_empty_folder_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    ((), "error: give RUN_DIR(s), --sweep=ROOT or --table=ROOT"),
+    ((), "error: give RUN_DIR(s), --sweep=ROOT, --table=ROOT or --readmes"),
     (("--sweeep=x",), "error: Unknown command line flag 'sweeep'"),
     (("--include=x",), "error: --include adds runs to a sweep report: give --sweep=ROOT too."),
+    (("--record=x.csv",), "error: --record writes the record of --table's runs: give "
+                          "--table=ROOT too."),
     (("RUN",), "config.json is unreadable or not a run's config (JSONDecodeError); restore "
                "it from a copy of the run."),
 ])
