@@ -7,16 +7,16 @@ r"""One command that says, claim by claim, whether the paper reproduces.
   python -m reproduce --experiments=linear_mnist -- --config.train.epochs=2
 
 Each experiment's sweep for the budget (its ``configs/sweeps.py``) runs under
-``OUT/<experiment>``; finished points are skipped and interrupted ones resume, so the same
+``ROOT/<experiment>``; finished points are skipped and interrupted ones resume, so the same
 command goes on after a stop. Flags after ``--`` go to every run. The report is
-``OUT/reproduction.pdf`` (and ``.md``, ``claims.json``).
+``ROOT/reproduction.pdf`` (and ``.md``, ``claims.json``).
 """
 
 import os
 
 from absl import flags, logging
 
-from common import sweep
+from common import grid as grids
 from common.cli import run_main
 from common.errors import ConfigError
 from reproduce import report
@@ -26,8 +26,8 @@ _BUDGET = flags.DEFINE_enum("budget", "smoke", list(BUDGET_SWEEPS),
                             "How much to train: smoke (minutes), cpu or gpu (the paper's).")
 _COLLECT = flags.DEFINE_boolean("collect", False, "Render the report from the run "
                                 "directories that exist, without training.")
-_OUT = flags.DEFINE_string("out", None, "Where the runs and the report go (default: "
-                           "reproduction/BUDGET in the current folder).")
+_ROOT = flags.DEFINE_string("root", None, "Where the runs and the report go (default: "
+                            "reproduction/BUDGET in the current folder).")
 _EXPERIMENTS = flags.DEFINE_list("experiments", list(EXPERIMENTS), "Experiments to run.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "The data root of every run (default: "
                                 "$GLONETS_DATA_DIR).")
@@ -35,26 +35,26 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "The data root of every run (d
 
 def main(argv):
   budget = _BUDGET.value
-  root = os.path.abspath(_OUT.value or os.path.join("reproduction", budget))
+  root = os.path.abspath(_ROOT.value or os.path.join("reproduction", budget))
   unknown = sorted(set(_EXPERIMENTS.value) - set(EXPERIMENTS))
   if unknown:
     raise ConfigError(f"--experiments: unknown {', '.join(unknown)}; choose from "
                       f"{','.join(EXPERIMENTS)}.")
   extra = [*([f"--data_dir={_DATA_DIR.value}"] if _DATA_DIR.value else []), *argv[1:]]
-  grids = [sweep.sweep_grid(f"{e}:{BUDGET_SWEEPS[budget][e]}", os.path.join(root, e), extra)
-           for e in EXPERIMENTS if e in _EXPERIMENTS.value]
-  with sweep.stopping_on_signals():
+  todo = [grids.sweep_grid(f"{e}:{BUDGET_SWEEPS[budget][e]}", os.path.join(root, e), extra)
+          for e in EXPERIMENTS if e in _EXPERIMENTS.value]
+  with grids.stopping_on_signals():
     if not _COLLECT.value:
-      for grid in grids:  # every point of every experiment, before any trains
-        sweep.check_points(grid, sweep.grid_points(grid))
-      for grid in grids:
+      for grid in todo:  # every point of every experiment, before any trains
+        grids.check_points(grid, grids.grid_points(grid))
+      for grid in todo:
         logging.info("%s: %d runs under %s", grid.module.partition(".")[0],
-                     len(sweep.grid_points(grid)), grid.root)
-        sweep.run_points(grid, sweep.grid_points(grid))
+                     len(grids.grid_points(grid)), grid.root)
+        grids.run_points(grid, grids.grid_points(grid))
     os.makedirs(root, exist_ok=True)
     paths = report.render(root, budget)
   print(paths["pdf"])
-  sweep.exit_if_stopped("the report covers the runs that finished")
+  grids.exit_if_stopped("the report covers the runs that finished")
 
 
 if __name__ == "__main__":

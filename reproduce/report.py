@@ -57,7 +57,7 @@ def _verdicts(root: str, budget: str, found: dict[str, dict[str, Any]]
       bigger = _BIGGER[budget] if summary else budget
       verdict = NOT_MEASURED
       ours = (f"needs {claim.needs}: python -m reproduce --budget={bigger} "
-              f"--experiments={claim.experiment} --out={root}")
+              f"--experiments={claim.experiment} --root={root}")
     rows.append({"key": claim.key, "experiment": claim.experiment, "claim": claim.text,
                  "authors": claim.authors, "ours": ours, "verdict": verdict})
   return rows

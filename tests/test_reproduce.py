@@ -41,9 +41,9 @@ def test_each_claim_is_judged_from_the_runs_or_says_how_to_measure_it(tmp_path):
   # One depth cannot judge a depth claim: the next budget's grid can.
   assert verdicts["cifar_depth"]["verdict"] == NOT_MEASURED
   assert verdicts["cifar_depth"]["ours"].endswith(
-      f"python -m reproduce --budget=cpu --experiments=resnet_cifar10 --out={out}")
+      f"python -m reproduce --budget=cpu --experiments=resnet_cifar10 --root={out}")
   assert verdicts["sgemm_time"]["ours"].endswith(
-      f"python -m reproduce --budget=smoke --experiments=resnet_sgemm --out={out}")
+      f"python -m reproduce --budget=smoke --experiments=resnet_sgemm --root={out}")
   assert verdicts["imagenette_glonet18"]["verdict"] == NOT_MEASURED
   problems = fileio.read_json(paths["json"])["problems"]
   assert any(damaged in p and "unreadable" in p for p in problems), problems
@@ -57,7 +57,7 @@ def test_each_claim_is_judged_from_the_runs_or_says_how_to_measure_it(tmp_path):
 @pytest.mark.slow
 def test_the_smoke_budget_runs_then_collects_without_training(fake_mnist_root, tmp_path):
   out = tmp_path / "out"
-  command = [sys.executable, "-m", "reproduce", f"--out={out}", "--experiments=linear_mnist",
+  command = [sys.executable, "-m", "reproduce", f"--root={out}", "--experiments=linear_mnist",
              f"--data_dir={fake_mnist_root}", "--", "--allow_unofficial_data"]
   proc = subprocess.run(command, cwd=REPO, env=hermetic_env(), capture_output=True,
                         text=True, timeout=900)

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from common import fileio
+from common.grid import budget_suffix, count_statuses, is_settled, point_status, run_point
 from common.report.runs import effective_status
-from common.sweep import budget_suffix, count_statuses, is_settled, point_status, run_point
 from tests.conftest import REPO, fake_run, hermetic_env, run_module
 from tests.helpers import error_line
 
