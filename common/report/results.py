@@ -27,7 +27,8 @@ from common.report.sweep_report import machine_name, markdown_table
 
 COLUMNS = ("run", "experiment", "model", "depth", "seed", "recipe", "epochs", "train_examples",
            "state", "metric", "best_val_epoch", "val", "test_at_best_val", "final_test",
-           "train_seconds_per_epoch", "blocks_used", "commit", "machine", "date")
+           "train_seconds_per_epoch", "blocks_used", "blocks_needed", "commit", "machine",
+           "date")
 # Columns holding the run's metric: shown as the metric is (accuracy in percent).
 _METRIC_COLUMNS = ("val", "test_at_best_val", "final_test")
 _BLOCK = re.compile(r"(<!-- record: (?P<path>\S+)(?: columns=(?P<columns>\S+))? -->\n)"
@@ -35,14 +36,15 @@ _BLOCK = re.compile(r"(<!-- record: (?P<path>\S+)(?: columns=(?P<columns>\S+))? 
 
 
 def record_row(run: Run, root: str) -> dict[str, str]:
-  """The record of one run (every value as text; empty where not measured)."""
+  """The record of one run (every value as text; empty where not measured). Blocks used
+  and needed are the trained GloNet's (docs/layer_usage.md)."""
   best: dict[str, Any] = run.best_record() or {}
   final: dict[str, Any] = run.final_record() or {}
   metric = run.primary_metric
   env = run.config.get("environment") or {}
   seconds = run.median_train_seconds()
   train = ((run.config.get("data") or {}).get("sizes") or {}).get("train")
-  blocks = (run.usage.get("final") or {}).get("blocks_used")
+  usage = run.usage.get("final") or {}
 
   def text(value: Any) -> str:
     return "" if value is None else repr(value) if isinstance(value, float) else str(value)
@@ -57,7 +59,9 @@ def record_row(run: Run, root: str) -> dict[str, str]:
       "test_at_best_val": text(best.get(f"test_{metric}")),
       "final_test": text(final.get(f"test_{metric}")),
       "train_seconds_per_epoch": "" if seconds is None else f"{seconds:.3f}",
-      "blocks_used": text(blocks), "commit": ((env.get("code") or {}).get("commit") or "")[:12],
+      "blocks_used": text(usage.get("blocks_used")),
+      "blocks_needed": text(usage.get("blocks_needed")),
+      "commit": ((env.get("code") or {}).get("commit") or "")[:12],
       "machine": machine_name(env), "date": str(run.status.get("updated", ""))[:10],
   }
 
