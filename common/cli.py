@@ -70,6 +70,8 @@ SHORTHANDS: dict[str, tuple[str, str]] = {
     "batch_size": ("integer", "Training batch size."),
     "seed": ("integer", "Seed of initialisation and data order."),
     "eval_batch_size": ("integer", "Evaluation batch size."),
+    "patience": ("integer", "Early stopping: epochs without improvement (0: off)."),
+    "min_delta": ("float", "Early stopping: the smallest improvement that counts."),
     "workdir": ("string", "Run directory; an existing one is resumed."),
     "result_dir": ("string", "Root of automatically named run directories."),
     "data_dir": ("string", "Data root (default: $GLONETS_DATA_DIR)."),

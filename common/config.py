@@ -37,7 +37,8 @@ FIELDS: dict[str, str] = {
     "grad_clip_norm": "optim.grad_clip_norm",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
     "eval_batch_size": "eval.batch_size", "divergence_factor": "eval.divergence_factor",
-    "layer_usage": "eval.layer_usage",
+    "layer_usage": "eval.layer_usage", "patience": "eval.early_stopping_patience",
+    "min_delta": "eval.early_stopping_min_delta",
     "workdir": "run.workdir", "result_dir": "run.result_dir", "data_dir": "run.data_dir",
     "cache_dir": "run.cache_dir", "remat": "run.remat", "tensorboard": "run.tensorboard",
     "progress": "run.progress", "allow_unofficial_data": "run.allow_unofficial_data",
@@ -124,6 +125,11 @@ class TrainConfig:
       loss counts); see :func:`common.train.loop.check_bounded`.
     layer_usage: measure layer usage on the test set at initialisation and after training
       (off: ``python -m common.recompute_usage RUN_DIR`` measures it later).
+    patience: early stopping: the run ends ``done`` once the validation metric has not
+      improved by more than ``min_delta`` for this many epochs (0: never stops early); see
+      :func:`common.train.loop.early_stop`.
+    min_delta: early stopping: the smallest change of the validation metric that counts
+      as an improvement.
     allow_unofficial_data: accept data files whose content differs from the official
       release's where its hash is known (MNIST); they are refused otherwise.
   """
@@ -171,6 +177,8 @@ class TrainConfig:
   allow_unofficial_data: bool = False
   divergence_factor: float = 100.0
   layer_usage: bool = True
+  patience: int = 0
+  min_delta: float = 0.0
 
   def __post_init__(self):
     # nan passes every comparison below; no setting means anything at nan or infinity.
@@ -212,6 +220,11 @@ class TrainConfig:
     if self.divergence_factor != 0 and not self.divergence_factor > 1:
       raise ConfigError(f"divergence_factor must be > 1, or 0 to turn the check off; got "
                         f"{self.divergence_factor}.")
+    if not 0 <= self.patience <= self.epochs:
+      raise ConfigError(f"patience must be in 0..epochs={self.epochs} (0: no early stopping); "
+                        f"got {self.patience}.")
+    if self.min_delta < 0:
+      raise ConfigError(f"min_delta must be >= 0; got {self.min_delta}.")
     if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
       raise ConfigError(f"weight_decay must be a finite number >= 0; got {self.weight_decay}.")
     self._check_nesterov()

@@ -11,9 +11,10 @@ as variants (``get_config("authors")``). The sections:
   settings (``image_size``...).
 - ``optim``: optimizer, learning-rate schedule, regularisers and clipping.
 - ``train``: ``epochs``, ``batch_size``, ``seed``.
-- ``eval``: ``batch_size`` (padded and masked: any size gives the same metrics) and
-  ``divergence_factor`` (when a finite loss counts as diverged) and ``layer_usage`` (the
-  usage passes at the start and the end of a run).
+- ``eval``: ``batch_size`` (padded and masked: any size gives the same metrics),
+  ``divergence_factor`` (when a finite loss counts as diverged), ``layer_usage`` (the
+  usage passes at the start and the end of a run) and early stopping
+  (``early_stopping_patience``, ``early_stopping_min_delta``).
 - ``run``: where and how the run executes (``workdir``, ``data_dir``, ``remat``,
   logging); none of it changes what is trained.
 """
@@ -83,6 +84,10 @@ def base_config(experiment: str, variant: str) -> ml_collections.ConfigDict:
   c.eval.divergence_factor = 100.0
   # Layer usage on the test set at init and after training (recompute_usage does it later).
   c.eval.layer_usage = True
+  # Early stopping: stop once the validation metric has not improved by more than
+  # min_delta for this many epochs (0: train every epoch).
+  c.eval.early_stopping_patience = 0
+  c.eval.early_stopping_min_delta = 0.0
 
   c.run = ml_collections.ConfigDict()
   c.run.workdir = config_dict.placeholder(str)  # None: a new one under result_dir

@@ -30,6 +30,10 @@ _FAKE = "--allow_unofficial_data"  # the fake files are not the official MNIST
     ("--l2_reg_alpha=inf", "l2_reg_alpha must be a finite number"),
     ("--momentum=nan", "momentum must be a finite number"),
     ("--warmup_epochs=inf", "warmup_epochs must be a finite number"),
+    ("--patience=2", "patience must be in 0..epochs=1 (0: no early stopping); got 2."),
+    ("--patience=-1", "patience must be in 0..epochs=1"),
+    ("--min_delta=nan", "min_delta must be a finite number"),
+    ("--min_delta=-0.1", "min_delta must be >= 0"),
     ("--epochs=abc", "flag --epochs=abc"),
     ("--no_such_flag=1", "no_such_flag"),
     ("true", "unexpected arguments: true; flags take the form --name=value"),  # `--flag true`

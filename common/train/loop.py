@@ -58,6 +58,43 @@ def _best_epoch(history: list[dict[str, Any]], task: Task) -> dict[str, Any] | N
   return min(finite, key=lambda r: (sign * r[key], r["epoch"]))
 
 
+def early_stop(history: list[dict[str, Any]], task: Task, patience: int,
+               min_delta: float) -> dict[str, Any] | None:
+  """Why training stops after the last epoch of ``history``, or None to go on.
+
+  It stops once the validation metric (``task.selection_metric``) has not improved by more
+  than ``min_delta`` on its best value for ``patience`` epochs. A function of the recorded
+  history alone, so a resumed run takes the same decision, and a stopped run rerun with
+  the same command trains nothing more.
+
+  Returns:
+    ``{"epoch", "best_epoch", "patience", "min_delta"}``, or None (``patience`` 0: never).
+  """
+  if not patience or not history:
+    return None
+  key = f"val_{task.selection_metric}"
+  sign = 1 if task.selection_mode == "max" else -1
+  best_value, best_epoch = None, None
+  for record in history:
+    value = record.get(key)
+    if value is None or not math.isfinite(value):
+      continue
+    if best_value is None or sign * (value - best_value) > min_delta:
+      best_value, best_epoch = value, record["epoch"]
+  last = history[-1]["epoch"]
+  if best_epoch is None or last - best_epoch < patience:
+    return None
+  return {"epoch": last, "best_epoch": best_epoch, "patience": patience,
+          "min_delta": min_delta}
+
+
+def stop_message(stop: dict[str, Any], task: Task) -> str:
+  """The status message of a run that stopped early."""
+  return (f"stopped early after epoch {stop['epoch']}: validation {task.selection_metric} "
+          f"did not improve by more than {stop['min_delta']:g} in {stop['patience']} epochs "
+          f"after epoch {stop['best_epoch']}")
+
+
 def summarize(history: list[dict[str, Any]], task: Task, extra: dict[str, Any]) -> dict[str, Any]:
   """Builds ``summary.json`` from the epoch history.
 
@@ -187,9 +224,12 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
     if start:
       logging.info("Resuming %s after epoch %d.", run.path, start)
     failure: BaseException | None = None
+    stop = early_stop(history, task, config.patience, config.min_delta)
     try:
       log.write(history)  # metrics.jsonl always matches the latest checkpoint
       for epoch in range(start + 1, config.epochs + 1):
+        if stop:
+          break
         state, sums, train_seconds = trainer.train_epoch(state, epoch, config.progress)
         if sums["first_nonfinite_step"] >= 0:
           raise NonFiniteLossError(nonfinite_message(
@@ -210,6 +250,10 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
             "  ".join(f"{k} {v:.4g}" for k, v in record.items()
                       if k not in ("epoch", "learning_rate", *TIMING_KEYS)),
             train_seconds, record["eval_seconds"])
+        stop = early_stop(history, task, config.patience, config.min_delta)
+      if stop and stop["epoch"] < config.epochs:  # at the last epoch it stops anyway
+        logging.info("%s.", stop_message(stop, task).capitalize())
+        extra["early_stop"] = stop
     except BaseException as e:
       failure = e
       raise
@@ -435,7 +479,9 @@ def _train_into(run: rundir.RunDir, config: TrainConfig, settings: dict[str, Any
     trainer = Trainer.build(config, model, dataset, task, preprocess=preprocess)
     building = False
     summary = fit(config, trainer, run, hooks)
-    run.write_status("done", f"trained {summary['epochs_completed']} epochs")
+    stop = summary.get("early_stop")
+    run.write_status("done", stop_message(stop, task) if stop else
+                     f"trained {summary['epochs_completed']} epochs")
   except BaseException as e:  # record every way out, including Ctrl-C, then re-raise
     error = (_device_memory_error(e, config, model, model_name, building)
              or _storage_error(e, run) or e)

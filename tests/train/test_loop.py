@@ -493,3 +493,49 @@ def test_train_size_is_a_nested_random_subset_of_every_class():
   assert set(small.train.x[:, 0].tolist()) <= set(large.train.x[:, 0].tolist())  # nested
   assert np.all(np.diff(large.train.x[:, 0]) > 0)  # in the split's order
   np.testing.assert_array_equal(dataset.with_train_size(40).train.x, small.train.x)
+
+
+def test_early_stop_waits_patience_epochs_after_the_best_by_more_than_min_delta():
+  from common.train.loop import early_stop  # noqa: PLC0415
+  from common.train.tasks import Classification, Regression  # noqa: PLC0415
+
+  def hist(key, values):
+    return [{"epoch": i + 1, key: v} for i, v in enumerate(values)]
+
+  acc = hist("val_accuracy", [0.5, 0.6, 0.605, 0.59, 0.6])
+  assert early_stop(acc, Classification(4), 0, 0.0) is None  # off
+  assert early_stop(acc, Classification(4), 3, 0.0) is None  # best 0.605 at epoch 3
+  assert early_stop(acc, Classification(4), 2, 0.0)["best_epoch"] == 3
+  # +0.005 is not more than min_delta: the best stays epoch 2, three epochs ago.
+  assert early_stop(acc, Classification(4), 3, 0.01) == {
+      "epoch": 5, "best_epoch": 2, "patience": 3, "min_delta": 0.01}
+  mse = hist("val_mse", [1.0, 0.5, 0.6, 0.7])  # lower is better
+  assert early_stop(mse, Regression(), 2, 0.0)["best_epoch"] == 2
+  assert early_stop(mse, Regression(), 3, 0.0) is None
+
+
+def test_a_run_stopped_early_is_done_and_its_rerun_trains_nothing_more(tmp_path):
+  # A learning rate too small to move the model: validation accuracy never improves on
+  # epoch 1, so with patience 2 the run stops after epoch 3 of 8.
+  config = tiny_config(tmp_path, epochs=8, learning_rate=1e-12, patience=2,
+                       lr_schedule="constant", tensorboard=False)
+  path, summary = run_tiny(config)
+  assert summary["epochs_completed"] == 3
+  assert summary["early_stop"] == {"epoch": 3, "best_epoch": 1, "patience": 2,
+                                   "min_delta": 0.0}
+  status = fileio.read_json(os.path.join(path, "status.json"))
+  assert status["status"] == "done"
+  assert status["message"].startswith("stopped early after epoch 3: validation accuracy")
+  # The same command again (as after a kill once the decision was taken): no epoch more.
+  _, again = run_tiny(config)
+  assert again["epochs_completed"] == 3 and again["early_stop"] == summary["early_stop"]
+  assert len(fileio.read_jsonl(os.path.join(path, "metrics.jsonl"))) == 3
+  assert not os.path.exists(os.path.join(path, "checkpoints", "4"))
+
+
+def test_a_run_whose_patience_runs_out_at_its_last_epoch_did_not_stop_early(tmp_path):
+  config = tiny_config(tmp_path, epochs=3, learning_rate=1e-12, patience=2,
+                       lr_schedule="constant", tensorboard=False)
+  path, summary = run_tiny(config)
+  assert summary["epochs_completed"] == 3 and "early_stop" not in summary
+  assert fileio.read_json(os.path.join(path, "status.json"))["message"] == "trained 3 epochs"
