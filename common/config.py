@@ -14,7 +14,7 @@ from typing import Any
 from common.errors import ConfigError
 
 OPTIMIZERS = ("ADAM", "SGD")
-SCHEDULES = ("constant", "cosine", "step", "linear", "onecycle")
+SCHEDULES = ("constant", "cosine", "step", "linear", "onecycle", "plateau")
 CARRIES = ("avgpool_conv", "strided_conv")  # common.models.glonet.CARRIES
 
 # Each flat setting's field in the nested config (``section.key``). Settings an
@@ -33,6 +33,7 @@ FIELDS: dict[str, str] = {
     "momentum": "optim.momentum", "nesterov": "optim.nesterov",
     "lr_schedule": "optim.schedule", "warmup_epochs": "optim.warmup_epochs",
     "lr_boundaries": "optim.boundaries", "lr_decay_factor": "optim.decay_factor",
+    "plateau_patience": "optim.plateau_patience",
     "weight_decay": "optim.weight_decay", "l2_reg_alpha": "optim.l2_reg_alpha",
     "grad_clip_norm": "optim.grad_clip_norm",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
@@ -43,6 +44,14 @@ FIELDS: dict[str, str] = {
     "cache_dir": "run.cache_dir", "remat": "run.remat", "tensorboard": "run.tensorboard",
     "progress": "run.progress", "allow_unofficial_data": "run.allow_unofficial_data",
 }
+
+
+def field_defaults() -> dict[str, Any]:
+  """``{"section.key": default}`` of every setting with a default: what a config written
+  before the setting existed behaved as."""
+  defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+              if f.default is not dataclasses.MISSING}
+  return {path: defaults[name] for name, path in FIELDS.items() if name in defaults}
 
 
 def get_field(config: Mapping[str, Any], path: str, default: Any = None) -> Any:
@@ -120,6 +129,9 @@ class TrainConfig:
       the image's area.
     grad_clip_norm: when > 0, clip the loss gradient to this global L2 norm before weight
       decay and the optimizer (0: no clipping).
+    plateau_patience: ``lr_schedule="plateau"``: the learning rate is multiplied by
+      ``lr_decay_factor`` once the epoch's mean training objective has not improved for
+      this many epochs (optax's ``reduce_on_plateau``).
     divergence_factor: a run whose mean training loss or validation loss in an epoch
       exceeds this multiple of its first step's loss has diverged (0: only a non-finite
       loss counts); see :func:`common.train.loop.check_bounded`.
@@ -174,6 +186,7 @@ class TrainConfig:
   image_size: int | None = None
   min_crop_area: float = 0.35
   grad_clip_norm: float = 0.0
+  plateau_patience: int = 10
   allow_unofficial_data: bool = False
   divergence_factor: float = 100.0
   layer_usage: bool = True
@@ -261,6 +274,11 @@ class TrainConfig:
     elif bounds:
       raise ConfigError(f"lr_boundaries apply to --lr_schedule=step only; got "
                         f"--lr_schedule={self.lr_schedule}. Drop them or use the step schedule.")
+    if self.plateau_patience < 1:
+      raise ConfigError(f"plateau_patience must be >= 1 epoch; got {self.plateau_patience}.")
+    if self.lr_schedule == "plateau" and not self.lr_decay_factor < 1:
+      raise ConfigError(f"--lr_schedule=plateau needs lr_decay_factor < 1 (it multiplies the "
+                        f"rate on a plateau); got {self.lr_decay_factor}.")
     if not 0 < self.lr_decay_factor <= 1:
       raise ConfigError(f"lr_decay_factor must be in (0, 1]; got {self.lr_decay_factor}.")
     if not (0 <= self.warmup_epochs < self.epochs):

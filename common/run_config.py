@@ -71,6 +71,8 @@ def base_config(experiment: str, variant: str) -> ml_collections.ConfigDict:
   c.optim.weight_decay = 0.0  # added to the kernels' gradient, as PyTorch's SGD does
   c.optim.l2_reg_alpha = 0.0  # sum(p**2) in the training loss only
   c.optim.grad_clip_norm = 0.0  # global-norm clipping of the loss gradient (0: off)
+  # schedule "plateau": x decay_factor after this many epochs without improvement.
+  c.optim.plateau_patience = 10
 
   c.train = ml_collections.ConfigDict()
   c.train.epochs = 10

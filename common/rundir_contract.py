@@ -94,21 +94,27 @@ def flat_settings(config: Mapping[str, Any], sections: Iterable[str]) -> dict[st
   return out
 
 
-def incompatible_settings(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+def incompatible_settings(saved: Mapping[str, Any], new: Mapping[str, Any],
+                          added_defaults: Mapping[str, Any] | None = None) -> list[str]:
   """``section.key: saved -> new`` for each difference that forbids resuming.
 
   The result sections must match; ``train.epochs`` may change (to train a finished run
-  further) only under a constant learning rate, as a decaying schedule is stretched over
-  the whole run.
+  further) only under a constant or plateau learning rate, as a decaying schedule is
+  stretched over the whole run. A setting added after the run was made (absent from its
+  config) reads as its default, which reproduces the old behaviour.
 
   Args:
     saved: the nested config in the run's ``config.json``.
     new: the nested config of the run asked for.
+    added_defaults: ``{"section.key": default}`` of the settings that may be absent.
   """
   a, b = flat_settings(saved, RESULT_SECTIONS), flat_settings(new, RESULT_SECTIONS)
+  for key, default in (added_defaults or {}).items():
+    if key not in a and key in b:  # the run behaved as the default
+      a[key] = list(default) if isinstance(default, tuple) else default
   keys = set(a) | set(b)
-  if (saved.get("optim") or {}).get("schedule", "constant") == "constant":
-    keys.discard("train.epochs")
+  if (saved.get("optim") or {}).get("schedule", "constant") in ("constant", "plateau"):
+    keys.discard("train.epochs")  # neither stretches over the run's length
   if saved.get("experiment") != new.get("experiment"):
     keys.add("experiment")
     a["experiment"], b["experiment"] = saved.get("experiment"), new.get("experiment")

@@ -252,6 +252,8 @@ def test_make_optimizer_keeps_its_old_signature():
     ({"warmup_epochs": -1.0}, "warmup_epochs must be >= 0 and < epochs"),
     ({"warmup_epochs": 10}, "warmup_epochs must be >= 0 and < epochs"),
     ({"lr_schedule": "onecycle", "warmup_epochs": 1}, "own warmup"),
+    ({"lr_schedule": "plateau", "lr_decay_factor": 1.0}, "plateau needs lr_decay_factor < 1"),
+    ({"plateau_patience": 0}, "plateau_patience must be >= 1 epoch"),
     ({"weight_decay": -1e-4}, "weight_decay must be"),
     ({"grad_clip_norm": -1.0}, "grad_clip_norm must be"),
     ({"min_crop_area": 0.0}, "min_crop_area must be"),

@@ -230,6 +230,7 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
       for epoch in range(start + 1, config.epochs + 1):
         if stop:
           break
+        learning_rate = trainer.learning_rate(epoch, state)  # before `state` is donated
         state, sums, train_seconds = trainer.train_epoch(state, epoch, config.progress)
         if sums["first_nonfinite_step"] >= 0:
           raise NonFiniteLossError(nonfinite_message(
@@ -237,7 +238,7 @@ def fit(config: TrainConfig, trainer: Trainer, run: rundir.RunDir,
               config.grad_clip_norm))
         if epoch == 1:
           initial_loss = float(sums["first_loss"])
-        record = _epoch_record(trainer, state, epoch, sums, train_seconds)
+        record = _epoch_record(trainer, state, epoch, sums, train_seconds, learning_rate)
         check_bounded(record, initial_loss, config.divergence_factor,
                       trainer.steps_per_epoch, config.grad_clip_norm)
         history.append(record)
@@ -290,7 +291,7 @@ def _close_records(log: MetricsLog, run: rundir.RunDir, summary: dict[str, Any],
 
 
 def _epoch_record(trainer: Trainer, state, epoch: int, sums: dict[str, Any],
-                  train_seconds: float) -> dict[str, Any]:
+                  train_seconds: float, learning_rate: float) -> dict[str, Any]:
   """One line of ``metrics.jsonl``: train means, val/test metrics, timings."""
   count = float(sums["count"])
   record = {"epoch": epoch,
@@ -301,7 +302,7 @@ def _epoch_record(trainer: Trainer, state, epoch: int, sums: dict[str, Any],
   record.update(trainer.evaluate(state, "test"))
   steps_per_epoch, batch = trainer.steps_per_epoch, trainer.config.batch_size
   record.update({
-      "learning_rate": trainer.learning_rate(epoch),  # at the epoch's first step
+      "learning_rate": learning_rate,  # at the epoch's first step
       "train_seconds": train_seconds,
       "eval_seconds": time.perf_counter() - t0,
       "steps_per_second": steps_per_epoch / train_seconds,

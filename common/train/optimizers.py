@@ -17,7 +17,7 @@ from common.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from common.errors import ConfigError
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "decay_mask", "make_optimizer", "make_schedule",
-           "optimizer_from_config", "schedule_from_config"]
+           "optimizer_from_config", "plateau_scale", "schedule_from_config"]
 
 # Parameters that weight decay applies to: the weights of Dense and Conv layers. Biases and
 # batch-norm scales/offsets are left alone (as is usual: decaying them only hurts). The
@@ -30,7 +30,7 @@ def _decay_after_warmup(name: str, learning_rate: float, steps: int,
                         ) -> optax.Schedule:
   """The schedule's own shape over ``steps`` steps (after any warmup)."""
   steps = max(1, steps)
-  if name == "constant":
+  if name in ("constant", "plateau"):  # plateau: scaled by reduce_on_plateau's state
     return optax.constant_schedule(learning_rate)
   if name == "cosine":
     return optax.cosine_decay_schedule(learning_rate, steps)
@@ -161,4 +161,18 @@ def optimizer_from_config(config: TrainConfig, steps_per_epoch: int
   schedule = schedule_from_config(config, steps_per_epoch)
   tx = make_optimizer(config.optimizer, schedule, config.momentum, nesterov=config.nesterov,
                       weight_decay=config.weight_decay, grad_clip_norm=config.grad_clip_norm)
+  if config.lr_schedule == "plateau":
+    # It averages the `value` the train step passes (the objective) over an epoch's steps
+    # and scales the updates, which for SGD and Adam alike scales the learning rate.
+    tx = optax.chain(tx, optax.contrib.reduce_on_plateau(
+        factor=config.lr_decay_factor, patience=config.plateau_patience,
+        accumulation_size=steps_per_epoch))
   return tx, schedule
+
+
+def plateau_scale(opt_state: Any) -> jax.Array | None:
+  """The factor reduce-on-plateau applies to the learning rate now (None without it)."""
+  states = [s for s in jax.tree.leaves(
+      opt_state, is_leaf=lambda s: isinstance(s, optax.contrib.ReduceLROnPlateauState))
+      if isinstance(s, optax.contrib.ReduceLROnPlateauState)]
+  return states[0].scale if states else None

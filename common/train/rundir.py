@@ -14,7 +14,7 @@ from typing import Any
 
 from absl import logging
 
-from common import fileio
+from common import config, fileio
 from common.errors import RunDirError
 from common.rundir_contract import (
     CHECKPOINTS,
@@ -156,7 +156,7 @@ class RunDir:
         written by a newer version of this code.
     """
     saved = read_config(self.path)
-    diffs = incompatible_settings(saved.get("config", {}), settings)
+    diffs = incompatible_settings(saved.get("config", {}), settings, config.field_defaults())
     saved_data = saved.get("data", {})
     diffs += [f"data {k}: {saved_data.get(k)!r} -> {data.get(k)!r}"
               for k in ("sha256", "sizes", "split_seed", "validation_size")

@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 
 from common.data.augment import Preprocess, identity_preprocess
@@ -33,7 +34,8 @@ def l2_penalty(params: Any) -> jax.Array:
 
 
 def make_train_step(
-    task: Task, l2_reg_alpha: float = 0.0, preprocess: Preprocess | None = None
+    task: Task, l2_reg_alpha: float = 0.0, preprocess: Preprocess | None = None,
+    monitor_objective: bool = False,
 ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
   """Returns a pure train step for ``task``.
 
@@ -44,6 +46,8 @@ def make_train_step(
       ``loss`` stays the pure data loss. Decoupled, kernel-only weight decay is an
       optimizer setting instead (``common.train.optimizers``).
     preprocess: stored inputs to model inputs (train mode, with the step's key).
+    monitor_objective: pass the step's objective to the optimizer as ``value`` (for
+      optax's ``reduce_on_plateau``).
 
   Returns:
     ``train_step(state, (x, y), key) -> (new_state, metrics)`` where ``metrics`` holds
@@ -74,7 +78,13 @@ def make_train_step(
 
     (objective, (per_example, updates)), grads = jax.value_and_grad(
         objective_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads)
+    if monitor_objective:
+      steps, opt_state = state.tx.update(grads, state.opt_state, state.params,
+                                         value=objective)
+      state = state.replace(step=state.step + 1, opt_state=opt_state,
+                            params=optax.apply_updates(state.params, steps))
+    else:
+      state = state.apply_gradients(grads=grads)
     if has_bn:
       state = state.replace(batch_stats=updates["batch_stats"])
     metrics = {k: jnp.sum(v) for k, v in per_example.items()}

@@ -23,7 +23,7 @@ from common.config import TrainConfig
 from common.data.arrays import Dataset, Split, pad_to_batches
 from common.errors import ConfigError
 from common.train import distributed, parallel, signals, steps
-from common.train.optimizers import optimizer_from_config
+from common.train.optimizers import optimizer_from_config, plateau_scale
 from common.train.state import TrainState, count_params, create_train_state
 from common.train.tasks import Task
 
@@ -184,7 +184,8 @@ class Trainer:
     jax.block_until_ready(state)
     timings = {"init_seconds": time.perf_counter() - t0}
 
-    train_step = steps.make_train_step(task, config.l2_reg_alpha, preprocess)
+    train_step = steps.make_train_step(task, config.l2_reg_alpha, preprocess,
+                                       monitor_objective=config.lr_schedule == "plateau")
     step_args = (config.batch_size, steps_per_epoch, batch_sharding)
     # Convolutional models on the CPU: one device call per step (see `loop_free_steps`).
     loop_free = bool(getattr(model, "loop_free_steps", False))
@@ -234,9 +235,12 @@ class Trainer:
     ``config.eval_batch_size``, on device); None if it is not evaluated."""
     return self._eval.get(name)
 
-  def learning_rate(self, epoch: int) -> float:
-    """The learning rate at the first step of ``epoch`` (1-based)."""
-    return float(self.schedule((epoch - 1) * self.steps_per_epoch))
+  def learning_rate(self, epoch: int, state: TrainState | None = None) -> float:
+    """The learning rate at the first step of ``epoch`` (1-based), from ``state`` (the
+    state before that epoch) where reduce-on-plateau scales it."""
+    rate = float(self.schedule((epoch - 1) * self.steps_per_epoch))
+    scale = plateau_scale(state.opt_state) if state is not None else None
+    return rate if scale is None else rate * float(scale)
 
   def train_epoch(self, state: TrainState, epoch: int, progress: bool | None = None
                   ) -> tuple[TrainState, dict[str, Any], float]:

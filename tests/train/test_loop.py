@@ -539,3 +539,57 @@ def test_a_run_whose_patience_runs_out_at_its_last_epoch_did_not_stop_early(tmp_
   path, summary = run_tiny(config)
   assert summary["epochs_completed"] == 3 and "early_stop" not in summary
   assert fileio.read_json(os.path.join(path, "status.json"))["message"] == "trained 3 epochs"
+
+
+def test_the_plateau_schedule_trains_a_batch_norm_model(tmp_path):
+  # The step keeps the batch-norm statistics apart from the optimizer's updates.
+  _, summary = run_tiny(tiny_config(tmp_path, model="ResNet", use_batch_norm=True, epochs=2,
+                                    lr_schedule="plateau", plateau_patience=1,
+                                    tensorboard=False))
+  assert summary["epochs_completed"] == 2
+
+
+def test_the_plateau_schedule_cuts_the_rate_after_patience_epochs_and_resumes_exactly(
+    tmp_path, monkeypatch):
+  # A rate too small to move the model: the training objective never improves after
+  # epoch 1, so with patience 1 the rate halves after epochs 2 and 3 (optax counts the
+  # epoch that sets the best value, then one without improvement).
+  def config(where):
+    return tiny_config(where, epochs=4, learning_rate=1e-9, lr_schedule="plateau",
+                       plateau_patience=1, lr_decay_factor=0.5, tensorboard=False)
+
+  straight, _ = run_tiny(config(tmp_path / "a"))
+  rates = [r["learning_rate"] for r in fileio.read_jsonl(os.path.join(straight,
+                                                                      "metrics.jsonl"))]
+  np.testing.assert_allclose(rates, [1e-9, 1e-9, 5e-10, 2.5e-10], rtol=1e-6)
+  # The plateau's state is in the checkpoint: a run stopped after epoch 2 resumes to the
+  # same rates and metrics.
+  original = Checkpointer.save
+
+  def save_then_crash(self, epoch, state, meta):
+    original(self, epoch, state, meta)
+    if epoch == 2:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(Checkpointer, "save", save_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    run_tiny(config(tmp_path / "b"))
+  monkeypatch.setattr(Checkpointer, "save", original)
+  resumed, _ = run_tiny(config(tmp_path / "b"))
+  a = fileio.read_jsonl(os.path.join(straight, "metrics.jsonl"))
+  b = fileio.read_jsonl(os.path.join(resumed, "metrics.jsonl"))
+  assert math_only(a) == math_only(b)
+
+
+def test_a_run_made_before_a_setting_existed_resumes_at_its_default(tmp_path):
+  path, _ = run_tiny(tiny_config(tmp_path, epochs=2, lr_schedule="constant",
+                                 tensorboard=False))
+  record = fileio.read_json(os.path.join(path, "config.json"))
+  del record["config"]["optim"]["plateau_patience"]  # as written before it existed
+  fileio.atomic_write_json(os.path.join(path, "config.json"), record)
+  _, summary = run_tiny(tiny_config(tmp_path, epochs=3, lr_schedule="constant",
+                                    tensorboard=False))
+  assert summary["epochs_completed"] == 3
+  with pytest.raises(RunDirError, match=r"optim.plateau_patience: 10 -> 3"):
+    run_tiny(tiny_config(tmp_path, epochs=4, lr_schedule="constant", plateau_patience=3,
+                         tensorboard=False))
