@@ -130,9 +130,10 @@ def test_a_signal_while_a_program_imports_is_one_line(tmp_path, signum):
   proc.send_signal(signum)  # JAX and Flax are still being imported
   _, stderr = proc.communicate(timeout=60)
   assert proc.returncode == 128 + signum, stderr[-3000:]
-  assert stderr.strip().splitlines() == [
+  assert "Traceback" not in stderr
+  assert stderr.strip().splitlines()[-1] == (
       f"interrupted by {signal.Signals(signum).name} while the program started: nothing "
-      f"was written."]
+      f"was written.")
   assert not (tmp_path / "run").exists()
 
 
