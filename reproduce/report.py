@@ -109,8 +109,8 @@ def render(root: str, budget: str) -> dict[str, str]:
                     f"only: a small budget trains briefly, at few depths and seeds."),
            pdf.heading("Claim by claim"),
            pdf.table(claim_rows, [0.27 * pdf.PAGE_WIDTH, 0.22 * pdf.PAGE_WIDTH,
-                                  0.29 * pdf.PAGE_WIDTH, 0.22 * pdf.PAGE_WIDTH]),
-           pdf.heading("Where the numbers come from"), pdf.table(provenance)]
+                                  0.29 * pdf.PAGE_WIDTH, 0.22 * pdf.PAGE_WIDTH], wrap=True),
+           pdf.heading("Where the numbers come from"), pdf.table(provenance, wrap=True)]
   if problems:
     story += [pdf.heading("Left out"), *(pdf.para(pdf.esc(p)) for p in problems)]
   for experiment in EXPERIMENTS:

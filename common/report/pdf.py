@@ -143,9 +143,14 @@ def esc(text: Any) -> str:
   return xml.sax.saxutils.escape(str(text))
 
 
-def table(rows: Sequence[Sequence[Any]], col_widths: Sequence[float] | None = None) -> Table:
-  """A grid table whose first row is a header repeated on every page (cells are text)."""
-  cells = [[Paragraph(esc(c), _CELL) if isinstance(c, str) and len(c) > 40
+def table(rows: Sequence[Sequence[Any]], col_widths: Sequence[float] | None = None,
+          wrap: bool = False) -> Table:
+  """A grid table whose first row is a header repeated on every page (cells are text).
+
+  Text longer than 40 characters wraps within its cell; with ``wrap``, all text does (for
+  narrow columns of given ``col_widths``).
+  """
+  cells = [[Paragraph(esc(c), _CELL) if isinstance(c, str) and (wrap or len(c) > 40)
             else str(c) for c in row] for row in rows]
   t = Table(cells, colWidths=col_widths, repeatRows=1)
   t.setStyle(TableStyle([
