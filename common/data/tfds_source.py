@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -60,20 +61,21 @@ class PreparationFailed(DataError):
   """The child process preparing a dataset failed or stalled."""
 
 
-def _folder_bytes(path: str) -> int:
+def _folder_bytes(paths: Sequence[str]) -> int:
   total = 0
-  for folder, _, files in os.walk(path):
-    for f in files:
-      try:
-        total += os.path.getsize(os.path.join(folder, f))
-      except OSError:  # renamed or removed meanwhile
-        pass
+  for path in paths:
+    for folder, _, files in os.walk(path):
+      for f in files:
+        try:
+          total += os.path.getsize(os.path.join(folder, f))
+        except OSError:  # renamed or removed meanwhile
+          pass
   return total
 
 
-def run_watched(cmd: list[str], watched: str, stall_seconds: float,
+def run_watched(cmd: list[str], watched: Sequence[str], stall_seconds: float,
                 poll_seconds: float = 0.5) -> None:
-  """Runs ``cmd``, stopping it once the files under ``watched`` stop growing.
+  """Runs ``cmd``, stopping it once the files under the folders ``watched`` stop growing.
 
   Raises:
     PreparationFailed: the command failed (its last line of output is the reason), or
@@ -125,23 +127,27 @@ def load_tfds_arrays(
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DataError("tensorflow-datasets is not installed") from e
-  where = data_dir or os.path.expanduser("~/tensorflow_datasets")
-  created = [p for p in (where, os.path.join(where, name), os.path.join(where, "downloads"))
-             if not os.path.exists(p)]
+  # TFDS's own default folder, named explicitly so that the child prepares, and the
+  # watchdog watches, the same one.
+  where = (data_dir or os.environ.get("TFDS_DATA_DIR")
+           or os.path.expanduser("~/tensorflow_datasets"))
+  written = (os.path.join(where, name), os.path.join(where, "downloads"))
+  created = [p for p in (where, *written) if not os.path.exists(p)]
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = tfds.builder(name, data_dir=where)
     if not builder.is_prepared():
       unreachable = _reachable()
       if unreachable:
         raise DataError(f"TensorFlow Datasets has no prepared {name!r} in {where}, and "
                         f"preparing it needs a network: {unreachable}")
-      run_watched([sys.executable, "-c", PREPARE_CODE, name, data_dir or ""], where,
-                  STALL_SECONDS)
-      builder = tfds.builder(name, data_dir=data_dir)  # what the child prepared
+      run_watched([sys.executable, "-c", PREPARE_CODE, name, where], written, STALL_SECONDS)
+      builder = tfds.builder(name, data_dir=where)  # what the child prepared
     sources = builder.as_data_source()
-  except Exception as e:  # TFDS raises many types here; all mean "not available".
+  except BaseException as e:  # TFDS raises many types here; all mean "not available".
     for path in reversed(created):  # what this attempt created, never a user's files
       shutil.rmtree(path, ignore_errors=True)
+    if not isinstance(e, Exception):  # a signal: stop, with nothing left behind
+      raise
     if isinstance(e, DataError) and not isinstance(e, PreparationFailed):
       raise
     detail = (str(e) if isinstance(e, PreparationFailed) else

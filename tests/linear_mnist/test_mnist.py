@@ -167,6 +167,8 @@ def test_tfds_failure_is_a_data_error(monkeypatch, tmp_path):
 
 def test_a_preparation_that_stops_writing_is_stopped(monkeypatch, tmp_path):
   # A host that answers the probe while every download fails: TFDS retried for 209 s.
+  import tensorflow_datasets  # noqa: F401  (seconds to import: not the bound's)
+
   from common.data import tfds_source
 
   monkeypatch.setattr(tfds_source, "PREPARE_CODE", "import time\ntime.sleep(600)\n")
@@ -180,17 +182,30 @@ def test_a_preparation_that_stops_writing_is_stopped(monkeypatch, tmp_path):
   assert not tfds_dir.exists()
 
 
+def test_the_preparation_writes_where_tfds_data_dir_says(monkeypatch, tmp_path):
+  # TFDS's own default folder is $TFDS_DATA_DIR: the child must prepare, and the
+  # watchdog watch, that one, not ~/tensorflow_datasets.
+  from common.data import tfds_source
+
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "env_tfds"))
+  monkeypatch.setattr(tfds_source, "PREPARE_CODE", "import sys\nsys.exit('in ' + sys.argv[2])\n")
+  monkeypatch.setattr(tfds_source, "_reachable", lambda: None)  # as if online
+  with pytest.raises(DataError, match=f"\\(in {tmp_path / 'env_tfds'}\\)"):
+    tfds_source.load_tfds_arrays("mnist", ("train",), ("image", "label"))
+  assert not (tmp_path / "env_tfds").exists()
+
+
 def test_a_preparation_that_keeps_writing_is_not_stopped(tmp_path):
   from common.data import tfds_source
 
   grow = ("import time\n"
-          "for i in range(8):\n"
+          "for i in range(12):\n"
           f"  open({str(tmp_path / 'f')!r}, 'a').write('x' * 1000)\n"
           "  time.sleep(0.5)\n")
   start = time.time()
-  tfds_source.run_watched([sys.executable, "-c", grow], str(tmp_path), stall_seconds=1.5)
-  assert time.time() - start > 3.5  # it ran past the stall bound, writing
-  assert (tmp_path / "f").stat().st_size == 8000
+  tfds_source.run_watched([sys.executable, "-c", grow], [str(tmp_path)], stall_seconds=3)
+  assert time.time() - start > 5.5  # it ran past the stall bound, writing
+  assert (tmp_path / "f").stat().st_size == 12000
 
 
 def test_train_py_end_to_end(fake_mnist_root, tmp_path):
