@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from common.run_config import Sweep
+
 HOLDS = "holds"
 FAILS = "does not hold at this budget"
 NOT_MEASURED = "not measured"
@@ -42,6 +44,8 @@ class Claim:
     authors: what the authors measured, and where (or that they published nothing).
     judge: the verdict from a sweep summary.
     needs: what a sweep must contain to judge it (shown when it is not measured).
+    grid_can: whether a sweep's grid (:class:`common.run_config.Sweep`) holds what the
+      claim needs, once all its points have run.
   """
 
   key: str
@@ -50,6 +54,16 @@ class Claim:
   authors: str
   judge: Judge
   needs: str
+  grid_can: Callable[[Sweep], bool]
+
+
+def _has(*labels: str, depths: int = 1, depth: int | None = None) -> Callable[[Sweep], bool]:
+  """A grid with every family of ``labels``, at ``depths`` depths or more (at ``depth``)."""
+  def can(sweep: Sweep) -> bool:
+    families = {m.split(":")[0] for m in sweep.models}
+    return (set(labels) <= families and len(sweep.depths) >= depths
+            and (depth is None or depth in sweep.depths))
+  return can
 
 
 def _groups(summary: dict[str, Any], label: str) -> dict[int, dict[str, Any]]:
@@ -144,33 +158,37 @@ CLAIMS = (
           "A fully connected GloNet keeps its test accuracy as depth grows.",
           "about 95-96% from 5 to 200 layers (README figure, read by eye); 92.2-94.3% to "
           "120 layers after 2 epochs (notebook)",
-          _keeps_accuracy("GloNet", 0.02), "GloNet at two or more depths"),
+          _keeps_accuracy("GloNet", 0.02), "GloNet at two or more depths",
+          _has("GloNet", depths=2)),
     Claim("mnist_plain", "linear_mnist",
           "Without skip connections, a deep MLP does not train where a GloNet does.",
           "MLP 18% at 80 layers (figure); 9.7% from 30 layers (notebook)",
-          _mnist_plain, "GloNet and MLP at the same depth"),
+          _mnist_plain, "GloNet and MLP at the same depth", _has("GloNet", "MLP")),
     Claim("mnist_blocks", "linear_mnist",
           "A deep GloNet relies on its first few blocks.",
           "accuracy of a 100-layer GloNet saturates by its 6th block (figure, read by eye)",
-          _mnist_blocks, "a GloNet with its layer usage"),
+          _mnist_blocks, "a GloNet with its layer usage", _has("GloNet")),
     Claim("sgemm_time", "resnet_sgemm",
           "A GloNet epoch takes less time than a ResNet-v2 epoch of the same depth.",
           "1.56x at 10 layers to 2.34x at 1000 layers (paper, Table 1)",
-          _sgemm_time, "GloNet and ResNet at the same depth"),
+          _sgemm_time, "GloNet and ResNet at the same depth", _has("GloNet", "ResNet")),
     Claim("sgemm_depth", "resnet_sgemm",
           "A GloNet's test error stays flat as depth grows (to 1000 layers).",
           "no figure we could verify",
-          _sgemm_depth, "GloNet at two or more depths"),
+          _sgemm_depth, "GloNet at two or more depths", _has("GloNet", depths=2)),
     Claim("cifar_glonet20", "resnet_cifar10",
           "GloNet20 (ResNet20 without skips, its stages summed) is as accurate as ResNet20.",
           "88.68% after 200 epochs (notebook; no ResNet20 run saved)",
-          _as_accurate_as_resnet(20), "GloNet and ResNet at depth 20"),
+          _as_accurate_as_resnet(20), "GloNet and ResNet at depth 20",
+          _has("GloNet", "ResNet", depth=20)),
     Claim("cifar_depth", "resnet_cifar10",
           "A convolutional GloNet keeps its accuracy as depth grows.",
           "no CNN depth sweep published",
-          _keeps_accuracy("GloNet", 0.01), "GloNet at two or more depths"),
+          _keeps_accuracy("GloNet", 0.01), "GloNet at two or more depths",
+          _has("GloNet", depths=2)),
     Claim("imagenette_glonet18", "resnet_imagenette",
           "GloNet18 is as accurate as ResNet18 on Imagenette.",
           "no number published",
-          _as_accurate_as_resnet(18), "GloNet and ResNet at depth 18"),
+          _as_accurate_as_resnet(18), "GloNet and ResNet at depth 18",
+          _has("GloNet", "ResNet", depth=18)),
 )

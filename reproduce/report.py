@@ -10,14 +10,27 @@ from typing import Any
 
 from common import fileio
 from common.errors import ConfigError
+from common.grid import load_sweep
 from common.report import pdf
 from common.report.sweep_report import METRIC_PNG, REPORT_PDF, render_sweep
-from reproduce.claims import BUDGET_SWEEPS, CLAIMS, EXPERIMENTS, NOT_MEASURED
+from reproduce.claims import BUDGET_SWEEPS, CLAIMS, EXPERIMENTS, NOT_MEASURED, Claim
 
 CLAIMS_JSON = "claims.json"
 REPORT_MD = "reproduction.md"
 REPORT_PDF_NAME = "reproduction.pdf"
-_BIGGER = {"smoke": "cpu", "cpu": "gpu", "gpu": "gpu"}
+
+
+def _grid_can(claim: Claim, budget: str) -> bool:
+  """Whether the sweep ``budget`` runs for the claim's experiment can measure it."""
+  _, _, sweep = load_sweep(f"{claim.experiment}:{BUDGET_SWEEPS[budget][claim.experiment]}")
+  return claim.grid_can(sweep)
+
+
+def _bigger(claim: Claim, budget: str) -> str:
+  """The first budget after ``budget`` whose grid can measure ``claim`` (else the last)."""
+  budgets = list(BUDGET_SWEEPS)
+  return next((b for b in budgets[budgets.index(budget) + 1:] if _grid_can(claim, b)),
+              budgets[-1])
 
 
 def _experiment(root: str, experiment: str) -> dict[str, Any]:
@@ -53,11 +66,14 @@ def _verdicts(root: str, budget: str, found: dict[str, dict[str, Any]]
     if judged:
       verdict, ours = judged
     else:
-      # Runs of this budget that cannot judge the claim need a bigger budget's grid.
-      bigger = _BIGGER[budget] if summary else budget
       verdict = NOT_MEASURED
-      ours = (f"needs {claim.needs}: python -m reproduce --budget={bigger} "
-              f"--experiments={claim.experiment} --root={root}")
+      if _grid_can(claim, budget):  # this budget's grid measures it once its runs are done
+        command = (f"python -m reproduce --budget={budget} --experiments={claim.experiment} "
+                   f"--root={root}")
+      else:  # a bigger budget's grid, in its own folder
+        command = (f"python -m reproduce --budget={_bigger(claim, budget)} "
+                   f"--experiments={claim.experiment}")
+      ours = f"needs {claim.needs}: {command}"
     rows.append({"key": claim.key, "experiment": claim.experiment, "claim": claim.text,
                  "authors": claim.authors, "ours": ours, "verdict": verdict})
   return rows

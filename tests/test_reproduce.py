@@ -38,10 +38,12 @@ def test_each_claim_is_judged_from_the_runs_or_says_how_to_measure_it(tmp_path):
   assert verdicts["mnist_depth"]["ours"] == "GloNet5 95.0% (1 seed), GloNet50 94.0% (1 seed)"
   assert verdicts["mnist_plain"]["verdict"] == HOLDS
   assert verdicts["cifar_glonet20"]["verdict"] == FAILS
-  # One depth cannot judge a depth claim: the next budget's grid can.
+  # The smoke grid has one CIFAR-10 depth: the cpu budget's grid (in its own folder, as
+  # its runs differ) can judge a depth claim.
   assert verdicts["cifar_depth"]["verdict"] == NOT_MEASURED
   assert verdicts["cifar_depth"]["ours"].endswith(
-      f"python -m reproduce --budget=cpu --experiments=resnet_cifar10 --root={out}")
+      "python -m reproduce --budget=cpu --experiments=resnet_cifar10")
+  # No SGEMM run yet: this budget's grid measures it once run.
   assert verdicts["sgemm_time"]["ours"].endswith(
       f"python -m reproduce --budget=smoke --experiments=resnet_sgemm --root={out}")
   assert verdicts["imagenette_glonet18"]["verdict"] == NOT_MEASURED
