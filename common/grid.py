@@ -97,6 +97,7 @@ def stopping_on_signals() -> Iterator[None]:
     if child is not None and child.poll() is None:
       child.send_signal(signum)
 
+  _stopped["signal"] = None  # a new block starts unstopped (a notebook's second sweep)
   previous = {s: signal.signal(s, handler) for s in signals.SIGNALS
               if signal.getsignal(s) is not signal.SIG_IGN}
   try:
@@ -162,6 +163,8 @@ def run_point(module: str, root: str, model_spec: str, depth: int, seed: int,
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
     _stopped["child"] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if _stopped["signal"] is not None:  # it came while the point was starting
+      _stopped["child"].send_signal(_stopped["signal"])
     try:  # a signal meanwhile goes on to the point (stopping_on_signals)
       code = _stopped["child"].wait()
     finally:

@@ -39,7 +39,8 @@ from common.errors import Interrupted
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Nesting depth of `deferred()` blocks, and a signal that arrived inside one.
 _deferral = {"depth": 0, "pending": None}
-# The first signal caught inside `interrupt_on_signals` blocks (`depth` of them open).
+# The first signal caught inside `interrupt_on_signals` blocks (`depth` of them open). It
+# lasts until the outermost block ends: a program stops once, it does not train on.
 _caught = {"depth": 0, "signum": None}
 
 
