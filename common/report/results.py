@@ -67,7 +67,8 @@ def record_row(run: Run, root: str) -> dict[str, str]:
 
 
 def write_record(root: str, path: str) -> int:
-  """Writes the record of every run under ``root`` to the CSV file ``path``; the row count.
+  """Writes the record of every run under ``root`` to the CSV file ``path`` (by family,
+  depth and seed); the row count.
 
   Raises:
     FileNotFoundError: no run directory under ``root``.
@@ -75,6 +76,8 @@ def write_record(root: str, path: str) -> int:
   runs = find_runs(root)
   if not runs:
     raise FileNotFoundError(f"no run directories (with config.json) under {root}")
+  # Family, then depth as a number (paths sort depth_100 before depth_24), then seed.
+  runs.sort(key=lambda r: (r.label, r.depth or 0, r.seed, r.path))
   out = io.StringIO()
   writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
   writer.writeheader()

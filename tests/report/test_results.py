@@ -13,11 +13,13 @@ def test_a_record_has_one_row_per_run_with_what_it_reached(tmp_path):
   fake_run(root, "GloNet", 10, 0, 0.95, used=4, experiment="linear_mnist")
   fake_run(root, "MLP", 10, 1, 0.90, seconds=2.5, experiment="linear_mnist")
   fake_run(root, "MLP", 50, 0, 0.0, state="diverged", experiment="linear_mnist")
+  fake_run(root, "GloNet", 100, 0, 0.9, experiment="linear_mnist")  # after depth 10
   path = str(tmp_path / "results" / "cpu.csv")
-  assert results.write_record(root, path) == 3
+  assert results.write_record(root, path) == 4
   rows = results.read_record(path)
   assert list(rows[0]) == list(results.COLUMNS)
-  glonet, mlp, diverged = rows
+  glonet, glonet100, mlp, diverged = rows
+  assert glonet100["model"] == "GloNet100"
   assert glonet["run"] == os.path.join("GloNet", "depth_10", "seed_0")
   assert (glonet["model"], glonet["depth"], glonet["seed"]) == ("GloNet10", "10", "0")
   assert glonet["test_at_best_val"] == "0.95" and glonet["blocks_used"] == "4"
